@@ -1,0 +1,3 @@
+fn main() {
+    println!("vigil {}", env!("CARGO_PKG_VERSION"));
+}
