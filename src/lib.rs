@@ -1,4 +1,5 @@
 //! vigil: one binary for an nginx + keepalived pair.
 
 pub mod config;
+pub mod proxy;
 pub mod vrrp;

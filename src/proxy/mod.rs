@@ -1,0 +1,6 @@
+//! The reverse proxy: listeners, routing, static files, forwarding to
+//! upstream pools.
+
+pub mod body;
+pub mod static_files;
+pub mod uri_path;
