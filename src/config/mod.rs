@@ -1,5 +1,322 @@
-//! Configuration: the TOML file schema, its validation, and the validated
-//! form the rest of vigil reads.
+//! Configuration: the TOML file schema ([`file`]), its validation
+//! ([`validate`]) and the validated form the rest of vigil reads
+//! ([`Config`] and the types below).
+//!
+//! "Parse, don't validate": request-handling code never sees a string
+//! from the file. Addresses are resolved, regexes compiled, durations
+//! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
 pub mod error;
+pub mod file;
+pub mod template;
 pub mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use regex::Regex;
+
+pub use self::error::{ConfigError, Problem};
+pub use self::template::Template;
+use crate::proxy::static_files::StaticSite;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub servers: Vec<Arc<VirtualServer>>,
+    /// One entry per distinct listen address, with the servers on it.
+    pub listeners: Vec<ListenerConfig>,
+    pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub admin: Option<AdminSettings>,
+    pub vrrp: Option<crate::vrrp::config::VrrpConfig>,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates config `text`; `path` names it in errors and anchors
+    /// relative paths (`root = "www"` is relative to the config's directory's
+    /// parent when the file lives in `conf/`, see [`validate`]).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        validate::parse(text, path)
+    }
+}
+
+/// Connection-level settings (`[http]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Time allowed to send a request head; also how long an idle
+    /// keep-alive connection is kept (slowloris protection).
+    pub client_header_timeout: Duration,
+    /// Longest pause between two reads of a request body.
+    pub client_body_timeout: Duration,
+    /// Longest pause while the client reads the response.
+    pub send_timeout: Duration,
+    /// Request bodies larger than this get 413; 0 = no limit.
+    pub client_max_body_size: u64,
+    /// Largest request head accepted; larger gets 431.
+    pub max_header_size: usize,
+    /// Accept HTTP/2 (prior knowledge on plain listeners, ALPN on TLS).
+    pub http2: bool,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Connections beyond this wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined` plus request time and upstream address.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+/// A listen address and the virtual servers sharing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    /// Indexes into [`Config::servers`], in file order.
+    pub servers: Vec<usize>,
+    /// The server for requests whose host matches no name.
+    pub default_server: usize,
+    /// True when the servers on this address terminate TLS.
+    pub tls: bool,
+}
+
+/// A `[[server]]`: a virtual host.
+#[derive(Debug, Clone)]
+pub struct VirtualServer {
+    /// Position in the file; stable label for metrics.
+    pub index: usize,
+    /// First server name, or `_`; used in logs and metric labels.
+    pub label: String,
+    pub names: Vec<ServerName>,
+    pub locations: Vec<Location>,
+    pub client_max_body_size: Option<u64>,
+    pub tls: Option<TlsSettings>,
+    /// Plain-HTTP server answering everything with a redirect to https.
+    pub redirect_https: Option<RedirectHttps>,
+    /// `Strict-Transport-Security` value added on TLS responses.
+    pub hsts: Option<HeaderValue>,
+    /// Headers added to every response of this server.
+    pub add_header: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A server name as nginx matches them.
+#[derive(Debug, Clone)]
+pub enum ServerName {
+    /// `example.com`.
+    Exact(String),
+    /// `*.example.com` (stored as `.example.com`): any subdomain.
+    /// `.example.com` also matches `example.com` itself (`also_bare`).
+    Suffix { suffix: String, also_bare: bool },
+    /// `www.example.*` (stored as `www.example.`).
+    Prefix(String),
+    /// `~^www\d+\.example\.com$`.
+    Regex(Regex),
+}
+
+/// `tls = { cert, key }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectHttps {
+    /// Port to put in the Location (omitted when 443).
+    pub port: u16,
+}
+
+/// A `[[server.location]]`.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The `path` as written; the metric label for the route.
+    pub label: String,
+    pub pattern: LocationPattern,
+    pub action: Action,
+    pub add_header: Vec<(HeaderName, HeaderValue)>,
+    pub client_max_body_size: Option<u64>,
+}
+
+/// How a location matches a path (nginx `location` modifiers).
+#[derive(Debug, Clone)]
+pub enum LocationPattern {
+    /// `= /path`: exact match; stops the search.
+    Exact(String),
+    /// `/path` or `^~ /path`: prefix; `^~` skips regexes when it is the
+    /// longest prefix match.
+    Prefix { prefix: String, skip_regex: bool },
+    /// `~ re` (case-sensitive) or `~* re` (case-insensitive).
+    Regex(Regex),
+    /// `@name`: reachable only from try_files.
+    Named(String),
+}
+
+/// What a location does with a request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Return(ReturnAction),
+    Static(Box<StaticSite>),
+    Proxy(ProxyPass),
+}
+
+/// `return = { status, body | location }`.
+#[derive(Debug, Clone)]
+pub struct ReturnAction {
+    pub status: StatusCode,
+    pub body: Option<Template>,
+    pub location: Option<Template>,
+    pub content_type: HeaderValue,
+}
+
+/// `proxy_pass` to a pool.
+#[derive(Debug, Clone)]
+pub struct ProxyPass {
+    /// Key in [`Config::upstreams`].
+    pub upstream: String,
+    /// nginx's "proxy_pass with a URI": the matched location prefix is
+    /// replaced by this (e.g. location `/api/` + `http://app/v1/` sends
+    /// `/api/x` as `/v1/x`). `None` passes the request URI unchanged.
+    pub replace_prefix: Option<ReplacePrefix>,
+    /// `proxy_set_header`; an empty value removes the header.
+    pub set_headers: Vec<(HeaderName, Template)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacePrefix {
+    pub location_prefix: String,
+    pub with: String,
+}
+
+/// `[upstream.<name>]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub balance: BalanceMethod,
+    pub servers: Vec<UpstreamServer>,
+    /// Idle keep-alive connections kept per server.
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Time to wait for the response head, and between body reads.
+    pub read_timeout: Duration,
+    /// Longest pause while sending the request body.
+    pub send_timeout: Duration,
+    /// Servers tried per request (nginx proxy_next_upstream_tries);
+    /// 0 = every server once.
+    pub tries: u32,
+    /// Give up retrying after this long; `None` = no limit.
+    pub next_upstream_timeout: Option<Duration>,
+    pub next_upstream: NextUpstream,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// How a pool picks a server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BalanceMethod {
+    /// nginx's smooth weighted round robin.
+    RoundRobin,
+    /// Fewest active requests relative to weight; ties by round robin.
+    LeastConn,
+    /// Client IPv4 /24 (or full IPv6 address) hashed: sticky per client.
+    IpHash,
+    /// Consistent (ketama) hash of a key template.
+    Hash(Template),
+    /// Power of two random choices, by active requests / weight.
+    RandomTwo,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    pub addr: SocketAddr,
+    /// As written (`app1.internal:8080`); distinct from `addr` when a
+    /// name resolved to several addresses.
+    pub label: String,
+    pub weight: u32,
+    /// Failures within `fail_timeout` that mark the server down;
+    /// 0 = never mark it down passively.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub backup: bool,
+    pub down: bool,
+}
+
+/// `next_upstream`: which failures move a request to the next server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NextUpstream {
+    pub error: bool,
+    pub timeout: bool,
+    pub http_500: bool,
+    pub http_502: bool,
+    pub http_503: bool,
+    pub http_504: bool,
+    pub http_429: bool,
+    /// Also retry POST, PATCH, LOCK after the request was sent.
+    pub non_idempotent: bool,
+}
+
+/// Active health checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes to mark a server up.
+    pub rise: u32,
+    /// Consecutive failures to mark a server down.
+    pub fall: u32,
+    /// Accepted status codes.
+    pub expect: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+impl HealthCheck {
+    pub fn accepts(&self, status: u16) -> bool {
+        self.expect.iter().any(|r| r.contains(&status))
+    }
+}

@@ -1,0 +1,173 @@
+//! The config file as written: serde structs mirroring the TOML.
+//!
+//! Nothing here is trusted; `validate` turns it into [`super::Config`].
+//! Every struct denies unknown keys so a typo (`proxy_pas`) is an error with
+//! a line number, never a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::units::{ByteSize, ConfigDuration};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: Vec<ServerFile>,
+    #[serde(default)]
+    pub upstream: BTreeMap<String, UpstreamFile>,
+    #[serde(default)]
+    pub http: HttpFile,
+    #[serde(default)]
+    pub log: LogFile,
+    pub admin: Option<AdminFile>,
+    pub vrrp: Option<crate::vrrp::config::VrrpFile>,
+}
+
+/// `[http]`: connection-level settings shared by every server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub client_header_timeout: Option<ConfigDuration>,
+    pub client_body_timeout: Option<ConfigDuration>,
+    pub send_timeout: Option<ConfigDuration>,
+    pub client_max_body_size: Option<ByteSize>,
+    pub max_header_size: Option<ByteSize>,
+    pub http2: Option<bool>,
+    pub shutdown_timeout: Option<ConfigDuration>,
+    pub max_connections: Option<usize>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `"stdout"`, `"stderr"`, `"off"` or a file path.
+    pub access_log: Option<String>,
+    /// `"combined"` or `"json"`.
+    pub access_log_format: Option<String>,
+    /// tracing level for everything else: error, warn, info, debug, trace.
+    pub level: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: String,
+}
+
+/// `[[server]]`: a virtual server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub server_name: Vec<String>,
+    #[serde(default)]
+    pub default_server: bool,
+    /// Default `root` for locations that set neither root, alias,
+    /// proxy_pass nor return.
+    pub root: Option<PathBuf>,
+    pub index: Option<Vec<String>>,
+    pub client_max_body_size: Option<ByteSize>,
+    pub tls: Option<TlsFile>,
+    #[serde(default)]
+    pub redirect_https: bool,
+    pub https_port: Option<u16>,
+    pub hsts: Option<String>,
+    #[serde(default)]
+    pub add_header: BTreeMap<String, String>,
+    #[serde(default)]
+    pub location: Vec<LocationFile>,
+}
+
+/// `tls = { cert = "...", key = "..." }` on a server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[[server.location]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationFile {
+    pub path: String,
+    #[serde(rename = "return")]
+    pub return_: Option<ReturnFile>,
+    pub root: Option<PathBuf>,
+    pub alias: Option<PathBuf>,
+    pub index: Option<Vec<String>>,
+    pub try_files: Option<Vec<String>>,
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub gzip_static: bool,
+    pub proxy_pass: Option<String>,
+    #[serde(default)]
+    pub proxy_set_header: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add_header: BTreeMap<String, String>,
+    pub client_max_body_size: Option<ByteSize>,
+}
+
+/// `return = { status = 200, body = "ok\n" }` or
+/// `return = { status = 301, location = "https://$host$request_uri" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnFile {
+    pub status: u16,
+    pub body: Option<String>,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// `[upstream.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub balance: Option<String>,
+    pub hash_key: Option<String>,
+    pub keepalive: Option<usize>,
+    pub keepalive_timeout: Option<ConfigDuration>,
+    pub connect_timeout: Option<ConfigDuration>,
+    pub read_timeout: Option<ConfigDuration>,
+    pub send_timeout: Option<ConfigDuration>,
+    pub tries: Option<u32>,
+    pub next_upstream_timeout: Option<ConfigDuration>,
+    pub next_upstream: Option<Vec<String>>,
+    #[serde(default)]
+    pub servers: Vec<UpstreamServerFile>,
+    pub health_check: Option<HealthCheckFile>,
+}
+
+/// One entry of `servers = [...]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServerFile {
+    pub addr: String,
+    pub weight: Option<u32>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<ConfigDuration>,
+    #[serde(default)]
+    pub backup: bool,
+    #[serde(default)]
+    pub down: bool,
+}
+
+/// `health_check = { path = "/health", interval = "2s", ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub path: Option<String>,
+    pub interval: Option<ConfigDuration>,
+    pub timeout: Option<ConfigDuration>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    pub host: Option<String>,
+    /// Accepted status codes, e.g. `["2xx", "3xx"]` (the default) or `[200]`.
+    pub expect_status: Option<Vec<toml::Value>>,
+}
