@@ -2,5 +2,6 @@
 //! upstream pools.
 
 pub mod body;
+pub mod router;
 pub mod static_files;
 pub mod uri_path;
