@@ -4,4 +4,5 @@
 pub mod body;
 pub mod router;
 pub mod static_files;
+pub mod upstream;
 pub mod uri_path;

@@ -1,0 +1,3 @@
+//! Upstream pools: choosing a server, health, pooled connections.
+
+pub mod balance;
