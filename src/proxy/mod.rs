@@ -2,6 +2,7 @@
 //! upstream pools.
 
 pub mod body;
+pub mod headers;
 pub mod router;
 pub mod static_files;
 pub mod upstream;

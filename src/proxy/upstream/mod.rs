@@ -1,3 +1,9 @@
 //! Upstream pools: choosing a server, health, pooled connections.
 
 pub mod balance;
+pub mod checker;
+pub mod conn;
+pub mod health;
+pub mod pool;
+
+pub use pool::{Peer, PickKey, UpstreamPool};
