@@ -147,7 +147,10 @@ mod tests {
 
     #[test]
     fn forwarding_headers_append_the_client() {
-        let mut h = map(&[("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
         add_forwarding(
             &mut h,
             &ClientInfo {

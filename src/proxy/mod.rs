@@ -1,9 +1,16 @@
 //! The reverse proxy: listeners, routing, static files, forwarding to
 //! upstream pools.
 
+pub mod access_log;
 pub mod body;
+pub mod client_body;
+pub mod forward;
+pub mod handler;
 pub mod headers;
+pub mod respond;
 pub mod router;
+pub mod runtime;
+pub mod server;
 pub mod static_files;
 pub mod upstream;
 pub mod uri_path;

@@ -56,8 +56,12 @@ impl VirtualHosts {
             }
         }
         // Stable sorts: among equal lengths the first in the file wins.
-        table.suffixes.sort_by_key(|(s, _, _)| std::cmp::Reverse(s.len()));
-        table.prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        table
+            .suffixes
+            .sort_by_key(|(s, _, _)| std::cmp::Reverse(s.len()));
+        table
+            .prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         table
     }
 
@@ -193,7 +197,11 @@ mod tests {
             ));
         }
         let c = config(&text);
-        let labels = c.servers[0].locations.iter().map(|l| l.label.clone()).collect();
+        let labels = c.servers[0]
+            .locations
+            .iter()
+            .map(|l| l.label.clone())
+            .collect();
         (Locations::new(&c.servers[0].locations), labels)
     }
 
@@ -203,10 +211,10 @@ mod tests {
     #[test]
     fn nginx_documentation_example() {
         let (table, labels) = locations(&[
-            "= /",                  // A
-            "/",                    // B
-            "/documents/",          // C
-            "^~ /images/",          // D
+            "= /",                   // A
+            "/",                     // B
+            "/documents/",           // C
+            "^~ /images/",           // D
             "~* \\.(gif|jpg|jpeg)$", // E
         ]);
         let find = |p: &str| table.find(p).map(|i| labels[i].as_str());
@@ -245,7 +253,10 @@ mod tests {
         // Nothing matches: 404; named locations are never matched by path.
         assert_eq!(find("/nothing"), None);
         assert_eq!(find("@named"), None);
-        assert_eq!(table.named("named").map(|i| labels[i].as_str()), Some("@named"));
+        assert_eq!(
+            table.named("named").map(|i| labels[i].as_str()),
+            Some("@named")
+        );
         // Matching is case-sensitive for prefixes.
         assert_eq!(find("/API/"), None);
     }
@@ -327,6 +338,9 @@ root = "/4"
         assert_eq!(normalize_host("[::1]:443"), "[::1]");
         assert_eq!(normalize_host("[::1]"), "[::1]");
         assert_eq!(normalize_host("a.test."), "a.test");
-        assert!(matches!(normalize_host("a.test"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            normalize_host("a.test"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

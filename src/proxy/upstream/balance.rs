@@ -35,7 +35,11 @@ impl SmoothWeighted {
     }
 
     /// Picks among eligible peers for which `allow(i)` holds.
-    pub fn pick_where(&mut self, peers: &[PeerView], allow: impl Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick_where(
+        &mut self,
+        peers: &[PeerView],
+        allow: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
         if self.current.len() != peers.len() {
             self.current = vec![0; peers.len()];
         }

@@ -49,9 +49,7 @@ pub fn spawn(pool: &UpstreamPool) -> Option<CheckerHandle> {
         loop {
             ticker.tick().await;
             let results = futures_util::future::join_all(
-                peers
-                    .iter()
-                    .map(|p| probe(p, &check, connect_timeout)),
+                peers.iter().map(|p| probe(p, &check, connect_timeout)),
             )
             .await;
             for ((peer, state), result) in peers.iter().zip(&mut states).zip(results) {

@@ -185,7 +185,12 @@ pub struct UpstreamBody {
 pub struct ReadTimeout(pub Duration);
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, sender: Sender, in_flight: InFlight, read_timeout: Duration) -> Self {
+    pub fn new(
+        inner: Incoming,
+        sender: Sender,
+        in_flight: InFlight,
+        read_timeout: Duration,
+    ) -> Self {
         let mut body = Self {
             inner,
             sender: Some(sender),
@@ -242,9 +247,7 @@ impl http_body::Body for UpstreamBody {
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if !this.timer_armed {
-                    timer
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + timeout);
+                    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
                     this.timer_armed = true;
                 }
                 if timer.as_mut().poll(cx).is_ready() {

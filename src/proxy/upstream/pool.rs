@@ -121,14 +121,18 @@ impl UpstreamPool {
                     .unwrap_or_else(|| Arc::new(Peer::new(s.clone(), &config, !single)))
             })
             .collect();
-        let primaries: Vec<usize> = (0..peers.len()).filter(|&i| !peers[i].server.backup).collect();
-        let backups: Vec<usize> = (0..peers.len()).filter(|&i| peers[i].server.backup).collect();
+        let primaries: Vec<usize> = (0..peers.len())
+            .filter(|&i| !peers[i].server.backup)
+            .collect();
+        let backups: Vec<usize> = (0..peers.len())
+            .filter(|&i| peers[i].server.backup)
+            .collect();
         let ring = match config.balance {
-            BalanceMethod::Hash(_) => Some(HashRing::new(
-                primaries
-                    .iter()
-                    .map(|&i| (peers[i].server.label.as_str(), peers[i].server.weight)),
-            )),
+            BalanceMethod::Hash(_) => {
+                Some(HashRing::new(primaries.iter().map(|&i| {
+                    (peers[i].server.label.as_str(), peers[i].server.weight)
+                })))
+            }
             _ => None,
         };
         Self {
@@ -160,7 +164,11 @@ impl UpstreamPool {
                 .collect()
         };
         let mut chooser = self.chooser.lock().unwrap_or_else(|e| e.into_inner());
-        let Chooser { primary, backup, rng } = &mut *chooser;
+        let Chooser {
+            primary,
+            backup,
+            rng,
+        } = &mut *chooser;
         let primaries = view(&self.primaries);
         let choice = match (&self.config.balance, key) {
             (BalanceMethod::RoundRobin, _) => primary.pick(&primaries),
@@ -169,10 +177,9 @@ impl UpstreamPool {
             (BalanceMethod::IpHash, PickKey::Client(ip)) => {
                 balance::ip_hash(&primaries, ip).or_else(|| primary.pick(&primaries))
             }
-            (BalanceMethod::Hash(_), PickKey::Bytes(k)) => self
-                .ring
-                .as_ref()
-                .and_then(|r| r.pick(&primaries, k)),
+            (BalanceMethod::Hash(_), PickKey::Bytes(k)) => {
+                self.ring.as_ref().and_then(|r| r.pick(&primaries, k))
+            }
             // A hash method without its key (cannot happen from the
             // request path): spread by round robin.
             (BalanceMethod::IpHash | BalanceMethod::Hash(_), _) => primary.pick(&primaries),
@@ -253,7 +260,8 @@ mod tests {
 
     #[test]
     fn down_servers_are_never_picked() {
-        let p = pool("servers = [{ addr = \"127.0.0.1:1\", down = true }, { addr = \"127.0.0.1:2\" }]");
+        let p =
+            pool("servers = [{ addr = \"127.0.0.1:1\", down = true }, { addr = \"127.0.0.1:2\" }]");
         for _ in 0..10 {
             assert_eq!(p.pick(&[], PickKey::None), Some(1));
         }

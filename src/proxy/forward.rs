@@ -1,0 +1,515 @@
+//! Forwarding a request to an upstream pool: rewrite the request, pick a
+//! server, retry on the next one when nginx would, stream the response
+//! back (or tunnel it, for an upgrade).
+//!
+//! Retry rules (nginx proxy_next_upstream): connect errors and connect
+//! timeouts are always safe to retry, since nothing was sent; after the
+//! request was sent, only a request that can be sent again identically
+//! (no body, idempotent method, or `non_idempotent` set) moves on. Retries
+//! are bounded by `tries` and `next_upstream_timeout`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
+};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::Body;
+use super::client_body::{BodyProblem, ClientBody};
+use super::headers::{self, ClientInfo};
+use super::respond;
+use super::runtime::Pool;
+use super::upstream::conn::{self, InFlight, Sender, UpstreamBody};
+use super::upstream::{Peer, PickKey};
+use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
+
+/// What the forwarder needs to know about the request beyond its parts.
+pub struct ForwardRequest<'a> {
+    pub parts: Parts,
+    pub body: Incoming,
+    pub client: ClientInfo<'a>,
+    /// Normalized path (used when a URI prefix is replaced).
+    pub normalized_path: &'a str,
+    /// `proxy_set_header` values, rendered (empty = remove the header).
+    pub set_headers: Vec<(HeaderName, String)>,
+    /// The rendered `hash_key`, for `balance = "hash"`.
+    pub hash_key: Option<String>,
+    pub max_body_size: u64,
+    pub body_timeout: Duration,
+}
+
+/// What happened, for the access log and metrics.
+#[derive(Debug, Default)]
+pub struct ForwardReport {
+    /// Each server tried, with the status it answered (None = no answer).
+    pub attempts: Vec<(SocketAddr, Option<StatusCode>)>,
+    /// Time until the response head arrived.
+    pub header_time: Option<Duration>,
+}
+
+pub async fn forward(
+    pool: &Pool,
+    pass: &ProxyPass,
+    req: ForwardRequest<'_>,
+    report: &mut ForwardReport,
+) -> Response<Body> {
+    let ForwardRequest {
+        mut parts,
+        body,
+        client,
+        normalized_path,
+        set_headers,
+        hash_key,
+        max_body_size,
+        body_timeout,
+    } = req;
+    let started = Instant::now();
+    let config = &pool.config;
+
+    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let upgrade = prepare_headers(&mut parts.headers, set_headers, &client);
+    let upgrade = upgrade.filter(|_| parts.version == Version::HTTP_11 && client_upgrade.is_some());
+    if let Some(protocol) = &upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let uri = match upstream_uri(&parts.uri, pass, normalized_path) {
+        Some(u) => u,
+        None => return respond::status(StatusCode::BAD_REQUEST),
+    };
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 (authority only) or HTTP/1.0 without Host: name the host
+        // the client asked for, else the upstream (nginx's $proxy_host).
+        let host = client.host.unwrap_or(&config.name);
+        if let Ok(v) = HeaderValue::from_str(host) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let (body, verdict) = if has_body {
+        let (b, v) = ClientBody::new(body, max_body_size, body_timeout);
+        (Body::stream(b), Some(v))
+    } else {
+        (Body::empty(), None)
+    };
+    let replayable =
+        !has_body && (is_idempotent(&parts.method) || config.next_upstream.non_idempotent);
+    let template = replayable.then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+    let mut request = Some(build_request(parts.method, uri, parts.headers, body));
+
+    let key = match (&config.balance, &hash_key) {
+        (BalanceMethod::IpHash, _) => PickKey::Client(client.addr),
+        (BalanceMethod::Hash(_), Some(k)) => PickKey::Bytes(k.as_bytes()),
+        _ => PickKey::None,
+    };
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last = Failure::NoLiveUpstreams;
+    let max_tries = pool.max_tries();
+    while tried.len() < max_tries {
+        if let Some(budget) = config.next_upstream_timeout {
+            if !tried.is_empty() && started.elapsed() >= budget {
+                break;
+            }
+        }
+        let Some(index) = pool.pick(&tried, key) else {
+            break;
+        };
+        tried.push(index);
+        let Some(req) = request.take().or_else(|| {
+            template
+                .as_ref()
+                .map(|(m, u, h)| build_request(m.clone(), u.clone(), h.clone(), Body::empty()))
+        }) else {
+            break;
+        };
+        let peer = pool.peers[index].clone();
+        let in_flight = InFlight::new(peer.clone());
+        let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        match outcome {
+            Ok((response, sender)) => {
+                let status = response.status();
+                report.attempts.push((peer.server.addr, Some(status)));
+                let can_retry = template.is_some() && tried.len() < max_tries;
+                if can_retry && retry_on_status(&config.next_upstream, status) {
+                    peer.record_failure(Instant::now());
+                    last = Failure::Status(status);
+                    tracing::info!(upstream = %config.name, server = %peer.server.label, %status, "trying next upstream server");
+                    continue;
+                }
+                if counts_as_failure(&config.next_upstream, status) {
+                    peer.record_failure(Instant::now());
+                } else {
+                    peer.record_success();
+                }
+                report.header_time = Some(started.elapsed());
+                return finish_response(
+                    response,
+                    sender,
+                    in_flight,
+                    config.read_timeout,
+                    upgrade.is_some().then_some(client_upgrade).flatten(),
+                );
+            }
+            Err(AttemptError {
+                failure,
+                request: back,
+            }) => {
+                report.attempts.push((peer.server.addr, None));
+                if let Some(problem) = verdict.as_ref().and_then(|v| v.problem()) {
+                    // The client's body was the problem, not the server.
+                    return respond::status(match problem {
+                        BodyProblem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                        BodyProblem::Timeout => StatusCode::REQUEST_TIMEOUT,
+                    });
+                }
+                peer.record_failure(Instant::now());
+                tracing::warn!(upstream = %config.name, server = %peer.server.label, error = %failure, "upstream attempt failed");
+                let allowed = match failure {
+                    Failure::ConnectTimeout | Failure::ResponseTimeout => {
+                        config.next_upstream.timeout
+                    }
+                    _ => config.next_upstream.error,
+                };
+                request = back;
+                last = failure;
+                if !allowed || (request.is_none() && template.is_none()) {
+                    break;
+                }
+            }
+        }
+    }
+    respond::status(last.status())
+}
+
+/// Sends one request to `peer`: on a cached connection if there is one
+/// (falling back to a fresh connection if the cached one turns out to be
+/// dead before our request was written), else on a new connection.
+async fn attempt(
+    peer: &Peer,
+    req: Request<Body>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> Result<(Response<Incoming>, Sender), AttemptError> {
+    let mut req = req;
+    let cached = match peer.idle.take(Instant::now()) {
+        Some(s) => conn::ready(s).await,
+        None => None,
+    };
+    if let Some(mut sender) = cached {
+        match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+            Err(_) => return Err(AttemptError::sent(Failure::ResponseTimeout)),
+            Ok(Ok(response)) => return Ok((response, sender)),
+            Ok(Err(mut e)) => match e.take_message() {
+                // The server closed the idle connection as we picked it:
+                // nothing was sent, so try a fresh connection.
+                Some(back) => req = back,
+                None => return Err(AttemptError::sent(Failure::Upstream(e.into_error()))),
+            },
+        }
+    }
+    let mut sender = match conn::connect(peer.server.addr, connect_timeout).await {
+        Ok(s) => s,
+        Err(conn::ConnectError::Timeout { .. }) => {
+            return Err(AttemptError::unsent(Failure::ConnectTimeout, req));
+        }
+        Err(e) => return Err(AttemptError::unsent(Failure::Connect(e), req)),
+    };
+    match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+        Err(_) => Err(AttemptError::sent(Failure::ResponseTimeout)),
+        Ok(Ok(response)) => Ok((response, sender)),
+        Ok(Err(mut e)) => {
+            let back = e.take_message();
+            Err(AttemptError {
+                failure: Failure::Upstream(e.into_error()),
+                request: back,
+            })
+        }
+    }
+}
+
+fn finish_response(
+    response: Response<Incoming>,
+    sender: Sender,
+    in_flight: InFlight,
+    read_timeout: Duration,
+    client_upgrade: Option<OnUpgrade>,
+) -> Response<Body> {
+    let (mut parts, incoming) = response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            // 101 to a request that did not ask for it: protocol violation.
+            return respond::status(StatusCode::BAD_GATEWAY);
+        };
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(p) = protocol {
+            parts.headers.insert(header::UPGRADE, p);
+        }
+        let upstream_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), incoming));
+        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, sender, in_flight));
+        return Response::from_parts(parts, Body::empty());
+    }
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let body = UpstreamBody::new(incoming, sender, in_flight, read_timeout);
+    Response::from_parts(parts, Body::stream(body))
+}
+
+/// Copies bytes both ways between an upgraded client and upstream.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _sender: Sender, _in_flight: InFlight) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
+    }
+}
+
+/// Rewrites request headers for the upstream. Returns the `Upgrade`
+/// protocol when the client asked for one.
+fn prepare_headers(
+    headers: &mut HeaderMap,
+    set_headers: Vec<(HeaderName, String)>,
+    client: &ClientInfo<'_>,
+) -> Option<HeaderValue> {
+    let upgrade = headers::strip_hop_by_hop(headers);
+    // hyper answers 100-continue itself when we start reading the body.
+    headers.remove(header::EXPECT);
+    headers::add_forwarding(headers, client);
+    for (name, value) in set_headers {
+        if value.is_empty() {
+            headers.remove(&name);
+        } else if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    upgrade
+}
+
+/// The request target for the upstream (origin form).
+fn upstream_uri(uri: &Uri, pass: &ProxyPass, normalized_path: &str) -> Option<Uri> {
+    let Some(replace) = &pass.replace_prefix else {
+        let pq = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        return Some(Uri::from(pq));
+    };
+    // nginx replaces the matched prefix of the *normalized* URI; when the
+    // raw path already starts with it (the usual case) keep its encoding.
+    let raw = uri.path();
+    let rest = if let Some(rest) = raw.strip_prefix(replace.location_prefix.as_str()) {
+        rest.to_owned()
+    } else {
+        let rest = normalized_path.strip_prefix(replace.location_prefix.as_str())?;
+        encode_path(rest)
+    };
+    let mut target = String::with_capacity(replace.with.len() + rest.len() + 16);
+    target.push_str(&replace.with);
+    target.push_str(&rest);
+    if let Some(q) = uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    target.parse::<Uri>().ok()
+}
+
+/// Percent-encodes what may not appear raw in a path.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'/'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn build_request(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Request<Body> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req
+}
+
+/// RFC 9110 §9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+fn retry_on_status(n: &NextUpstream, status: StatusCode) -> bool {
+    counts_as_failure(n, status)
+}
+
+/// nginx: a listed status counts as a failed attempt (passive health).
+fn counts_as_failure(n: &NextUpstream, status: StatusCode) -> bool {
+    match status.as_u16() {
+        500 => n.http_500,
+        502 => n.http_502,
+        503 => n.http_503,
+        504 => n.http_504,
+        429 => n.http_429,
+        _ => false,
+    }
+}
+
+/// Why an attempt failed; decides the status code and whether a retry may
+/// follow.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("no live upstream server")]
+    NoLiveUpstreams,
+    #[error("{0}")]
+    Connect(conn::ConnectError),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("no response within read_timeout")]
+    ResponseTimeout,
+    #[error("{0}")]
+    Upstream(hyper::Error),
+    #[error("status {0}")]
+    Status(StatusCode),
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::ConnectTimeout | Failure::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Status(s) if *s == StatusCode::GATEWAY_TIMEOUT => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+struct AttemptError {
+    failure: Failure,
+    /// The request, when it was never sent (so it can go elsewhere as is).
+    request: Option<Request<Body>>,
+}
+
+impl AttemptError {
+    fn sent(failure: Failure) -> Self {
+        Self {
+            failure,
+            request: None,
+        }
+    }
+
+    fn unsent(failure: Failure, request: Request<Body>) -> Self {
+        Self {
+            failure,
+            request: Some(request),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ReplacePrefix;
+
+    fn pass(replace: Option<(&str, &str)>) -> ProxyPass {
+        ProxyPass {
+            upstream: "u".into(),
+            replace_prefix: replace.map(|(p, w)| ReplacePrefix {
+                location_prefix: p.into(),
+                with: w.into(),
+            }),
+            set_headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn uri_passes_unchanged_without_a_uri_part() {
+        let uri: Uri = "/api/x%20y?q=1".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&uri, &pass(None), "/api/x y").unwrap(),
+            "/api/x%20y?q=1"
+        );
+        // HTTP/2 absolute form becomes origin form.
+        let uri: Uri = "https://example.com/a?b".parse().unwrap();
+        assert_eq!(upstream_uri(&uri, &pass(None), "/a").unwrap(), "/a?b");
+    }
+
+    #[test]
+    fn uri_part_replaces_the_location_prefix() {
+        let p = pass(Some(("/api/", "/v1/")));
+        let uri: Uri = "/api/users/7?x=1".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&uri, &p, "/api/users/7").unwrap(),
+            "/v1/users/7?x=1"
+        );
+        let p = pass(Some(("/api/", "/")));
+        assert_eq!(
+            upstream_uri(&uri, &p, "/api/users/7").unwrap(),
+            "/users/7?x=1"
+        );
+        // Raw path differs from the prefix (encoded, dot segments): the
+        // normalized path is used and re-encoded.
+        let uri: Uri = "/x/../api/a%20b".parse().unwrap();
+        let p = pass(Some(("/api/", "/v1/")));
+        assert_eq!(upstream_uri(&uri, &p, "/api/a b").unwrap(), "/v1/a%20b");
+    }
+
+    #[test]
+    fn idempotency_and_status_rules() {
+        assert!(is_idempotent(&Method::GET) && is_idempotent(&Method::PUT));
+        assert!(!is_idempotent(&Method::POST) && !is_idempotent(&Method::PATCH));
+        let n = NextUpstream {
+            http_502: true,
+            ..Default::default()
+        };
+        assert!(retry_on_status(&n, StatusCode::BAD_GATEWAY));
+        assert!(!retry_on_status(&n, StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!retry_on_status(&n, StatusCode::NOT_FOUND));
+        assert_eq!(
+            Failure::ConnectTimeout.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(Failure::NoLiveUpstreams.status(), StatusCode::BAD_GATEWAY);
+    }
+}

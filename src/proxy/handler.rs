@@ -1,0 +1,524 @@
+//! The request pipeline, in named phases:
+//!
+//! 1. **route**: pick the virtual server (Host / :authority) and the
+//!    location (normalized path, nginx precedence);
+//! 2. **act**: the location's action: `return`, static files (whose
+//!    `try_files` may continue in a named location or re-route to another
+//!    URI), or `proxy_pass` to an upstream pool;
+//! 3. **decorate**: add_header, HSTS;
+//! 4. **log**: when the response body has been sent (or abandoned), one
+//!    access-log line and the request metrics.
+//!
+//! A request loads the config snapshot once and uses it to the end.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version, header};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::access_log::Entry;
+use super::body::{Body, BoxError};
+use super::forward::{self, ForwardReport, ForwardRequest};
+use super::headers::ClientInfo;
+use super::respond;
+use super::router::normalize_host;
+use super::runtime::Runtime;
+use super::static_files::{self, Outcome};
+use super::uri_path::NormalizedPath;
+use crate::config::template::{Var, Vars};
+use crate::config::{Action, Location, ReturnAction, VirtualServer};
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The configured listen address (selects the virtual-host table).
+    pub listener: SocketAddr,
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// Internal redirects (try_files → URI / named location) allowed per
+/// request; nginx's limit is 10 as well.
+const MAX_INTERNAL_REDIRECTS: usize = 10;
+
+/// Handles one request against runtime `rt`.
+pub async fn handle(
+    rt: Arc<Runtime>,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<LoggedBody> {
+    let start = Instant::now();
+    let (parts, body) = req.into_parts();
+    let original_uri = parts.uri.clone();
+    let method = parts.method.clone();
+    let version = parts.version;
+    let host: Option<String> = request_host(&parts).map(str::to_owned);
+    let client_headers = rt.access_log.enabled().then(|| {
+        (
+            header_string(&parts.headers, &header::REFERER),
+            header_string(&parts.headers, &header::USER_AGENT),
+        )
+    });
+
+    let server_index = match rt.listeners.get(&conn.listener) {
+        Some(hosts) => hosts.select(host.as_deref()),
+        // The listener was removed by a reload; its connections are being
+        // closed. Tell this client to come back.
+        None => {
+            let r = respond::status(StatusCode::SERVICE_UNAVAILABLE);
+            return r.map(LoggedBody::unlogged);
+        }
+    };
+    let server = rt.server(server_index).clone();
+    let mut exchange = Exchange {
+        location: None,
+        report: ForwardReport::default(),
+    };
+    let mut response = route(
+        &rt,
+        server_index,
+        conn,
+        parts,
+        body,
+        host.as_deref(),
+        &original_uri,
+        &mut exchange,
+    )
+    .await;
+    decorate(&mut response, &server, exchange.location, conn.tls);
+
+    let status = response.status();
+    let log = client_headers.map(|(referer, user_agent)| {
+        Box::new(LogRecord {
+            rt: rt.clone(),
+            remote: conn.peer,
+            time: SystemTime::now(),
+            method,
+            uri: original_uri,
+            version,
+            status,
+            referer,
+            user_agent,
+            host,
+            server: server.clone(),
+            location: exchange.location.map(|l| l.label.clone()),
+            upstream: std::mem::take(&mut exchange.report.attempts),
+            upstream_time: exchange.report.header_time,
+        })
+    });
+    response.map(|body| LoggedBody {
+        inner: body,
+        bytes: 0,
+        start,
+        log,
+    })
+}
+
+/// Per-request facts gathered on the way, for the log and metrics.
+struct Exchange<'a> {
+    location: Option<&'a Location>,
+    report: ForwardReport,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route<'a>(
+    rt: &'a Runtime,
+    server_index: usize,
+    conn: &ConnInfo,
+    mut parts: Parts,
+    body: Incoming,
+    host: Option<&str>,
+    original_uri: &Uri,
+    exchange: &mut Exchange<'a>,
+) -> Response<Body> {
+    let server = rt.server(server_index);
+    if let Some(redirect) = &server.redirect_https {
+        let host = host
+            .map(normalize_host)
+            .unwrap_or_else(|| server.label.clone().into());
+        let port = if redirect.port == 443 {
+            String::new()
+        } else {
+            format!(":{}", redirect.port)
+        };
+        let target = format!(
+            "https://{host}{port}{}",
+            original_uri.path_and_query().map_or("/", |pq| pq.as_str())
+        );
+        return respond::redirect(StatusCode::MOVED_PERMANENTLY, &target);
+    }
+    let mut path = match NormalizedPath::parse(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(uri = %parts.uri, error = %e, "bad request path");
+            return respond::status(StatusCode::BAD_REQUEST);
+        }
+    };
+    let table = &rt.locations[server_index];
+    let Some(mut index) = table.find(path.as_str()) else {
+        return respond::status(StatusCode::NOT_FOUND);
+    };
+    let mut body = Some(body);
+    for _ in 0..MAX_INTERNAL_REDIRECTS {
+        let location = &server.locations[index];
+        exchange.location = Some(location);
+        let vars = RequestVars {
+            parts: &parts,
+            conn,
+            host,
+            original_uri,
+            path: path.as_str(),
+            proxy_host: "",
+        };
+        match &location.action {
+            Action::Return(r) => return return_response(r, &vars),
+            Action::Static(site) => match static_files::serve(site, &parts, &path).await {
+                Outcome::Response(r) => return r,
+                Outcome::Named(name) => match table.named(&name) {
+                    Some(i) => index = i,
+                    None => return respond::status(StatusCode::INTERNAL_SERVER_ERROR),
+                },
+                Outcome::Redirect(target) => {
+                    let Ok(uri) = target.parse::<Uri>() else {
+                        return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                    };
+                    let Ok(p) = NormalizedPath::parse(uri.path()) else {
+                        return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                    };
+                    // The redirected URI keeps the original query unless it
+                    // brings its own (nginx try_files semantics).
+                    if uri.query().is_none() {
+                        if let Some(q) = parts.uri.query() {
+                            if let Ok(u) = format!("{}?{q}", uri.path()).parse() {
+                                parts.uri = u;
+                            }
+                        } else {
+                            parts.uri = uri;
+                        }
+                    } else {
+                        parts.uri = uri;
+                    }
+                    path = p;
+                    match table.find(path.as_str()) {
+                        Some(i) => index = i,
+                        None => return respond::status(StatusCode::NOT_FOUND),
+                    }
+                }
+            },
+            Action::Proxy(pass) => {
+                let Some(pool) = rt.pools.get(&pass.upstream) else {
+                    return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                };
+                let limit = location
+                    .client_max_body_size
+                    .or(server.client_max_body_size)
+                    .unwrap_or(rt.config.http.client_max_body_size);
+                if limit > 0 && content_length(&parts).is_some_and(|n| n > limit) {
+                    return respond::status(StatusCode::PAYLOAD_TOO_LARGE);
+                }
+                let Some(body) = body.take() else {
+                    return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                };
+                let vars = RequestVars {
+                    proxy_host: &pool.config.name,
+                    ..vars
+                };
+                let set_headers = pass
+                    .set_headers
+                    .iter()
+                    .map(|(name, t)| (name.clone(), t.render(&vars)))
+                    .collect();
+                let hash_key = match &pool.config.balance {
+                    crate::config::BalanceMethod::Hash(t) => Some(t.render(&vars)),
+                    _ => None,
+                };
+                let client = ClientInfo {
+                    addr: conn.peer.ip(),
+                    scheme: conn.scheme(),
+                    host,
+                };
+                return forward::forward(
+                    pool,
+                    pass,
+                    ForwardRequest {
+                        parts,
+                        body,
+                        client,
+                        normalized_path: path.as_str(),
+                        set_headers,
+                        hash_key,
+                        max_body_size: limit,
+                        body_timeout: rt.config.http.client_body_timeout,
+                    },
+                    &mut exchange.report,
+                )
+                .await;
+            }
+        }
+    }
+    tracing::warn!(uri = %original_uri, "internal redirect cycle");
+    respond::status(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The host the client asked for: the URI authority (HTTP/2, absolute
+/// form) wins over `Host` (RFC 9112 §3.2.2).
+fn request_host(parts: &Parts) -> Option<&str> {
+    match parts.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => parts.headers.get(header::HOST)?.to_str().ok(),
+    }
+}
+
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn header_string(headers: &http::HeaderMap, name: &header::HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+fn return_response(r: &ReturnAction, vars: &RequestVars<'_>) -> Response<Body> {
+    let mut response = match &r.location {
+        Some(location) => respond::redirect(r.status, &location.render(vars)),
+        None => {
+            let mut resp = Response::new(match &r.body {
+                Some(body) => Body::full(body.render(vars)),
+                None => Body::empty(),
+            });
+            *resp.status_mut() = r.status;
+            if r.body.is_some() {
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, r.content_type.clone());
+            }
+            resp
+        }
+    };
+    if r.location.is_some() {
+        if let Some(body) = &r.body {
+            *response.body_mut() = Body::full(body.render(vars));
+        }
+    }
+    response
+}
+
+/// Statuses nginx's `add_header` applies to (without `always`).
+fn add_header_applies(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}
+
+fn decorate(
+    response: &mut Response<Body>,
+    server: &VirtualServer,
+    location: Option<&Location>,
+    tls: bool,
+) {
+    if add_header_applies(response.status()) {
+        let headers = response.headers_mut();
+        for (name, value) in server
+            .add_header
+            .iter()
+            .chain(location.into_iter().flat_map(|l| l.add_header.iter()))
+        {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if tls {
+        if let Some(hsts) = &server.hsts {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}
+
+/// Template variables for one request.
+#[derive(Clone, Copy)]
+struct RequestVars<'a> {
+    parts: &'a Parts,
+    conn: &'a ConnInfo,
+    host: Option<&'a str>,
+    original_uri: &'a Uri,
+    path: &'a str,
+    proxy_host: &'a str,
+}
+
+impl Vars for RequestVars<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        use std::fmt::Write;
+        match var {
+            Var::RemoteAddr => {
+                let _ = write!(out, "{}", self.conn.peer.ip());
+            }
+            Var::Host => {
+                if let Some(h) = self.host {
+                    out.push_str(&normalize_host(h));
+                }
+            }
+            Var::RequestUri => out.push_str(
+                self.original_uri
+                    .path_and_query()
+                    .map_or("/", |pq| pq.as_str()),
+            ),
+            Var::Uri => out.push_str(self.path),
+            Var::Args => out.push_str(self.parts.uri.query().unwrap_or("")),
+            Var::Scheme => out.push_str(self.conn.scheme()),
+            Var::ServerPort => {
+                let _ = write!(out, "{}", self.conn.listener.port());
+            }
+            Var::RequestMethod => out.push_str(self.parts.method.as_str()),
+            Var::ProxyHost => out.push_str(self.proxy_host),
+            Var::Header(name) => {
+                let values: Vec<&str> = self
+                    .parts
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                out.push_str(&values.join(", "));
+            }
+            Var::Cookie(name) => {
+                for value in self.parts.headers.get_all(header::COOKIE) {
+                    let Ok(v) = value.to_str() else { continue };
+                    for pair in v.split(';') {
+                        if let Some((k, val)) = pair.trim().split_once('=') {
+                            if k == name {
+                                out.push_str(val);
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Var::Arg(name) => {
+                for pair in self.parts.uri.query().unwrap_or("").split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if k == name {
+                        out.push_str(v);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the access log needs once the body is done.
+struct LogRecord {
+    rt: Arc<Runtime>,
+    remote: SocketAddr,
+    time: SystemTime,
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    status: StatusCode,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    host: Option<String>,
+    server: Arc<VirtualServer>,
+    location: Option<String>,
+    upstream: Vec<(SocketAddr, Option<StatusCode>)>,
+    upstream_time: Option<std::time::Duration>,
+}
+
+/// A response body that counts what it sends and writes the access log
+/// line when it ends or is dropped (client gone), as nginx logs after the
+/// response, with `$body_bytes_sent` and the full request time.
+pub struct LoggedBody {
+    inner: Body,
+    bytes: u64,
+    start: Instant,
+    log: Option<Box<LogRecord>>,
+}
+
+impl LoggedBody {
+    fn unlogged(inner: Body) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            start: Instant::now(),
+            log: None,
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(r) = self.log.take() else {
+            return;
+        };
+        r.rt.access_log.write(&Entry {
+            remote: r.remote.ip(),
+            time: r.time,
+            method: &r.method,
+            uri: r.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            version: r.version,
+            status: r.status,
+            body_bytes: self.bytes,
+            referer: r.referer.as_deref(),
+            user_agent: r.user_agent.as_deref(),
+            host: r.host.as_deref(),
+            request_time: self.start.elapsed(),
+            upstream: &r.upstream,
+            upstream_time: r.upstream_time,
+            server: &r.server.label,
+            location: r.location.as_deref(),
+        });
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,102 @@
+//! The live form of one config generation: routing tables and upstream
+//! pools, built once per load and swapped in atomically.
+//!
+//! Everything a request needs hangs off one [`Runtime`] held in an
+//! `ArcSwap`: a request loads it once and uses it to its end, so a reload
+//! never tears a request between two configs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::access_log::AccessLog;
+use super::router::{Locations, VirtualHosts};
+use super::upstream::UpstreamPool;
+use super::upstream::checker::{self, CheckerHandle};
+use crate::config::{Config, VirtualServer};
+
+/// One config generation, ready to serve.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increments on every successful load (1 = the first).
+    pub generation: u64,
+    pub config: Arc<Config>,
+    /// Virtual host tables by listen address.
+    pub listeners: HashMap<SocketAddr, VirtualHosts>,
+    /// Per server (same order as `config.servers`): its location table.
+    pub locations: Vec<Locations>,
+    pub pools: HashMap<String, Arc<Pool>>,
+    pub access_log: AccessLog,
+}
+
+/// A pool together with its health-check task; the task stops when the
+/// last runtime using the pool is gone.
+#[derive(Debug)]
+pub struct Pool {
+    pub pool: UpstreamPool,
+    _checker: Option<CheckerHandle>,
+}
+
+impl std::ops::Deref for Pool {
+    type Target = UpstreamPool;
+    fn deref(&self) -> &UpstreamPool {
+        &self.pool
+    }
+}
+
+impl Runtime {
+    /// Builds generation `generation` of `config`. Pools whose settings did
+    /// not change are taken over from `previous` as they are (health state,
+    /// idle connections and checker); changed pools keep the state of the
+    /// servers they still share. Must run inside the tokio runtime (it
+    /// starts health checks).
+    pub fn build(
+        config: Config,
+        generation: u64,
+        previous: Option<&Runtime>,
+        access_log: AccessLog,
+    ) -> Runtime {
+        let config = Arc::new(config);
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| (l.addr, VirtualHosts::new(l, &config.servers)))
+            .collect();
+        let locations = config
+            .servers
+            .iter()
+            .map(|s| Locations::new(&s.locations))
+            .collect();
+        let pools = config
+            .upstreams
+            .iter()
+            .map(|(name, up)| {
+                let old = previous.and_then(|p| p.pools.get(name));
+                if let Some(old) = old.filter(|o| *o.pool.config == **up) {
+                    return (name.clone(), old.clone());
+                }
+                let pool = UpstreamPool::new(up.clone(), old.map(|o| &o.pool));
+                let checker = checker::spawn(&pool);
+                (
+                    name.clone(),
+                    Arc::new(Pool {
+                        pool,
+                        _checker: checker,
+                    }),
+                )
+            })
+            .collect();
+        Runtime {
+            generation,
+            config,
+            listeners,
+            locations,
+            pools,
+            access_log,
+        }
+    }
+
+    pub fn server(&self, index: usize) -> &Arc<VirtualServer> {
+        &self.config.servers[index]
+    }
+}
