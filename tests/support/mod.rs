@@ -1,0 +1,6 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+pub mod vigil;
