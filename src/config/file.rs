@@ -38,6 +38,8 @@ pub struct HttpFile {
     pub http2: Option<bool>,
     pub shutdown_timeout: Option<ConfigDuration>,
     pub max_connections: Option<usize>,
+    /// Worker threads; default one per core.
+    pub workers: Option<usize>,
 }
 
 /// `[log]`.

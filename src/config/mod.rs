@@ -81,6 +81,8 @@ pub struct HttpSettings {
     pub shutdown_timeout: Duration,
     /// Connections beyond this wait in the kernel backlog.
     pub max_connections: usize,
+    /// Worker threads (one single-threaded runtime each); read at start.
+    pub workers: usize,
 }
 
 /// `[log]`.

@@ -118,6 +118,12 @@ impl Validator<'_> {
 
     fn http(&mut self, f: &HttpFile) -> HttpSettings {
         let max_header_size = f.max_header_size.map_or(32 << 10, |s| s.0 as usize);
+        if f.workers == Some(0) {
+            self.problems.add(
+                "http.workers",
+                "must be at least 1 (or leave it out: one per core)",
+            );
+        }
         if max_header_size < 1024 {
             self.problems
                 .add("http.max_header_size", "must be at least 1k");
@@ -131,6 +137,10 @@ impl Validator<'_> {
             http2: f.http2.unwrap_or(true),
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
+            workers: f
+                .workers
+                .filter(|&n| n > 0)
+                .unwrap_or_else(crate::proxy::workers::default_count),
         }
     }
 

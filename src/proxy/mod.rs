@@ -14,3 +14,4 @@ pub mod server;
 pub mod static_files;
 pub mod upstream;
 pub mod uri_path;
+pub mod workers;

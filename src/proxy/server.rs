@@ -1,5 +1,8 @@
 //! Listening sockets and HTTP connections.
 //!
+//! Every listen address is bound once per worker with SO_REUSEPORT, and
+//! each worker accepts and serves its own connections (see [`workers`]).
+//!
 //! Shutdown is designed around two `tokio_util` tools:
 //! - a [`CancellationToken`] per listener (children of one root token):
 //!   cancelling it stops accepting and asks every connection of that
@@ -27,11 +30,13 @@ use tokio_util::task::TaskTracker;
 
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
+use super::workers::Workers;
 use crate::config::HttpSettings;
 
 /// The running proxy: its current runtime and its listeners.
 pub struct Server {
     runtime: Arc<ArcSwap<Runtime>>,
+    workers: Workers,
     listeners: Mutex<HashMap<SocketAddr, Listening>>,
     connections: TaskTracker,
     root: CancellationToken,
@@ -68,7 +73,13 @@ impl Server {
     /// Binds every listener of `runtime` and starts serving.
     pub fn start(runtime: Runtime) -> Result<Server, BindError> {
         let max_connections = runtime.config.http.max_connections;
+        let count = runtime.config.http.workers;
+        let workers = Workers::start(count).map_err(|source| BindError {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
         let server = Server {
+            workers,
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
             listeners: Mutex::new(HashMap::new()),
             connections: TaskTracker::new(),
@@ -95,7 +106,7 @@ impl Server {
             let listeners = self.lock_listeners();
             for addr in &new_addrs {
                 if !listeners.contains_key(addr) {
-                    match bind(*addr) {
+                    match bind_all(*addr, self.workers.len()) {
                         Ok(l) => opened.push((*addr, l)),
                         Err(source) => {
                             return Err(BindError {
@@ -169,28 +180,39 @@ impl Server {
             if listeners.contains_key(&l.addr) {
                 continue;
             }
-            let socket = bind(l.addr).map_err(|source| BindError {
+            let sockets = bind_all(l.addr, self.workers.len()).map_err(|source| BindError {
                 addr: l.addr,
                 source,
             })?;
-            let listening = self.spawn_listener(l.addr, socket);
+            let listening = self.spawn_listener(l.addr, sockets);
             listeners.insert(l.addr, listening);
         }
         Ok(())
     }
 
-    fn spawn_listener(&self, addr: SocketAddr, listener: TcpListener) -> Listening {
-        let local = listener.local_addr().unwrap_or(addr);
+    fn spawn_listener(&self, addr: SocketAddr, sockets: Vec<std::net::TcpListener>) -> Listening {
+        let local = sockets
+            .first()
+            .and_then(|s| s.local_addr().ok())
+            .unwrap_or(addr);
         let stop = self.root.child_token();
-        tracing::info!(%addr, %local, "listening");
-        let ctx = AcceptContext {
-            addr,
-            runtime: self.runtime.clone(),
-            connections: self.connections.clone(),
-            stop: stop.clone(),
-            permits: self.permits.clone(),
-        };
-        tokio::spawn(accept_loop(listener, ctx));
+        tracing::info!(%addr, %local, workers = sockets.len(), "listening");
+        for (socket, handle) in sockets.into_iter().zip(self.workers.handles()) {
+            let ctx = AcceptContext {
+                addr,
+                runtime: self.runtime.clone(),
+                connections: self.connections.clone(),
+                stop: stop.clone(),
+                permits: self.permits.clone(),
+            };
+            handle.spawn(async move {
+                // Registering with the reactor must happen on the worker.
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(listener, ctx).await,
+                    Err(e) => tracing::error!(%addr, error = %e, "cannot start listener"),
+                }
+            });
+        }
         Listening { local, stop }
     }
 
@@ -199,11 +221,24 @@ impl Server {
     }
 }
 
+/// Opens one listening socket per worker on `addr` (SO_REUSEPORT). With
+/// port 0 the first socket picks the port and the others join it.
+fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = bind(addr)?;
+    let local = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(bind(local)?);
+    }
+    Ok(sockets)
+}
+
 /// Opens a listening socket. IP_FREEBIND lets a backup bind a VIP it does
 /// not hold yet, so it serves the instant VRRP makes it master.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
         let _ = socket.set_freebind_v6(true);
@@ -213,7 +248,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 struct AcceptContext {

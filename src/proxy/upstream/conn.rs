@@ -69,27 +69,39 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Conn
     Ok(sender)
 }
 
-/// Idle keep-alive connections to one server, newest last.
+/// Idle keep-alive connections to one server, kept per worker (like
+/// nginx's per-worker `keepalive` cache): a connection is driven by the
+/// worker that opened it, so reusing it from another worker would bring
+/// back the cross-thread wake-ups the worker design avoids.
 #[derive(Debug)]
 pub struct IdleConnections {
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    shards: Box<[Mutex<Vec<(Sender, Instant)>>]>,
     max_idle: usize,
     idle_timeout: Duration,
 }
 
+/// Upper bound of workers with separate caches; more share shards.
+const SHARDS: usize = 64;
+
 impl IdleConnections {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
             max_idle,
             idle_timeout,
         }
     }
 
-    /// The most recently used live connection, if any. Expired and closed
-    /// ones found on the way are dropped (which closes them).
+    fn shard(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, Instant)>> {
+        self.shards[crate::proxy::workers::current() % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used live connection of this worker, if any.
+    /// Expired and closed ones found on the way are dropped (closing them).
     pub fn take(&self, now: Instant) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard();
         while let Some((sender, since)) = idle.pop() {
             if now.duration_since(since) < self.idle_timeout && !sender.is_closed() {
                 return Some(sender);
@@ -103,7 +115,7 @@ impl IdleConnections {
         if self.max_idle == 0 || sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard();
         if idle.len() >= self.max_idle {
             idle.remove(0);
         }
@@ -115,17 +127,23 @@ impl IdleConnections {
         (self.max_idle, self.idle_timeout)
     }
 
+    /// Idle connections over all workers.
     pub fn len(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.shards
+            .iter()
+            .map(|s| s.lock().map(|v| v.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Drops every idle connection (server removed or marked down).
+    /// Drops every idle connection (server marked down).
     pub fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for s in self.shards.iter() {
+            s.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 }
 
@@ -134,6 +152,9 @@ impl IdleConnections {
 /// moment before the connection task has noticed; this bridges that gap
 /// (and finds connections the server closed meanwhile).
 pub async fn ready(mut sender: Sender) -> Option<Sender> {
+    if sender.is_ready() {
+        return Some(sender);
+    }
     match tokio::time::timeout(Duration::from_millis(500), sender.ready()).await {
         Ok(Ok(())) => Some(sender),
         _ => None,

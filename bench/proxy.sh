@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Proxy benchmark: vigil vs nginx on the same machine, same run, same
+# backend, equivalent configs. Prints req/s, p50/p99 latency and RSS for
+# both and the ratio vigil/nginx for:
+#   (a) a proxied small response over keep-alive,
+#   (b) a 1 KiB static file,
+#   (c) a 1 MiB static file,
+#   (d) (a) over HTTPS (keep-alive), when certs can be made.
+#
+# Usage: bench/proxy.sh [seconds-per-run]   (default 10)
+# Needs: nginx, wrk (installed with apt-get if missing), cargo.
+set -euo pipefail
+
+DURATION=${1:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx-proxy.pid" ] && kill "$(cat "$WORK/nginx-proxy.pid")" 2>/dev/null || true
+  [ -f "$WORK/nginx-backend.pid" ] && kill "$(cat "$WORK/nginx-backend.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+  echo "installing nginx and wrk..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk >/dev/null
+fi
+NGINX=$(command -v nginx)
+
+echo "building vigil (release)..." >&2
+(cd "$ROOT" && cargo build --release -q)
+VIGIL="$ROOT/target/release/vigil"
+
+# Ports (loopback only).
+BACKEND=19101; NGINX_HTTP=19102; VIGIL_HTTP=19103; NGINX_TLS=19104; VIGIL_TLS=19105
+
+mkdir -p "$WORK/www" "$WORK/logs"
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/1k.txt"
+head -c 1048576 /dev/urandom > "$WORK/www/1m.bin"
+
+TLS=0
+if [ -x "$ROOT/certs/make-dev-certs.sh" ]; then
+  if "$ROOT/certs/make-dev-certs.sh" "$WORK/certs" >/dev/null 2>&1; then TLS=1; fi
+fi
+
+# Backend: nginx, one worker, answering a small fixed body.
+cat > "$WORK/backend.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx-backend.pid;
+error_log $WORK/logs/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$BACKEND;
+    location / { return 200 "hello from the backend\n"; }
+  }
+}
+CONF
+
+TLS_NGINX=""
+TLS_VIGIL=""
+if [ "$TLS" = 1 ]; then
+TLS_NGINX="
+  server {
+    listen 127.0.0.1:$NGINX_TLS ssl http2;
+    ssl_certificate $WORK/certs/localhost.pem;
+    ssl_certificate_key $WORK/certs/localhost-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /api/ { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Real-IP \$remote_addr; }
+  }"
+TLS_VIGIL="
+[[server]]
+listen = [\"127.0.0.1:$VIGIL_TLS\"]
+tls = { cert = \"$WORK/certs/localhost.pem\", key = \"$WORK/certs/localhost-key.pem\" }
+  [[server.location]]
+  path = \"/api/\"
+  proxy_pass = \"app\""
+fi
+
+# nginx as the proxy: worker_processes auto (one per core), upstream
+# keep-alive, the forwarding headers vigil adds by default.
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx-proxy.pid;
+error_log $WORK/logs/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  etag on;
+  upstream app { server 127.0.0.1:$BACKEND; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_HTTP;
+    root $WORK/www;
+    location /api/ {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP \$remote_addr;
+    }
+    location / { }
+  }
+  $TLS_NGINX
+}
+CONF
+
+cat > "$WORK/vigil.toml" <<CONF
+[log]
+access_log = "off"
+level = "warn"
+
+[[server]]
+listen = ["127.0.0.1:$VIGIL_HTTP"]
+root = "$WORK/www"
+  [[server.location]]
+  path = "/api/"
+  proxy_pass = "app"
+  [[server.location]]
+  path = "/"
+
+[upstream.app]
+keepalive = 64
+servers = [{ addr = "127.0.0.1:$BACKEND" }]
+$TLS_VIGIL
+CONF
+
+"$NGINX" -c "$WORK/backend.conf"
+"$NGINX" -c "$WORK/nginx.conf"
+"$VIGIL" run -c "$WORK/vigil.toml" > "$WORK/logs/vigil.out" 2>&1 &
+VIGIL_PID=$!
+PIDS+=("$VIGIL_PID")
+sleep 1
+for port in $BACKEND $NGINX_HTTP $VIGIL_HTTP; do
+  curl -sf -o /dev/null "http://127.0.0.1:$port/api/x" || { echo "port $port is not answering" >&2; cat "$WORK/logs/"* >&2; exit 1; }
+done
+
+rss_kb() { # sum of RSS of a process and its children
+  local total=0 pid
+  for pid in "$@" $(pgrep -P "$(echo "$@" | tr ' ' ',')" 2>/dev/null || true); do
+    total=$((total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# wrk's --latency output → "req/s p50_ms p99_ms"
+run_wrk() {
+  local url=$1
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" 2>/dev/null | awk '
+    function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v/1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v } if (v ~ /s$/) { sub(/s$/, "", v); return v*1000 } return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+    /^Requests\/sec/ { rps = $2 }
+    /Non-2xx|Socket errors/ { err = err " " $0 }
+    END { printf "%s %s %s%s\n", rps, p50, p99, (err ? " ERR" err : "") }'
+}
+
+NGINX_MASTER=$(cat "$WORK/nginx-proxy.pid")
+printf "\nvigil %s vs nginx %s — %ss per run, %s connections, %s wrk threads, %s cores\n" \
+  "$("$VIGIL" --version | awk '{print $2}')" "$("$NGINX" -v 2>&1 | sed 's|.*/||')" "$DURATION" "$CONNECTIONS" "$THREADS" "$(nproc)"
+printf "%-28s %12s %9s %9s %9s | %12s %9s %9s %9s | %7s %7s %7s\n" \
+  scenario "nginx req/s" "p50 ms" "p99 ms" "RSS MiB" "vigil req/s" "p50 ms" "p99 ms" "RSS MiB" "req/s×" "p99×" "RSS×"
+
+scenario() {
+  local name=$1 path=$2 nport=$3 vport=$4 scheme=${5:-http}
+  wrk -t1 -c4 -d1s "$scheme://127.0.0.1:$nport$path" >/dev/null 2>&1 || true   # warm up
+  read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$scheme://127.0.0.1:$nport$path")"
+  local n_rss; n_rss=$(rss_kb "$NGINX_MASTER")
+  wrk -t1 -c4 -d1s "$scheme://127.0.0.1:$vport$path" >/dev/null 2>&1 || true
+  read -r v_rps v_p50 v_p99 v_err <<<"$(run_wrk "$scheme://127.0.0.1:$vport$path")"
+  local v_rss; v_rss=$(rss_kb "$VIGIL_PID")
+  awk -v name="$name" -v nr="$n_rps" -v n50="$n_p50" -v n99="$n_p99" -v nm="$n_rss" \
+      -v vr="$v_rps" -v v50="$v_p50" -v v99="$v_p99" -v vm="$v_rss" 'BEGIN {
+    printf "%-28s %12.0f %9.2f %9.2f %9.1f | %12.0f %9.2f %9.2f %9.1f | %7.2f %7.2f %7.2f\n",
+      name, nr, n50, n99, nm/1024, vr, v50, v99, vm/1024, vr/nr, v99/n99, vm/nm }'
+  [ -n "${n_err:-}" ] && echo "  nginx errors: $n_err"
+  [ -n "${v_err:-}" ] && echo "  vigil errors: $v_err"
+  return 0
+}
+
+scenario "(a) proxied, keep-alive" /api/hello $NGINX_HTTP $VIGIL_HTTP
+scenario "(b) static 1 KiB" /1k.txt $NGINX_HTTP $VIGIL_HTTP
+scenario "(c) static 1 MiB" /1m.bin $NGINX_HTTP $VIGIL_HTTP
+if [ "$TLS" = 1 ]; then
+  scenario "(d) HTTPS proxied, keep-alive" /api/hello $NGINX_TLS $VIGIL_TLS https
+fi
+echo
+echo "ratios: vigil/nginx (req/s× above 1 = vigil faster; p99× and RSS× below 1 = vigil better)"
