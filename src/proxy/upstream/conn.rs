@@ -75,10 +75,13 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Conn
 /// back the cross-thread wake-ups the worker design avoids.
 #[derive(Debug)]
 pub struct IdleConnections {
-    shards: Box<[Mutex<Vec<(Sender, Instant)>>]>,
+    shards: Box<[Mutex<Vec<IdleSender>>]>,
     max_idle: usize,
     idle_timeout: Duration,
 }
+
+/// A cached connection and when it went idle.
+type IdleSender = (Sender, Instant);
 
 /// Upper bound of workers with separate caches; more share shards.
 const SHARDS: usize = 64;
@@ -92,7 +95,7 @@ impl IdleConnections {
         }
     }
 
-    fn shard(&self) -> std::sync::MutexGuard<'_, Vec<(Sender, Instant)>> {
+    fn shard(&self) -> std::sync::MutexGuard<'_, Vec<IdleSender>> {
         self.shards[crate::proxy::workers::current() % SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
