@@ -1,12 +1,17 @@
-//! The process: load the config, start the proxy, react to signals
-//! (SIGHUP reload, SIGTERM / SIGINT graceful stop).
+//! The process: load the config, start the proxy and the admin API, react
+//! to signals (SIGHUP reload, SIGTERM / SIGINT graceful stop).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::admin::AdminServer;
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::runtime::Runtime;
 use crate::proxy::server::{BindError, Server};
@@ -20,38 +25,81 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error("{0}")]
     AccessLog(std::io::Error),
+    #[error("cannot start the admin listener on {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
-/// A running vigil: the proxy plus what reload needs.
+/// A running vigil: the proxy, the admin API, and what reload needs.
 pub struct App {
     config_path: PathBuf,
     pub server: Server,
     generation: AtomicU64,
+    started: SystemTime,
+    admin: Mutex<Option<AdminServer>>,
+    /// One reload at a time (SIGHUP and the admin API may race).
+    reloading: Mutex<()>,
 }
 
 impl App {
     /// Loads `config_path` and starts everything it configures.
-    pub fn start(config_path: &Path) -> Result<App, StartError> {
+    pub fn start(config_path: &Path) -> Result<Arc<App>, StartError> {
         let config = Config::load(config_path)?;
         App::start_with(config_path, config)
     }
 
-    pub fn start_with(config_path: &Path, config: Config) -> Result<App, StartError> {
+    /// Starts from an already loaded config (must run inside tokio).
+    pub fn start_with(config_path: &Path, config: Config) -> Result<Arc<App>, StartError> {
+        let admin_addr = config.admin.as_ref().map(|a| a.listen);
         let access_log = AccessLog::open(&config.log).map_err(StartError::AccessLog)?;
         let runtime = Runtime::build(config, 1, None, access_log);
         let server = Server::start(runtime)?;
-        Ok(App {
+        let app = Arc::new(App {
             config_path: config_path.to_owned(),
             server,
             generation: AtomicU64::new(1),
-        })
+            started: SystemTime::now(),
+            admin: Mutex::new(None),
+            reloading: Mutex::new(()),
+        });
+        if let Some(addr) = admin_addr {
+            let admin = AdminServer::start(addr, Arc::downgrade(&app))
+                .map_err(|source| StartError::Admin { addr, source })?;
+            *app.lock_admin() = Some(admin);
+        }
+        let metrics = crate::metrics::get();
+        metrics.config_generation.set(1);
+        metrics.config_last_reload_success.set(unix_now());
+        Ok(app)
     }
 
     /// Re-reads the config file and swaps it in. A bad config (or a
-    /// listener that cannot be bound) leaves the running one untouched.
-    pub fn reload(&self) -> Result<u64, String> {
+    /// listener that cannot be bound) leaves the running one untouched and
+    /// says why.
+    pub fn reload(self: &Arc<Self>) -> Result<u64, String> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.try_reload();
+        let metrics = crate::metrics::get();
+        match &result {
+            Ok(generation) => {
+                metrics.config_reloads.with_label_values(&["success"]).inc();
+                metrics.config_generation.set(*generation as i64);
+                metrics.config_last_reload_success.set(unix_now());
+                tracing::info!(generation, "config reloaded");
+            }
+            Err(e) => {
+                metrics.config_reloads.with_label_values(&["failure"]).inc();
+                tracing::error!("reload failed, keeping the running config:\n{e}");
+            }
+        }
+        result
+    }
+
+    fn try_reload(self: &Arc<Self>) -> Result<u64, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let current = self.server.runtime();
         let access_log = if current.access_log.same_as(&config.log) {
@@ -59,16 +107,40 @@ impl App {
         } else {
             AccessLog::open(&config.log).map_err(|e| e.to_string())?
         };
+        if config.http.workers != current.config.http.workers {
+            tracing::warn!(
+                running = current.config.http.workers,
+                configured = config.http.workers,
+                "[http] workers changes take effect at the next restart"
+            );
+        }
+        // A new admin address is bound before anything changes.
+        let new_admin = config.admin.as_ref().map(|a| a.listen);
+        let old_admin = self.lock_admin().as_ref().map(|a| a.addr);
+        let admin = if new_admin != old_admin {
+            match new_admin {
+                Some(addr) => Some(Some(
+                    AdminServer::start(addr, Arc::downgrade(self))
+                        .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+                )),
+                None => Some(None),
+            }
+        } else {
+            None
+        };
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let runtime = Runtime::build(config, generation, Some(&current), access_log);
         self.server.reload(runtime).map_err(|e| e.to_string())?;
+        if let Some(admin) = admin {
+            *self.lock_admin() = admin;
+        }
         self.generation.store(generation, Ordering::Relaxed);
         Ok(generation)
     }
 
     /// Serves until SIGTERM or SIGINT, reloading on SIGHUP, then stops
     /// gracefully.
-    pub async fn run_until_signal(self) -> Result<(), StartError> {
+    pub async fn run_until_signal(self: Arc<Self>) -> Result<(), StartError> {
         let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
         let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
@@ -76,14 +148,117 @@ impl App {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => match self.reload() {
-                    Ok(generation) => tracing::info!(generation, "config reloaded"),
-                    Err(e) => tracing::error!("reload failed, keeping the running config:\n{e}"),
-                },
+                _ = hup.recv() => {
+                    let app = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || app.reload()).await;
+                }
             }
         }
-        let grace = self.server.runtime().config.http.shutdown_timeout;
-        self.server.shutdown(grace).await;
+        self.stop().await;
         Ok(())
     }
+
+    /// Graceful stop: finish in-flight requests within the grace period.
+    pub async fn stop(&self) {
+        let grace = self.server.runtime().config.http.shutdown_timeout;
+        self.server.shutdown(grace).await;
+        self.lock_admin().take();
+    }
+
+    /// The bound admin address, if the admin API runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.lock_admin().as_ref().map(|a| a.local)
+    }
+
+    /// Ok while serving; the reason when not (for `/healthz`).
+    pub fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Copies scrape-time state (pool health, connection counts, log
+    /// drops) into the metrics registry.
+    pub fn refresh_metrics(&self, m: &Metrics) {
+        let rt = self.server.runtime();
+        m.upstream_server_up.reset();
+        for (name, pool) in &rt.pools {
+            let now = std::time::Instant::now();
+            for peer in &pool.peers {
+                m.upstream_server_up
+                    .with_label_values(&[name.as_str(), peer.server.label.as_str()])
+                    .set(i64::from(peer.available(now)));
+            }
+        }
+        crate::metrics::mirror_counter_single(&m.access_log_dropped, rt.access_log.dropped());
+    }
+
+    /// The `/status` document.
+    pub fn status(&self) -> serde_json::Value {
+        let rt = self.server.runtime();
+        let now = std::time::Instant::now();
+        let listeners: Vec<_> = self
+            .server
+            .local_addrs()
+            .into_iter()
+            .map(|(configured, local)| {
+                let l = rt.config.listeners.iter().find(|l| l.addr == configured);
+                json!({
+                    "listen": configured.to_string(),
+                    "bound": local.to_string(),
+                    "tls": l.is_some_and(|l| l.tls),
+                    "servers": l.map(|l| l.servers.iter().map(|&s| rt.config.servers[s].label.clone()).collect::<Vec<_>>()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let upstreams: Vec<_> = rt
+            .pools
+            .iter()
+            .map(|(name, pool)| {
+                let servers: Vec<_> = pool
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "addr": p.server.label,
+                            "up": p.available(now),
+                            "health_check": if pool.config.health_check.is_some() {
+                                if p.is_healthy() { "up" } else { "down" }
+                            } else { "off" },
+                            "active_requests": p.active.load(Ordering::Relaxed),
+                            "idle_connections": p.idle.len(),
+                            "weight": p.server.weight,
+                            "backup": p.server.backup,
+                            "down": p.server.down,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "name": name,
+                    "balance": format!("{:?}", pool.config.balance).to_lowercase(),
+                    "available": pool.available_count(),
+                    "servers": servers,
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": self.config_path.display().to_string(),
+            "generation": rt.generation,
+            "uptime_seconds": self.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+            "workers": rt.config.http.workers,
+            "connections_active": self.server.connections(),
+            "listeners": listeners,
+            "upstreams": upstreams,
+            "vrrp": [],
+        })
+    }
+
+    fn lock_admin(&self) -> std::sync::MutexGuard<'_, Option<AdminServer>> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

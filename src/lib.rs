@@ -1,6 +1,9 @@
 //! vigil: one binary for an nginx + keepalived pair.
 
+pub mod admin;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod proxy;
+pub mod status_table;
 pub mod vrrp;

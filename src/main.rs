@@ -1,6 +1,7 @@
 //! The `vigil` command line.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -31,29 +32,88 @@ enum Command {
         #[arg(short, long, default_value = "conf/vigil.toml")]
         config: PathBuf,
     },
+    /// Ask a running vigil to reload its config (through the admin API).
+    /// Exit code 0 if the new config is live, 1 if it was rejected (the old
+    /// one keeps running) or vigil could not be reached.
+    Reload {
+        #[arg(short, long, default_value = "conf/vigil.toml")]
+        config: PathBuf,
+        /// Admin address; by default `[admin] listen` from the config.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+    /// Show a running vigil's state: listeners, upstream health, VRRP.
+    Status {
+        #[arg(short, long, default_value = "conf/vigil.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Print the raw JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} servers, {} listeners, {} upstreams{})",
-                    config.display(),
-                    c.servers.len(),
-                    c.listeners.len(),
-                    c.upstreams.len(),
-                    if c.vrrp.is_some() { ", vrrp" } else { "" }
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
+        Command::Reload { config, admin } => {
+            admin_call(&config, admin, "POST", "/reload", |status, body| {
+                if status == 200 {
+                    print!("{body}");
+                    ExitCode::SUCCESS
+                } else {
+                    eprint!("{body}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        Command::Status {
+            config,
+            admin,
+            json,
+        } => admin_call(&config, admin, "GET", "/status", |status, body| {
+            if status != 200 {
+                eprint!("{body}");
+                return ExitCode::FAILURE;
+            }
+            if json {
+                print!("{body}");
+                return ExitCode::SUCCESS;
+            }
+            match serde_json::from_str(&body) {
+                Ok(doc) => {
+                    print!("{}", vigil::status_table::render(&doc));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("unexpected /status document: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} servers, {} listeners, {} upstreams{})",
+                path.display(),
+                c.servers.len(),
+                c.listeners.len(),
+                c.upstreams.len(),
+                if c.vrrp.is_some() { ", vrrp" } else { "" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -66,7 +126,9 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&config.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The control runtime: signals, reloads, health checks, the admin API
+    // and VRRP. Client traffic runs on the worker threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -87,6 +149,57 @@ fn run(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Calls the admin API of the vigil running `config` (or at `admin`).
+fn admin_call(
+    config: &Path,
+    admin: Option<SocketAddr>,
+    method: &str,
+    path: &str,
+    on_reply: impl FnOnce(u16, String) -> ExitCode,
+) -> ExitCode {
+    let addr = match admin.map(Ok).unwrap_or_else(|| admin_addr_of(config)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match vigil::admin::request(addr, method, path) {
+        Ok((status, body)) => on_reply(status, body),
+        Err(e) => {
+            eprintln!("cannot reach vigil's admin API at {addr}: {e} (is vigil running?)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `[admin] listen` from a config file, read leniently: the file may hold
+/// the very mistake the reload is about to report.
+fn admin_addr_of(config: &Path) -> Result<SocketAddr, String> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| format!("{}: cannot read config: {e}", config.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", config.display(), e.message()))?;
+    let listen = table
+        .get("admin")
+        .and_then(|a| a.get("listen"))
+        .and_then(|l| l.as_str())
+        .ok_or_else(|| {
+            format!(
+                "{} has no [admin] listen; add one (e.g. listen = \"127.0.0.1:9090\"), pass \
+                 --admin ADDR, or send SIGHUP to the vigil process to reload",
+                config.display()
+            )
+        })?;
+    let mut addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("[admin] listen = {listen:?} is not an address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(addr)
 }
 
 /// `RUST_LOG` wins over `[log] level`.

@@ -112,6 +112,7 @@ pub async fn forward(
         _ => PickKey::None,
     };
 
+    let metrics = crate::metrics::get();
     let mut tried: Vec<usize> = Vec::new();
     let mut last = Failure::NoLiveUpstreams;
     let max_tries = pool.max_tries();
@@ -134,9 +135,29 @@ pub async fn forward(
         };
         let peer = pool.peers[index].clone();
         let in_flight = InFlight::new(peer.clone());
+        if tried.len() > 1 {
+            metrics
+                .upstream_retries
+                .with_label_values(&[&config.name])
+                .inc();
+        }
+        let attempt_start = Instant::now();
         let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        let code = match &outcome {
+            Ok((response, _)) => response.status().as_str().to_owned(),
+            Err(e) if e.failure.is_timeout() => "timeout".to_owned(),
+            Err(_) => "error".to_owned(),
+        };
+        metrics
+            .upstream_requests
+            .with_label_values(&[&config.name, &peer.server.label, &code])
+            .inc();
         match outcome {
             Ok((response, sender)) => {
+                metrics
+                    .upstream_response_duration
+                    .with_label_values(&[&config.name])
+                    .observe(attempt_start.elapsed().as_secs_f64());
                 let status = response.status();
                 report.attempts.push((peer.server.addr, Some(status)));
                 let can_retry = template.is_some() && tried.len() < max_tries;
@@ -416,6 +437,10 @@ enum Failure {
 }
 
 impl Failure {
+    fn is_timeout(&self) -> bool {
+        matches!(self, Failure::ConnectTimeout | Failure::ResponseTimeout)
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Failure::ConnectTimeout | Failure::ResponseTimeout => StatusCode::GATEWAY_TIMEOUT,

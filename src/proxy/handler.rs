@@ -98,51 +98,56 @@ pub async fn handle(
         &mut exchange,
     )
     .await;
-    decorate(&mut response, &server, exchange.location, conn.tls);
+    let location = exchange.location.map(|i| &server.locations[i]);
+    decorate(&mut response, &server, location, conn.tls);
 
     let status = response.status();
     let log = client_headers.map(|(referer, user_agent)| {
-        Box::new(LogRecord {
-            rt: rt.clone(),
+        Box::new(LogDetail {
             remote: conn.peer,
             time: SystemTime::now(),
-            method,
             uri: original_uri,
             version,
-            status,
             referer,
             user_agent,
             host,
-            server: server.clone(),
-            location: exchange.location.map(|l| l.label.clone()),
             upstream: std::mem::take(&mut exchange.report.attempts),
             upstream_time: exchange.report.header_time,
         })
     });
+    let record = Finished {
+        rt: rt.clone(),
+        server,
+        location: exchange.location,
+        method,
+        status,
+        log,
+    };
     response.map(|body| LoggedBody {
         inner: body,
         bytes: 0,
         start,
-        log,
+        record: Some(record),
     })
 }
 
 /// Per-request facts gathered on the way, for the log and metrics.
-struct Exchange<'a> {
-    location: Option<&'a Location>,
+struct Exchange {
+    /// Index of the location that answered, in the server's list.
+    location: Option<usize>,
     report: ForwardReport,
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn route<'a>(
-    rt: &'a Runtime,
+async fn route(
+    rt: &Runtime,
     server_index: usize,
     conn: &ConnInfo,
     mut parts: Parts,
     body: Incoming,
     host: Option<&str>,
     original_uri: &Uri,
-    exchange: &mut Exchange<'a>,
+    exchange: &mut Exchange,
 ) -> Response<Body> {
     let server = rt.server(server_index);
     if let Some(redirect) = &server.redirect_https {
@@ -174,7 +179,7 @@ async fn route<'a>(
     let mut body = Some(body);
     for _ in 0..MAX_INTERNAL_REDIRECTS {
         let location = &server.locations[index];
-        exchange.location = Some(location);
+        exchange.location = Some(index);
         let vars = RequestVars {
             parts: &parts,
             conn,
@@ -425,32 +430,40 @@ impl Vars for RequestVars<'_> {
     }
 }
 
-/// What the access log needs once the body is done.
-struct LogRecord {
+/// What is known about a request when its response head is ready; the
+/// metrics and the access log line are written from it once the body is
+/// done.
+struct Finished {
     rt: Arc<Runtime>,
+    server: Arc<VirtualServer>,
+    location: Option<usize>,
+    method: http::Method,
+    status: StatusCode,
+    /// Only when the access log is on.
+    log: Option<Box<LogDetail>>,
+}
+
+struct LogDetail {
     remote: SocketAddr,
     time: SystemTime,
-    method: http::Method,
     uri: Uri,
     version: Version,
-    status: StatusCode,
     referer: Option<String>,
     user_agent: Option<String>,
     host: Option<String>,
-    server: Arc<VirtualServer>,
-    location: Option<String>,
     upstream: Vec<(SocketAddr, Option<StatusCode>)>,
     upstream_time: Option<std::time::Duration>,
 }
 
-/// A response body that counts what it sends and writes the access log
-/// line when it ends or is dropped (client gone), as nginx logs after the
-/// response, with `$body_bytes_sent` and the full request time.
+/// A response body that counts what it sends and records the request
+/// (metrics, access log) when it ends or is dropped (client gone), as
+/// nginx logs after the response, with `$body_bytes_sent` and the full
+/// request time.
 pub struct LoggedBody {
     inner: Body,
     bytes: u64,
     start: Instant,
-    log: Option<Box<LogRecord>>,
+    record: Option<Finished>,
 }
 
 impl LoggedBody {
@@ -459,30 +472,51 @@ impl LoggedBody {
             inner,
             bytes: 0,
             start: Instant::now(),
-            log: None,
+            record: None,
         }
     }
 
     fn finish(&mut self) {
-        let Some(r) = self.log.take() else {
+        let Some(r) = self.record.take() else {
+            return;
+        };
+        let elapsed = self.start.elapsed();
+        let location = r
+            .location
+            .map_or("", |i| r.server.locations[i].label.as_str());
+        let metrics = crate::metrics::get();
+        metrics
+            .http_requests
+            .with_label_values(&[
+                r.server.label.as_str(),
+                location,
+                r.method.as_str(),
+                r.status.as_str(),
+            ])
+            .inc();
+        metrics
+            .http_request_duration
+            .with_label_values(&[r.server.label.as_str(), location])
+            .observe(elapsed.as_secs_f64());
+        let Some(log) = r.log else {
             return;
         };
         r.rt.access_log.write(&Entry {
-            remote: r.remote.ip(),
-            time: r.time,
+            remote: log.remote.ip(),
+            time: log.time,
             method: &r.method,
-            uri: r.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            version: r.version,
+            uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            version: log.version,
             status: r.status,
             body_bytes: self.bytes,
-            referer: r.referer.as_deref(),
-            user_agent: r.user_agent.as_deref(),
-            host: r.host.as_deref(),
-            request_time: self.start.elapsed(),
-            upstream: &r.upstream,
-            upstream_time: r.upstream_time,
+            referer: log.referer.as_deref(),
+            user_agent: log.user_agent.as_deref(),
+            host: log.host.as_deref(),
+            request_time: elapsed,
+            upstream: &log.upstream,
+            upstream_time: log.upstream_time,
             server: &r.server.label,
-            location: r.location.as_deref(),
+            location: (!location.is_empty()).then_some(location),
         });
     }
 }

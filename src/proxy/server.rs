@@ -287,8 +287,12 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         };
         let runtime = ctx.runtime.clone();
         let stop = ctx.stop.clone();
+        let metrics = crate::metrics::get();
+        metrics.connections_accepted.inc();
+        metrics.connections_active.inc();
         ctx.connections.spawn(async move {
             serve_connection(stream, conn, runtime, stop).await;
+            metrics.connections_active.dec();
             drop(permit);
         });
     }

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use vigil::app::App;
 
 /// A vigil started in this test's runtime; stops when dropped.
 pub struct TestVigil {
-    pub app: App,
+    pub app: Arc<App>,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
 }

@@ -1,0 +1,155 @@
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, `/status`
+//! (JSON), and `POST /reload`. It binds its own address (loopback in the
+//! examples) and runs on the control runtime, away from client traffic.
+//!
+//! `vigil reload` and `vigil status` are clients of this API.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Weak;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+/// A running admin listener; stops when dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    pub addr: SocketAddr,
+    pub local: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl AdminServer {
+    /// Binds `addr` and serves the admin API for `app`.
+    pub fn start(addr: SocketAddr, app: Weak<App>) -> std::io::Result<AdminServer> {
+        let std_listener = crate::proxy::server::bind(addr)?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let local = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = listener.accept() => match r {
+                        Ok(pair) => pair,
+                        Err(_) => continue,
+                    },
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(handle(app, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        tracing::info!(%addr, %local, "admin listening");
+        Ok(AdminServer { addr, local, stop })
+    }
+}
+
+async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(app) = app.upgrade() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let body = crate::metrics::get().render(|m| app.refresh_metrics(m));
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (&Method::GET, "/healthz") => match app.health() {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        },
+        (&Method::GET, "/status") => {
+            let mut r = text(StatusCode::OK, format!("{:#}\n", app.status()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        (&Method::POST, "/reload") => {
+            let app2 = app.clone();
+            // Reload reads files and may resolve names: keep it off the
+            // admin connection's task.
+            let result = tokio::task::spawn_blocking(move || app2.reload())
+                .await
+                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+            match result {
+                Ok(generation) => text(
+                    StatusCode::OK,
+                    format!("reloaded: config generation {generation}\n"),
+                ),
+                Err(e) => text(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("reload failed, still running the previous config:\n{e}\n"),
+                ),
+            }
+        }
+        (_, "/metrics" | "/healthz" | "/status" | "/reload") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz, /status, POST /reload\n",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A blocking one-shot HTTP/1.1 request to the admin API (for the CLI).
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("malformed admin response"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed admin status line"))?;
+    Ok((status, body.to_owned()))
+}

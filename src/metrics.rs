@@ -1,0 +1,262 @@
+//! Prometheus metrics (`/metrics` on the admin listener).
+//!
+//! Naming follows prometheus.io/docs/practices/naming: base units
+//! (`_seconds`, `_bytes`), `_total` on counters, no high-cardinality labels
+//! (a route is the configured location, never the raw path).
+//!
+//! Request-path metrics are updated as requests finish. State that already
+//! lives elsewhere (pool health, VRRP state and counters) is copied into
+//! the registry when it is scraped, so the hot path never pays for it.
+
+use std::sync::{Mutex, OnceLock};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric vigil exports.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_response_duration: HistogramVec,
+    pub upstream_retries: IntCounterVec,
+    pub upstream_server_up: IntGaugeVec,
+    pub connections_active: IntGauge,
+    pub connections_accepted: IntCounter,
+    pub config_reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+    pub config_last_reload_success: IntGauge,
+    pub access_log_dropped: IntCounter,
+    pub tls_handshake_errors: IntCounter,
+    pub vrrp_state: IntGaugeVec,
+    pub vrrp_priority: IntGaugeVec,
+    pub vrrp_become_master: IntCounterVec,
+    pub vrrp_adverts_sent: IntCounterVec,
+    pub vrrp_adverts_received: IntCounterVec,
+    pub vrrp_packets_discarded: IntCounterVec,
+    /// Serializes scrapes (they refresh mirrored values before gathering).
+    scrape: Mutex<()>,
+}
+
+/// Request-duration buckets: 1 ms to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let single_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let single_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+
+        let build_info = gauge(
+            "vigil_build_info",
+            "Always 1; the labels say which vigil this is.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        Metrics {
+            http_requests: counter(
+                "vigil_http_requests_total",
+                "HTTP requests answered, by virtual server, location, method and status code.",
+                &["server", "location", "method", "code"],
+            ),
+            http_request_duration: histogram(
+                "vigil_http_request_duration_seconds",
+                "Time from request head to the last byte of the response.",
+                &["server", "location"],
+            ),
+            upstream_requests: counter(
+                "vigil_upstream_requests_total",
+                "Attempts sent to upstream servers, by status code (or error / timeout).",
+                &["upstream", "server", "code"],
+            ),
+            upstream_response_duration: histogram(
+                "vigil_upstream_response_duration_seconds",
+                "Time from sending a request to an upstream server to its response head.",
+                &["upstream"],
+            ),
+            upstream_retries: counter(
+                "vigil_upstream_retries_total",
+                "Requests moved to the next upstream server after a failed attempt.",
+                &["upstream"],
+            ),
+            upstream_server_up: gauge(
+                "vigil_upstream_server_up",
+                "1 when the upstream server can take requests (not down by health checks or max_fails).",
+                &["upstream", "server"],
+            ),
+            connections_active: single_gauge(
+                "vigil_connections_active",
+                "Client connections open now.",
+            ),
+            connections_accepted: single_counter(
+                "vigil_connections_accepted_total",
+                "Client connections accepted.",
+            ),
+            config_reloads: counter(
+                "vigil_config_reloads_total",
+                "Config reloads, by result (success / failure).",
+                &["result"],
+            ),
+            config_generation: single_gauge(
+                "vigil_config_generation",
+                "Generation of the running config (1 = as started, +1 per successful reload).",
+            ),
+            config_last_reload_success: single_gauge(
+                "vigil_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful config load.",
+            ),
+            access_log_dropped: single_counter(
+                "vigil_access_log_dropped_total",
+                "Access log lines dropped because the writer could not keep up.",
+            ),
+            tls_handshake_errors: single_counter(
+                "vigil_tls_handshake_errors_total",
+                "TLS handshakes that failed or timed out.",
+            ),
+            vrrp_state: gauge(
+                "vigil_vrrp_state",
+                "VRRP state: 0 init, 1 backup, 2 master, 3 fault (the keepalived exporters' encoding).",
+                &["instance", "vrid", "interface"],
+            ),
+            vrrp_priority: gauge(
+                "vigil_vrrp_priority",
+                "Effective VRRP priority (configured priority adjusted by health tracking).",
+                &["instance", "vrid", "interface"],
+            ),
+            vrrp_become_master: counter(
+                "vigil_vrrp_become_master_total",
+                "Transitions to master.",
+                &["instance", "vrid", "interface"],
+            ),
+            vrrp_adverts_sent: counter(
+                "vigil_vrrp_adverts_sent_total",
+                "VRRP advertisements sent.",
+                &["instance", "vrid", "interface"],
+            ),
+            vrrp_adverts_received: counter(
+                "vigil_vrrp_adverts_received_total",
+                "VRRP advertisements received and accepted.",
+                &["instance", "vrid", "interface"],
+            ),
+            vrrp_packets_discarded: counter(
+                "vigil_vrrp_packets_discarded_total",
+                "VRRP packets discarded, by reason (RFC 5798 section 7.1 checks).",
+                &["instance", "vrid", "interface", "reason"],
+            ),
+            registry,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Renders the Prometheus text format after `refresh` has copied
+    /// scrape-time state into the registry.
+    pub fn render(&self, refresh: impl FnOnce(&Metrics)) -> String {
+        let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        refresh(self);
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Sets a counter series to `value` (a counter kept elsewhere, such as a
+/// VRRP instance's). A smaller value than before means the source was
+/// restarted, which Prometheus understands as a counter reset.
+pub fn mirror_counter(vec: &IntCounterVec, labels: &[&str], value: u64) {
+    let counter = vec.with_label_values(labels);
+    let current = counter.get();
+    if value >= current {
+        counter.inc_by(value - current);
+    } else {
+        let _ = vec.remove_label_values(labels);
+        vec.with_label_values(labels).inc_by(value);
+    }
+}
+
+/// [`mirror_counter`] for a counter without labels.
+pub fn mirror_counter_single(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value >= current {
+        counter.inc_by(value - current);
+    } else {
+        counter.reset();
+        counter.inc_by(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_counters_follow_their_source() {
+        let m = get();
+        let labels = ["test_mirror", "1", "eth9"];
+        mirror_counter(&m.vrrp_adverts_sent, &labels, 5);
+        mirror_counter(&m.vrrp_adverts_sent, &labels, 9);
+        assert_eq!(m.vrrp_adverts_sent.with_label_values(&labels).get(), 9);
+        mirror_counter(&m.vrrp_adverts_sent, &labels, 2);
+        assert_eq!(m.vrrp_adverts_sent.with_label_values(&labels).get(), 2);
+    }
+
+    #[test]
+    fn renders_text_format_with_build_info() {
+        let text = get().render(|_| {});
+        assert!(text.contains("vigil_build_info{version=\""), "{text}");
+        assert!(
+            text.contains("# TYPE vigil_connections_active gauge"),
+            "{text}"
+        );
+    }
+}
