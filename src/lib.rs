@@ -4,6 +4,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod metrics;
+pub mod privileges;
 pub mod proxy;
 pub mod status_table;
 pub mod vrrp;

@@ -126,6 +126,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     init_logging(&config.log.level);
+    vigil::privileges::raise_network_capabilities();
     // The control runtime: signals, reloads, health checks, the admin API
     // and VRRP. Client traffic runs on the worker threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()

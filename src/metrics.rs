@@ -4,6 +4,10 @@
 //! (`_seconds`, `_bytes`), `_total` on counters, no high-cardinality labels
 //! (a route is the configured location, never the raw path).
 //!
+//! VRRP series are labelled `vrrp_instance`, not `instance`: Prometheus
+//! attaches its own `instance` label (the scrape target) and would rename a
+//! clashing one to `exported_instance`.
+//!
 //! Request-path metrics are updated as requests finish. State that already
 //! lives elsewhere (pool health, VRRP state and counters) is copied into
 //! the registry when it is scraped, so the hot path never pays for it.
@@ -167,32 +171,32 @@ impl Metrics {
             vrrp_state: gauge(
                 "vigil_vrrp_state",
                 "VRRP state: 0 init, 1 backup, 2 master, 3 fault (the keepalived exporters' encoding).",
-                &["instance", "vrid", "interface"],
+                &["vrrp_instance", "vrid", "interface"],
             ),
             vrrp_priority: gauge(
                 "vigil_vrrp_priority",
                 "Effective VRRP priority (configured priority adjusted by health tracking).",
-                &["instance", "vrid", "interface"],
+                &["vrrp_instance", "vrid", "interface"],
             ),
             vrrp_become_master: counter(
                 "vigil_vrrp_become_master_total",
                 "Transitions to master.",
-                &["instance", "vrid", "interface"],
+                &["vrrp_instance", "vrid", "interface"],
             ),
             vrrp_adverts_sent: counter(
                 "vigil_vrrp_adverts_sent_total",
                 "VRRP advertisements sent.",
-                &["instance", "vrid", "interface"],
+                &["vrrp_instance", "vrid", "interface"],
             ),
             vrrp_adverts_received: counter(
                 "vigil_vrrp_adverts_received_total",
                 "VRRP advertisements received and accepted.",
-                &["instance", "vrid", "interface"],
+                &["vrrp_instance", "vrid", "interface"],
             ),
             vrrp_packets_discarded: counter(
                 "vigil_vrrp_packets_discarded_total",
                 "VRRP packets discarded, by reason (RFC 5798 section 7.1 checks).",
-                &["instance", "vrid", "interface", "reason"],
+                &["vrrp_instance", "vrid", "interface", "reason"],
             ),
             registry,
             scrape: Mutex::new(()),
