@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,6 +42,23 @@ pub struct Server {
     root: CancellationToken,
     /// Bounds concurrent connections (`[http] max_connections`).
     permits: Arc<Semaphore>,
+    /// Draining state, watched by every connection.
+    lifecycle: watch::Sender<Lifecycle>,
+}
+
+/// Where the proxy is between serving and stopping (see `drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Normal service.
+    Serving,
+    /// Every connection is asked to go: HTTP/1.1 responses carry
+    /// `Connection: close`, HTTP/2 connections get GOAWAY. New connections
+    /// are still accepted (the VIP may still point here) and served the
+    /// same way. Idle HTTP/1.1 connections are left alone, so a client
+    /// that sends on one at that very moment is not cut off mid-request.
+    Draining,
+    /// Close what is left, idle keep-alive connections included.
+    Closing,
 }
 
 struct Listening {
@@ -85,6 +102,7 @@ impl Server {
             connections: TaskTracker::new(),
             root: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(max_connections)),
+            lifecycle: watch::channel(Lifecycle::Serving).0,
         };
         server.sync_listeners()?;
         Ok(server)
@@ -146,9 +164,39 @@ impl Server {
         v
     }
 
-    /// Tells every connection to finish (Connection: close / GOAWAY) while
-    /// still accepting new ones; used when draining before a VRRP resign.
+    /// Client connections open now.
     pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Starts (or, with `false`, cancels) draining: see
+    /// [`Lifecycle::Draining`]. Used before a VRRP resign and by
+    /// `vigil drain`.
+    pub fn set_draining(&self, draining: bool) {
+        self.lifecycle.send_replace(if draining {
+            Lifecycle::Draining
+        } else {
+            Lifecycle::Serving
+        });
+    }
+
+    /// Closes every remaining connection gracefully (idle ones at once,
+    /// busy ones after their current response).
+    pub fn close_connections(&self) {
+        self.lifecycle.send_replace(Lifecycle::Closing);
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.borrow()
+    }
+
+    /// Waits until no client connection is open, or `timeout` passes;
+    /// returns the connections still open.
+    pub async fn wait_connections_closed(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.connections.len() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.connections.len()
     }
 
@@ -204,6 +252,7 @@ impl Server {
                 connections: self.connections.clone(),
                 stop: stop.clone(),
                 permits: self.permits.clone(),
+                lifecycle: self.lifecycle.subscribe(),
             };
             handle.spawn(async move {
                 // Registering with the reactor must happen on the worker.
@@ -257,6 +306,7 @@ struct AcceptContext {
     connections: TaskTracker,
     stop: CancellationToken,
     permits: Arc<Semaphore>,
+    lifecycle: watch::Receiver<Lifecycle>,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
@@ -287,11 +337,12 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         };
         let runtime = ctx.runtime.clone();
         let stop = ctx.stop.clone();
+        let lifecycle = ctx.lifecycle.clone();
         let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         ctx.connections.spawn(async move {
-            serve_connection(stream, conn, runtime, stop).await;
+            serve_connection(stream, conn, runtime, stop, lifecycle).await;
             metrics.connections_active.dec();
             drop(permit);
         });
@@ -303,26 +354,61 @@ async fn serve_connection(
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
     stop: CancellationToken,
+    mut lifecycle: watch::Receiver<Lifecycle>,
 ) {
     let _ = stream.set_nodelay(true);
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
-    let service = service_fn(move |req| {
-        let rt = runtime.load_full();
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handler::handle(rt, &conn, req).await) }
-    });
+    // Set by the service once the first request shows the protocol: an
+    // HTTP/2 connection is told to go with GOAWAY, an HTTP/1.1 one with
+    // `Connection: close` on its next response.
+    let is_h2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let service = {
+        let lifecycle = lifecycle.clone();
+        let is_h2 = is_h2.clone();
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let rt = runtime.load_full();
+            let conn = conn.clone();
+            let h2 = req.version() == http::Version::HTTP_2;
+            if h2 {
+                is_h2.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let lifecycle = lifecycle.clone();
+            async move {
+                let mut response = handler::handle(rt, &conn, req).await;
+                if !h2 && *lifecycle.borrow() != Lifecycle::Serving {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let builder = http_builder(&settings);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection error");
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection error");
+                }
+                return;
             }
-            return;
+            _ = stop.cancelled() => break,
+            changed = lifecycle.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let state = *lifecycle.borrow_and_update();
+                let h2 = is_h2.load(std::sync::atomic::Ordering::Relaxed);
+                if state == Lifecycle::Closing || (state == Lifecycle::Draining && h2) {
+                    break;
+                }
+            }
         }
-        _ = stop.cancelled() => {}
     }
     connection.as_mut().graceful_shutdown();
     if let Err(e) = connection.await {
