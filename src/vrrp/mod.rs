@@ -2,6 +2,9 @@
 
 pub mod config;
 pub mod discard;
+pub mod machine;
 pub mod packet;
 pub mod receive;
+#[cfg(test)]
+mod sim;
 pub mod timers;
