@@ -82,10 +82,16 @@ fn pair(tag: &str, o: Opts) -> Pair {
     lab.connect(&client, "eth0", &[&v4(10), &v6(10)]);
     lab.connect(&na, "eth0", &[&v4(1), &v6(1)]);
     lab.connect(&nb, "eth0", &[&v4(2), &v6(2)]);
-    let vip = if o.ipv6 { format!("fd00:231:{x}::100") } else { format!("10.231.{x}.100") };
+    let vip = if o.ipv6 {
+        format!("fd00:231:{x}::100")
+    } else {
+        format!("10.231.{x}.100")
+    };
     let router = |node: Node, me: u8, peer: u8, priority: u8, preempt: bool| {
         let peers = if o.unicast {
-            format!("unicast_peer = [\"10.231.{x}.{peer}\"]\nunicast_src_ip = \"10.231.{x}.{me}\"\n")
+            format!(
+                "unicast_peer = [\"10.231.{x}.{peer}\"]\nunicast_src_ip = \"10.231.{x}.{me}\"\n"
+            )
         } else {
             String::new()
         };
@@ -95,7 +101,10 @@ fn pair(tag: &str, o: Opts) -> Pair {
              virtual_ipaddress = [\"{vip}\"]\n{peers}{}\n",
             o.version, o.interval, o.extra
         );
-        let config = lab.write(&format!("{}.toml", node.name), &text).display().to_string();
+        let config = lab
+            .write(&format!("{}.toml", node.name), &text)
+            .display()
+            .to_string();
         Router {
             log: format!("{}.log", node.name),
             node,
@@ -104,12 +113,19 @@ fn pair(tag: &str, o: Opts) -> Pair {
     };
     let a = router(na, 1, 2, 100, true);
     let b = router(nb, 2, 1, 150, o.b_preempt);
-    Pair { lab, client, a, b, vip }
+    Pair {
+        lab,
+        client,
+        a,
+        b,
+        vip,
+    }
 }
 
 impl Pair {
     fn start(&self, r: &Router) -> u32 {
-        self.lab.spawn(&r.node, &[VIGIL, "run", "-c", &r.config], &r.log)
+        self.lab
+            .spawn(&r.node, &[VIGIL, "run", "-c", &r.config], &r.log)
     }
 
     fn holds(&self, r: &Router) -> bool {
@@ -119,14 +135,28 @@ impl Pair {
     /// Waits until `master` holds the VIP (and `other` does not, unless
     /// `other_may_hold`, e.g. after SIGKILL left a stale VIP behind), and
     /// the client reaches it through `master`'s MAC.
-    fn expect_master(&self, master: &Router, other: &Router, within: Duration, what: &str, other_may_hold: bool) -> Duration {
-        let took = self.lab.wait_until(within, &format!("{what}: VIP on {}", master.node.name), || {
-            self.holds(master) && (other_may_hold || !self.holds(other))
-        });
+    fn expect_master(
+        &self,
+        master: &Router,
+        other: &Router,
+        within: Duration,
+        what: &str,
+        other_may_hold: bool,
+    ) -> Duration {
+        let took = self.lab.wait_until(
+            within,
+            &format!("{what}: VIP on {}", master.node.name),
+            || self.holds(master) && (other_may_hold || !self.holds(other)),
+        );
         let mac = self.lab.mac(&master.node, "eth0");
-        self.lab.wait_until(Duration::from_secs(3), &format!("{what}: client reaches the VIP via {}", master.node.name), || {
-            self.lab.ping(&self.client, &self.vip) && self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
-        });
+        self.lab.wait_until(
+            Duration::from_secs(3),
+            &format!("{what}: client reaches the VIP via {}", master.node.name),
+            || {
+                self.lab.ping(&self.client, &self.vip)
+                    && self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
+            },
+        );
         took
     }
 
@@ -134,7 +164,12 @@ impl Pair {
     fn expect_stable(&self, master: &Router, other: &Router, duration: Duration) {
         let end = std::time::Instant::now() + duration;
         while std::time::Instant::now() < end {
-            assert!(self.holds(master) && !self.holds(other), "VIP moved off {}\n{}", master.node.name, self.lab.logs());
+            assert!(
+                self.holds(master) && !self.holds(other),
+                "VIP moved off {}\n{}",
+                master.node.name,
+                self.lab.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -157,19 +192,31 @@ fn multicast_v3_election_and_every_failover() {
     // after SIGKILL); the client follows A thanks to the gratuitous ARP.
     let start = std::time::Instant::now();
     p.lab.kill(b_pid);
-    p.lab.wait_until(mdi_100ms(100) + MARGIN, "SIGKILL: VIP on a", || p.holds(&p.a));
+    p.lab
+        .wait_until(mdi_100ms(100) + MARGIN, "SIGKILL: VIP on a", || {
+            p.holds(&p.a)
+        });
     eprintln!("SIGKILL failover: {:?}", start.elapsed());
     p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after SIGKILL", true);
 
     // The master returns (preempt): it removes its stale VIP at start and
     // takes over after one interval + Skew_Time.
     b_pid = p.start(&p.b);
-    p.expect_master(&p.b, &p.a, Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2, "return with preempt", false);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return with preempt",
+        false,
+    );
 
     // Link down on the master: A takes over, B goes to Fault and drops the VIP.
     let start = std::time::Instant::now();
     p.lab.set_link(&p.b.node, "eth0", false);
-    p.lab.wait_until(mdi_100ms(100) + MARGIN, "link down: VIP on a", || p.holds(&p.a) && !p.holds(&p.b));
+    p.lab
+        .wait_until(mdi_100ms(100) + MARGIN, "link down: VIP on a", || {
+            p.holds(&p.a) && !p.holds(&p.b)
+        });
     eprintln!("link-down failover: {:?}", start.elapsed());
     p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after link down", false);
     assert!(p.lab.read(&p.b.log).contains("fault"), "{}", p.lab.logs());
@@ -182,9 +229,16 @@ fn multicast_v3_election_and_every_failover() {
     let start = std::time::Instant::now();
     let pid = b_pid;
     p.lab.signal(pid, libc::SIGTERM);
-    p.lab.wait_until(skew_100ms(100) + MARGIN, "SIGTERM: VIP on a only", || p.holds(&p.a) && !p.holds(&p.b));
+    p.lab
+        .wait_until(skew_100ms(100) + MARGIN, "SIGTERM: VIP on a only", || {
+            p.holds(&p.a) && !p.holds(&p.b)
+        });
     eprintln!("SIGTERM failover: {:?}", start.elapsed());
-    assert_eq!(p.lab.wait_exit(pid, Duration::from_secs(3)), Some(0), "vigil exits 0 after SIGTERM");
+    assert_eq!(
+        p.lab.wait_exit(pid, Duration::from_secs(3)),
+        Some(0),
+        "vigil exits 0 after SIGTERM"
+    );
     p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after SIGTERM", false);
 }
 
@@ -193,7 +247,14 @@ fn nopreempt_master_return_keeps_the_current_master() {
     if skip_unless_root("nopreempt_master_return_keeps_the_current_master") {
         return;
     }
-    let p = pair("np", Opts { subnet: 12, b_preempt: false, ..Opts::default() });
+    let p = pair(
+        "np",
+        Opts {
+            subnet: 12,
+            b_preempt: false,
+            ..Opts::default()
+        },
+    );
     let a_pid = p.start(&p.a);
     let b_pid = p.start(&p.b);
     p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
@@ -201,12 +262,28 @@ fn nopreempt_master_return_keeps_the_current_master() {
     p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
     // B returns with the higher priority but nopreempt: A keeps the VIP.
     p.start(&p.b);
-    p.lab.wait_until(Duration::from_secs(2), "b's stale VIP cleaned at start", || !p.holds(&p.b));
+    p.lab.wait_until(
+        Duration::from_secs(2),
+        "b's stale VIP cleaned at start",
+        || !p.holds(&p.b),
+    );
     p.expect_stable(&p.a, &p.b, Duration::from_secs(2));
-    p.expect_master(&p.a, &p.b, Duration::ZERO + Duration::from_millis(1), "nopreempt", false);
+    p.expect_master(
+        &p.a,
+        &p.b,
+        Duration::ZERO + Duration::from_millis(1),
+        "nopreempt",
+        false,
+    );
     // Until A resigns: then B (the only other router) takes over.
     p.lab.signal(a_pid, libc::SIGTERM);
-    p.expect_master(&p.b, &p.a, skew_100ms(150) + MARGIN, "resign to nopreempt backup", false);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        skew_100ms(150) + MARGIN,
+        "resign to nopreempt backup",
+        false,
+    );
 }
 
 #[test]
@@ -214,7 +291,14 @@ fn unicast_failover() {
     if skip_unless_root("unicast_failover") {
         return;
     }
-    let p = pair("uc", Opts { subnet: 13, unicast: true, ..Opts::default() });
+    let p = pair(
+        "uc",
+        Opts {
+            subnet: 13,
+            unicast: true,
+            ..Opts::default()
+        },
+    );
     let _a_pid = p.start(&p.a);
     let mut b_pid = p.start(&p.b);
     p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
@@ -222,7 +306,13 @@ fn unicast_failover() {
     p.lab.kill(b_pid);
     p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
     b_pid = p.start(&p.b);
-    p.expect_master(&p.b, &p.a, Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2, "return", false);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return",
+        false,
+    );
     let pid = b_pid;
     p.lab.signal(pid, libc::SIGTERM);
     p.expect_master(&p.a, &p.b, skew_100ms(100) + MARGIN, "SIGTERM", false);
@@ -234,7 +324,14 @@ fn ipv6_vip_with_unsolicited_na() {
     if skip_unless_root("ipv6_vip_with_unsolicited_na") {
         return;
     }
-    let p = pair("v6", Opts { subnet: 14, ipv6: true, ..Opts::default() });
+    let p = pair(
+        "v6",
+        Opts {
+            subnet: 14,
+            ipv6: true,
+            ..Opts::default()
+        },
+    );
     let _a_pid = p.start(&p.a);
     let mut b_pid = p.start(&p.b);
     p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
@@ -243,7 +340,13 @@ fn ipv6_vip_with_unsolicited_na() {
     p.lab.kill(b_pid);
     p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
     b_pid = p.start(&p.b);
-    p.expect_master(&p.b, &p.a, Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2, "return", false);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return",
+        false,
+    );
     p.lab.signal(b_pid, libc::SIGTERM);
     p.expect_master(&p.a, &p.b, skew_100ms(100) + MARGIN, "SIGTERM", false);
 }
@@ -254,17 +357,39 @@ fn vrrpv2_with_password_failover() {
         return;
     }
     let extra = "auth_type = \"pass\"\nauth_pass = \"secret12\"";
-    let p = pair("v2", Opts { subnet: 15, version: 2, interval: "1s", extra, ..Opts::default() });
+    let p = pair(
+        "v2",
+        Opts {
+            subnet: 15,
+            version: 2,
+            interval: "1s",
+            extra,
+            ..Opts::default()
+        },
+    );
     let _a_pid = p.start(&p.a);
     let mut b_pid = p.start(&p.b);
     // v2: Skew_Time = (256 - p)/256 s, MDI = 3 s + skew (RFC 3768 §6.1).
-    let mdi = |prio: u64| Duration::from_secs(3) + Duration::from_micros((256 - prio) * 1_000_000 / 256);
+    let mdi =
+        |prio: u64| Duration::from_secs(3) + Duration::from_micros((256 - prio) * 1_000_000 / 256);
     p.expect_master(&p.b, &p.a, mdi(150) + MARGIN, "election", false);
     let pid = b_pid;
     p.lab.signal(pid, libc::SIGTERM);
-    p.expect_master(&p.a, &p.b, Duration::from_micros(156 * 1_000_000 / 256) + MARGIN, "SIGTERM", false);
+    p.expect_master(
+        &p.a,
+        &p.b,
+        Duration::from_micros(156 * 1_000_000 / 256) + MARGIN,
+        "SIGTERM",
+        false,
+    );
     b_pid = p.start(&p.b);
-    p.expect_master(&p.b, &p.a, Duration::from_secs(1) + MARGIN * 2, "return", false);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_secs(1) + MARGIN * 2,
+        "return",
+        false,
+    );
     p.lab.kill(b_pid);
     p.expect_master(&p.a, &p.b, mdi(100) + MARGIN, "SIGKILL", true);
 }

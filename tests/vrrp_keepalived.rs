@@ -33,7 +33,11 @@ impl Variant {
 
     /// Advertisement interval: keepalived v2 only does whole seconds.
     fn interval(self) -> Duration {
-        if self.v2() { Duration::from_secs(1) } else { Duration::from_millis(100) }
+        if self.v2() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(100)
+        }
     }
 
     fn mdi(self, priority: u64) -> Duration {
@@ -80,20 +84,28 @@ fn setup(tag: &str, x: u8, variant: Variant, vigil_priority: u8, keepalived_prio
         variant.interval().as_millis()
     );
     if unicast {
-        v.push_str(&format!("unicast_src_ip = \"10.231.{x}.1\"\nunicast_peer = [\"10.231.{x}.2\"]\n"));
+        v.push_str(&format!(
+            "unicast_src_ip = \"10.231.{x}.1\"\nunicast_peer = [\"10.231.{x}.2\"]\n"
+        ));
     }
     if variant == Variant::V2Pass {
         v.push_str("auth_type = \"pass\"\nauth_pass = \"secret12\"\n");
     }
     let vigil_cfg = lab.write("vigil.toml", &v).display().to_string();
 
-    let advert_int = if variant.v2() { "1".to_owned() } else { "0.1".to_owned() };
+    let advert_int = if variant.v2() {
+        "1".to_owned()
+    } else {
+        "0.1".to_owned()
+    };
     let mut k = format!(
         "global_defs {{\n  router_id ka{x}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  \
          virtual_router_id {x}\n  priority {keepalived_priority}\n  advert_int {advert_int}\n  version {version}\n"
     );
     if unicast {
-        k.push_str(&format!("  unicast_src_ip 10.231.{x}.2\n  unicast_peer {{\n    10.231.{x}.1\n  }}\n"));
+        k.push_str(&format!(
+            "  unicast_src_ip 10.231.{x}.2\n  unicast_peer {{\n    10.231.{x}.1\n  }}\n"
+        ));
     }
     if variant == Variant::V2Pass {
         k.push_str("  authentication {\n    auth_type PASS\n    auth_pass secret12\n  }\n");
@@ -115,7 +127,11 @@ fn setup(tag: &str, x: u8, variant: Variant, vigil_priority: u8, keepalived_prio
 
 impl Setup {
     fn start_vigil(&self, run: usize) -> u32 {
-        self.lab.spawn(&self.vigil, &[VIGIL, "run", "-c", &self.vigil_cfg], &format!("vigil-{run}.log"))
+        self.lab.spawn(
+            &self.vigil,
+            &[VIGIL, "run", "-c", &self.vigil_cfg],
+            &format!("vigil-{run}.log"),
+        )
     }
 
     /// keepalived in the foreground; its VRRP work happens in a child
@@ -127,7 +143,20 @@ impl Setup {
         let _ = std::fs::remove_file(&vrrp_pid);
         self.lab.spawn(
             &self.keepalived,
-            &["keepalived", "-n", "-l", "-D", "-G", "-P", "-f", &self.keepalived_cfg, "-p", &pid, "-r", &vrrp_pid],
+            &[
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-G",
+                "-P",
+                "-f",
+                &self.keepalived_cfg,
+                "-p",
+                &pid,
+                "-r",
+                &vrrp_pid,
+            ],
             &format!("keepalived-{run}.log"),
         )
     }
@@ -149,21 +178,40 @@ impl Setup {
         self.lab.has_addr(node, &self.vip)
     }
 
-    fn expect(&self, master: &Node, other: &Node, within: Duration, what: &str, other_may_hold: bool) -> Duration {
-        let took = self.lab.wait_until(within, &format!("{what}: VIP on {}", master.name), || {
-            self.on(master) && (other_may_hold || !self.on(other))
-        });
+    fn expect(
+        &self,
+        master: &Node,
+        other: &Node,
+        within: Duration,
+        what: &str,
+        other_may_hold: bool,
+    ) -> Duration {
+        let took = self
+            .lab
+            .wait_until(within, &format!("{what}: VIP on {}", master.name), || {
+                self.on(master) && (other_may_hold || !self.on(other))
+            });
         let mac = self.lab.mac(master, "eth0");
-        self.lab.wait_until(Duration::from_secs(3), &format!("{what}: client reaches VIP via {}", master.name), || {
-            self.lab.ping(&self.client, &self.vip) && self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
-        });
+        self.lab.wait_until(
+            Duration::from_secs(3),
+            &format!("{what}: client reaches VIP via {}", master.name),
+            || {
+                self.lab.ping(&self.client, &self.vip)
+                    && self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
+            },
+        );
         took
     }
 
     fn stable(&self, master: &Node, other: &Node, duration: Duration) {
         let end = std::time::Instant::now() + duration;
         while std::time::Instant::now() < end {
-            assert!(self.on(master) && !self.on(other), "VIP moved off {}\n{}", master.name, self.lab.logs());
+            assert!(
+                self.on(master) && !self.on(other),
+                "VIP moved off {}\n{}",
+                master.name,
+                self.lab.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -174,7 +222,10 @@ impl Setup {
         for run in 0..4 {
             all.push_str(&self.lab.read(&format!("keepalived-{run}.log")));
         }
-        assert!(all.contains("Entering MASTER STATE") || all.contains("Entering BACKUP STATE"), "keepalived did not run:\n{all}");
+        assert!(
+            all.contains("Entering MASTER STATE") || all.contains("Entering BACKUP STATE"),
+            "keepalived did not run:\n{all}"
+        );
         let complaints = [
             "invalid",
             "checksum",
@@ -196,7 +247,10 @@ impl Setup {
         }
         for run in 0..2 {
             let vigil = self.lab.read(&format!("vigil-{run}.log"));
-            assert!(!vigil.contains("discarded VRRP packet"), "vigil discarded keepalived's packets:\n{vigil}");
+            assert!(
+                !vigil.contains("discarded VRRP packet"),
+                "vigil discarded keepalived's packets:\n{vigil}"
+            );
         }
     }
 }
@@ -206,7 +260,10 @@ fn have_keepalived(test: &str) -> bool {
         return false;
     }
     if !tool_exists("keepalived") {
-        assert!(std::env::var_os("CI").is_none(), "{test}: keepalived is not installed in CI (apt-get install -y keepalived)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: keepalived is not installed in CI (apt-get install -y keepalived)"
+        );
         eprintln!("skipping {test}: keepalived not installed (apt-get install -y keepalived)");
         return false;
     }
@@ -227,13 +284,25 @@ fn keepalived_master(tag: &str, x: u8, variant: Variant) {
 
     // keepalived resigns (SIGTERM → priority 0): vigil takes over after Skew_Time.
     s.lab.signal(ka, libc::SIGTERM);
-    s.expect(v, k, variant.skew(100) + MARGIN, "keepalived SIGTERM", false);
+    s.expect(
+        v,
+        k,
+        variant.skew(100) + MARGIN,
+        "keepalived SIGTERM",
+        false,
+    );
     s.lab.wait_exit(ka, Duration::from_secs(5));
 
     // keepalived returns and preempts vigil (after its Master_Down_Interval:
     // keepalived waits out the timer on hearing a lower priority).
     ka = s.start_keepalived(1);
-    s.expect(k, v, variant.mdi(150) + variant.interval() + MARGIN * 2, "keepalived returns", false);
+    s.expect(
+        k,
+        v,
+        variant.mdi(150) + variant.interval() + MARGIN * 2,
+        "keepalived returns",
+        false,
+    );
     s.stable(k, v, variant.interval() * 3);
 
     // SIGKILL of keepalived: vigil within its Master_Down_Interval.
@@ -263,7 +332,13 @@ fn vigil_master(tag: &str, x: u8, variant: Variant) {
 
     // vigil returns and preempts keepalived.
     vigil = s.start_vigil(1);
-    s.expect(v, k, variant.interval() + variant.skew(150) + MARGIN * 2, "vigil returns", false);
+    s.expect(
+        v,
+        k,
+        variant.interval() + variant.skew(150) + MARGIN * 2,
+        "vigil returns",
+        false,
+    );
     s.stable(v, k, variant.interval() * 3);
 
     // SIGKILL of vigil: keepalived within its Master_Down_Interval.

@@ -24,7 +24,11 @@ pub fn set_freebind(socket: &Socket, addr: &SocketAddr) -> io::Result<()> {
 /// Creates a TCP listener bound to `addr` with IP_FREEBIND (and
 /// SO_REUSEADDR), ready for `tokio::net::TcpListener::from_std`.
 pub fn bind_tcp_freebind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let socket = Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     set_freebind(&socket, &addr)?;
     socket.bind(&addr.into())?;

@@ -195,7 +195,12 @@ struct Runner {
 }
 
 impl Runner {
-    fn new(shared: Arc<Shared>, io: Io, origin: Instant, sync_tick: Arc<watch::Sender<u64>>) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        io: Io,
+        origin: Instant,
+        sync_tick: Arc<watch::Sender<u64>>,
+    ) -> Self {
         let c = &shared.config;
         let machine = Machine::new(Params {
             rules: match c.version {
@@ -243,16 +248,35 @@ impl Runner {
     fn spawn_trackers(&self) -> Vec<JoinHandle<()>> {
         let c = &self.shared.config;
         let mut links = vec![(c.interface.clone(), TrackEffect::Fault)];
-        links.extend(c.track.interfaces.iter().filter(|(n, _)| *n != c.interface).cloned());
+        links.extend(
+            c.track
+                .interfaces
+                .iter()
+                .filter(|(n, _)| *n != c.interface)
+                .cloned(),
+        );
         // First reading now, so an instance never starts as Backup on a
         // link that is down.
         for (name, effect) in &links {
-            let status = track::status_for(*effect, netif::is_running(name), &format!("interface {name}"));
-            self.shared.board.send_if_modified(|b| b.set(&format!("interface:{name}"), status));
+            let status = track::status_for(
+                *effect,
+                netif::is_running(name),
+                &format!("interface {name}"),
+            );
+            self.shared
+                .board
+                .send_if_modified(|b| b.set(&format!("interface:{name}"), status));
         }
-        let mut tasks = vec![tokio::spawn(track::watch_links(self.shared.board.clone(), links))];
+        let mut tasks = vec![tokio::spawn(track::watch_links(
+            self.shared.board.clone(),
+            links,
+        ))];
         for (i, s) in c.track.scripts.iter().enumerate() {
-            tasks.push(tokio::spawn(track::run_script(self.shared.board.clone(), i, s.clone())));
+            tasks.push(tokio::spawn(track::run_script(
+                self.shared.board.clone(),
+                i,
+                s.clone(),
+            )));
         }
         tasks
     }
@@ -262,7 +286,11 @@ impl Runner {
         let board = self.shared.board.borrow().clone();
         let own = board.own_fault();
         let changed = {
-            let mut slot = self.shared.own_fault.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self
+                .shared
+                .own_fault
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let changed = *slot != own;
             *slot = own;
             changed
@@ -285,7 +313,11 @@ impl Runner {
                     v.effective_priority = p;
                 });
                 if p != self.machine.params().priority {
-                    info!(instance = self.name(), "effective priority {} -> {p}", self.machine.params().priority);
+                    info!(
+                        instance = self.name(),
+                        "effective priority {} -> {p}",
+                        self.machine.params().priority
+                    );
                 }
                 self.step(Event::PriorityChanged(p)).await;
                 if self.faulted {
@@ -323,7 +355,11 @@ impl Runner {
                 }
                 if accepted.address_list_mismatch {
                     c.address_list_mismatches.fetch_add(1, Ordering::Relaxed);
-                    if self.log.admit(DiscardReason::AddressList, std::time::Instant::now()).is_some() {
+                    if self
+                        .log
+                        .admit(DiscardReason::AddressList, std::time::Instant::now())
+                        .is_some()
+                    {
                         warn!(instance = self.name(), from = %p.src, "advertised addresses differ from ours (misconfiguration, RFC 5798 §7.1)");
                     }
                 }
@@ -354,8 +390,16 @@ impl Runner {
             Action::SendAdvert { priority } => self.send_advert(priority),
             Action::AddVips => {
                 for vip in self.shared.config.all_vips() {
-                    if let Err(e) = self.io.vips.add(self.io.ifindex, &self.shared.config.interface, vip).await {
-                        error!(instance = self.name(), "cannot add {}/{}: {e}", vip.addr, vip.prefix);
+                    if let Err(e) = self
+                        .io
+                        .vips
+                        .add(self.io.ifindex, &self.shared.config.interface, vip)
+                        .await
+                    {
+                        error!(
+                            instance = self.name(),
+                            "cannot add {}/{}: {e}", vip.addr, vip.prefix
+                        );
                     }
                 }
             }
@@ -387,30 +431,48 @@ impl Runner {
             match Sender::open(&c.interface, self.io.ifindex, self.io.source) {
                 Ok(s) => self.io.sender = Some(s),
                 Err(e) => {
-                    self.shared.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    if self.log.admit(DiscardReason::PacketLength, std::time::Instant::now()).is_some() {
+                    self.shared
+                        .counters
+                        .send_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self
+                        .log
+                        .admit(DiscardReason::PacketLength, std::time::Instant::now())
+                        .is_some()
+                    {
                         warn!(instance = self.name(), "cannot open the advert socket: {e}");
                     }
                     return;
                 }
             }
         }
-        let Some(sender) = &self.io.sender else { return };
+        let Some(sender) = &self.io.sender else {
+            return;
+        };
         let mut failed = None;
         for dst in destinations {
             let bytes = packet::encode(&advert, sender.source, dst, c.checksum_form);
             match sender.send(&bytes, dst) {
                 Ok(()) => {
-                    self.shared.counters.adverts_sent.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .adverts_sent
+                        .fetch_add(1, Ordering::Relaxed);
                     if priority == 0 {
-                        self.shared.counters.priority_zero_sent.fetch_add(1, Ordering::Relaxed);
+                        self.shared
+                            .counters
+                            .priority_zero_sent
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Err(e) => failed = Some((dst, e)),
             }
         }
         if let Some((dst, e)) = failed {
-            self.shared.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .send_errors
+                .fetch_add(1, Ordering::Relaxed);
             self.io.sender = None;
             debug!(instance = self.name(), "advert to {dst} failed: {e}");
         }
@@ -419,7 +481,10 @@ impl Runner {
     async fn remove_vips(&mut self) {
         for vip in self.shared.config.all_vips() {
             if let Err(e) = self.io.vips.remove(self.io.ifindex, vip).await {
-                error!(instance = self.name(), "cannot remove {}/{}: {e}", vip.addr, vip.prefix);
+                error!(
+                    instance = self.name(),
+                    "cannot remove {}/{}: {e}", vip.addr, vip.prefix
+                );
             }
         }
     }
@@ -430,7 +495,11 @@ impl Runner {
     fn announce(&mut self) {
         let now = Instant::now();
         let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
-        if running && self.last_announce.is_some_and(|t| now - t < Duration::from_secs(1)) {
+        if running
+            && self
+                .last_announce
+                .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
             return;
         }
         self.stop_announcing();
@@ -480,7 +549,10 @@ impl Runner {
             reason.describe()
         );
         if to == State::Master {
-            self.shared.counters.become_master.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .counters
+                .become_master
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.shared.update_view(|v| {
             v.state = to;
@@ -523,7 +595,10 @@ impl Runner {
                     let _ = child.wait().await;
                 });
             }
-            Err(e) => warn!(instance = self.name(), "notify {word} command failed to start: {e}"),
+            Err(e) => warn!(
+                instance = self.name(),
+                "notify {word} command failed to start: {e}"
+            ),
         }
     }
 }

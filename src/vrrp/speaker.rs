@@ -128,7 +128,10 @@ impl Speaker {
 
     /// A snapshot of every instance.
     pub fn status(&self) -> Vec<InstanceStatus> {
-        lock(&self.inner.instances).values().map(|h| snapshot(&h.shared)).collect()
+        lock(&self.inner.instances)
+            .values()
+            .map(|h| snapshot(&h.shared))
+            .collect()
     }
 
     /// Sets the health reported by the proxy for `instance`. Takes effect
@@ -164,7 +167,9 @@ impl Speaker {
     /// Resigns every instance (priority-0 advert if Master, VIPs removed)
     /// and stops them. Used on SIGTERM after the proxy has drained.
     pub async fn resign_all(&self) {
-        let handles: Vec<Handle> = std::mem::take(&mut *lock(&self.inner.instances)).into_values().collect();
+        let handles: Vec<Handle> = std::mem::take(&mut *lock(&self.inner.instances))
+            .into_values()
+            .collect();
         let waits: Vec<_> = handles.into_iter().map(|h| self.stop_instance(h)).collect();
         for w in waits {
             w.await;
@@ -189,7 +194,11 @@ impl Speaker {
             let mut instances = lock(&self.inner.instances);
             let keep: Vec<String> = instances
                 .iter()
-                .filter(|(name, h)| new.instances.iter().any(|c| &c.name == *name && *c == h.shared.config))
+                .filter(|(name, h)| {
+                    new.instances
+                        .iter()
+                        .any(|c| &c.name == *name && *c == h.shared.config)
+                })
                 .map(|(n, _)| n.clone())
                 .collect();
             let names: Vec<String> = instances.keys().cloned().collect();
@@ -231,7 +240,13 @@ impl Speaker {
         // for the address owner, whose addresses are its own.
         if config.priority != OWNER_PRIORITY {
             for vip in config.all_vips() {
-                if self.inner.vips.is_present(info.index, vip.addr).await.unwrap_or(false) {
+                if self
+                    .inner
+                    .vips
+                    .is_present(info.index, vip.addr)
+                    .await
+                    .unwrap_or(false)
+                {
                     warn!(instance = %config.name, "removing stale VIP {}/{} left on {}", vip.addr, vip.prefix, config.interface);
                     self.inner.vips.remove(info.index, vip).await?;
                 }
@@ -263,7 +278,11 @@ impl Speaker {
         let (commands_tx, commands_rx) = mpsc::channel(4);
         let shared = Arc::new(Shared::new(config.clone(), receiver.discards.clone()));
         if *lock(&self.inner.standby) {
-            instance::set_track(&shared, "standby", TrackStatus::Fault("standby (drain)".into()));
+            instance::set_track(
+                &shared,
+                "standby",
+                TrackStatus::Fault("standby (drain)".into()),
+            );
         }
         write(&receiver.routes).insert(config.vrid, packets_tx);
         let task = tokio::spawn(instance::run(
@@ -310,7 +329,12 @@ impl Speaker {
         }
     }
 
-    fn receiver(&self, ifname: &str, ifindex: u32, ipv6: bool) -> Result<Arc<ReceiverEntry>, VrrpError> {
+    fn receiver(
+        &self,
+        ifname: &str,
+        ifindex: u32,
+        ipv6: bool,
+    ) -> Result<Arc<ReceiverEntry>, VrrpError> {
         let mut receivers = lock(&self.inner.receivers);
         if let Some(r) = receivers.get(&(ifindex, ipv6)) {
             return Ok(r.clone());
@@ -321,7 +345,11 @@ impl Speaker {
             discards: Arc::new(DiscardCounters::default()),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(receive_loop(socket, Arc::downgrade(&entry), ifname.to_owned()));
+        let task = tokio::spawn(receive_loop(
+            socket,
+            Arc::downgrade(&entry),
+            ifname.to_owned(),
+        ));
         *lock(&entry.task) = Some(task);
         receivers.insert((ifindex, ipv6), entry.clone());
         Ok(entry)
@@ -405,7 +433,11 @@ async fn sync_groups(inner: std::sync::Weak<Inner>) {
                 }
                 // Clear entries of groups the instance no longer belongs to.
                 h.shared.board.send_if_modified(|b| {
-                    let stale: Vec<String> = b.0.keys().filter(|k| k.starts_with(SYNC_PREFIX) && **k != key).cloned().collect();
+                    let stale: Vec<String> =
+                        b.0.keys()
+                            .filter(|k| k.starts_with(SYNC_PREFIX) && **k != key)
+                            .cloned()
+                            .collect();
                     let mut changed = false;
                     for k in stale {
                         changed |= b.set(&k, TrackStatus::Ok);

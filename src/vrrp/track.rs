@@ -199,7 +199,10 @@ pub const LINK_POLL: Duration = Duration::from_millis(100);
 
 /// Polls the link state of `interfaces` and writes it to the board until
 /// the board's receivers are gone.
-pub async fn watch_links(board: Arc<watch::Sender<TrackBoard>>, interfaces: Vec<(String, TrackEffect)>) {
+pub async fn watch_links(
+    board: Arc<watch::Sender<TrackBoard>>,
+    interfaces: Vec<(String, TrackEffect)>,
+) {
     let mut tick = tokio::time::interval(LINK_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -268,7 +271,10 @@ mod tests {
     #[test]
     fn weights_add_up_and_clamp() {
         assert_eq!(health(100, &TrackBoard::default()), Health::Priority(100));
-        let b = board(&[("a", TrackStatus::Delta(-30, "x".into())), ("b", TrackStatus::Delta(-20, "x".into()))]);
+        let b = board(&[
+            ("a", TrackStatus::Delta(-30, "x".into())),
+            ("b", TrackStatus::Delta(-20, "x".into())),
+        ]);
         assert_eq!(health(100, &b), Health::Priority(50));
         let b = board(&[("a", TrackStatus::Delta(-253, "x".into()))]);
         assert_eq!(health(100, &b), Health::Priority(1));
@@ -284,9 +290,15 @@ mod tests {
     fn any_fault_wins() {
         let b = board(&[
             ("a", TrackStatus::Delta(10, "x".into())),
-            ("interface:eth1", TrackStatus::Fault("interface eth1 failed".into())),
+            (
+                "interface:eth1",
+                TrackStatus::Fault("interface eth1 failed".into()),
+            ),
         ]);
-        assert_eq!(health(255, &b), Health::Fault(vec!["interface eth1 failed".into()]));
+        assert_eq!(
+            health(255, &b),
+            Health::Fault(vec!["interface eth1 failed".into()])
+        );
         assert_eq!(b.own_fault().as_deref(), Some("interface eth1 failed"));
         let s = board(&[("sync:G", TrackStatus::Fault("group".into()))]);
         assert!(matches!(health(100, &s), Health::Fault(_)));
@@ -296,11 +308,26 @@ mod tests {
     #[test]
     fn effects_follow_keepalived() {
         assert_eq!(status_for(TrackEffect::Fault, true, "x"), TrackStatus::Ok);
-        assert!(matches!(status_for(TrackEffect::Fault, false, "x"), TrackStatus::Fault(_)));
-        assert_eq!(status_for(TrackEffect::Weight(-20), false, "x"), TrackStatus::Delta(-20, "x failed".into()));
-        assert_eq!(status_for(TrackEffect::Weight(-20), true, "x"), TrackStatus::Ok);
-        assert_eq!(status_for(TrackEffect::Weight(15), true, "x"), TrackStatus::Delta(15, "x healthy".into()));
-        assert_eq!(status_for(TrackEffect::Weight(15), false, "x"), TrackStatus::Ok);
+        assert!(matches!(
+            status_for(TrackEffect::Fault, false, "x"),
+            TrackStatus::Fault(_)
+        ));
+        assert_eq!(
+            status_for(TrackEffect::Weight(-20), false, "x"),
+            TrackStatus::Delta(-20, "x failed".into())
+        );
+        assert_eq!(
+            status_for(TrackEffect::Weight(-20), true, "x"),
+            TrackStatus::Ok
+        );
+        assert_eq!(
+            status_for(TrackEffect::Weight(15), true, "x"),
+            TrackStatus::Delta(15, "x healthy".into())
+        );
+        assert_eq!(
+            status_for(TrackEffect::Weight(15), false, "x"),
+            TrackStatus::Ok
+        );
     }
 
     #[test]
@@ -338,10 +365,13 @@ mod tests {
             rise: 1,
         };
         let task = tokio::spawn(run_script(tx.clone(), 0, script));
-        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|b| matches!(b.0.get("script[0]"), Some(TrackStatus::Delta(-20, _)))))
-            .await
-            .expect("script failure reported")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            rx.wait_for(|b| matches!(b.0.get("script[0]"), Some(TrackStatus::Delta(-20, _)))),
+        )
+        .await
+        .expect("script failure reported")
+        .unwrap();
         task.abort();
         // A script that hangs past its timeout fails.
         let slow = ScriptConfig {

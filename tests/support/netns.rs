@@ -41,7 +41,9 @@ pub fn is_root() -> bool {
 /// Returns true (and prints why) when the test must be skipped.
 pub fn skip_unless_root(test: &str) -> bool {
     if !is_root() {
-        eprintln!("skipping {test}: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces");
+        eprintln!(
+            "skipping {test}: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces"
+        );
         return true;
     }
     for tool in ["ip", "ping"] {
@@ -51,7 +53,9 @@ pub fn skip_unless_root(test: &str) -> bool {
                 std::env::var_os("CI").is_none(),
                 "{test}: `{tool}` not found in CI; install it (apt-get install -y iproute2 iputils-ping)"
             );
-            eprintln!("skipping {test}: `{tool}` not found (apt-get install -y iproute2 iputils-ping)");
+            eprintln!(
+                "skipping {test}: `{tool}` not found (apt-get install -y iproute2 iputils-ping)"
+            );
             return true;
         }
     }
@@ -116,7 +120,18 @@ impl Lab {
         lab.add_ns(&lab.bridge_ns.clone());
         // No IGMP snooping: VRRP multicast must be flooded like on a dumb
         // switch, whatever the querier situation.
-        lab.ip(&lab.bridge_ns, &["link", "add", "br0", "type", "bridge", "mcast_snooping", "0"]);
+        lab.ip(
+            &lab.bridge_ns,
+            &[
+                "link",
+                "add",
+                "br0",
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        );
         lab.ip(&lab.bridge_ns, &["link", "set", "br0", "up"]);
         lab
     }
@@ -142,7 +157,18 @@ impl Lab {
         let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
         self.ip(
             &node.ns,
-            &["link", "add", ifname, "type", "veth", "peer", "name", &port, "netns", &self.bridge_ns],
+            &[
+                "link",
+                "add",
+                ifname,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.bridge_ns,
+            ],
         );
         self.ip(&self.bridge_ns, &["link", "set", &port, "master", "br0"]);
         self.ip(&self.bridge_ns, &["link", "set", &port, "up"]);
@@ -154,7 +180,10 @@ impl Lab {
 
     /// Sets a node's interface up or down (a cable pull, seen from the node).
     pub fn set_link(&self, node: &Node, ifname: &str, up: bool) {
-        self.ip(&node.ns, &["link", "set", ifname, if up { "up" } else { "down" }]);
+        self.ip(
+            &node.ns,
+            &["link", "set", ifname, if up { "up" } else { "down" }],
+        );
     }
 
     /// `ip -n NS args...`, panicking with the output on failure.
@@ -162,7 +191,12 @@ impl Lab {
         let mut full = vec!["-n", ns];
         full.extend_from_slice(args);
         let out = run("ip", &full);
-        assert!(out.status.success(), "ip {}: {}", full.join(" "), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            full.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -195,10 +229,13 @@ impl Lab {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let pid = child.id();
-        self.processes.lock().unwrap_or_else(|e| e.into_inner()).push(Spawned {
-            child,
-            label: format!("{}:{log}", node.name),
-        });
+        self.processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Spawned {
+                child,
+                label: format!("{}:{log}", node.name),
+            });
         pid
     }
 
@@ -226,7 +263,10 @@ impl Lab {
                     return None;
                 }
             }
-            assert!(start.elapsed() < timeout, "process {pid} did not exit within {timeout:?}");
+            assert!(
+                start.elapsed() < timeout,
+                "process {pid} did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -262,7 +302,9 @@ impl Lab {
             .filter_map(|l| {
                 let mut words = l.split_whitespace();
                 words.find(|w| *w == "inet" || *w == "inet6")?;
-                words.next().map(|a| a.split('/').next().unwrap_or(a).to_owned())
+                words
+                    .next()
+                    .map(|a| a.split('/').next().unwrap_or(a).to_owned())
             })
             .collect()
     }
@@ -292,19 +334,29 @@ impl Lab {
 
     /// One ping from `node` to `addr` (IPv4 or IPv6) with a 1 s timeout.
     pub fn ping(&self, node: &Node, addr: &str) -> bool {
-        self.exec(node, &["ping", "-c", "1", "-W", "1", "-n", "-q", addr]).status.success()
+        self.exec(node, &["ping", "-c", "1", "-W", "1", "-n", "-q", addr])
+            .status
+            .success()
     }
 
     /// Polls `condition` every 10 ms until it holds; panics with `what`
     /// after `timeout`. Returns how long it took.
-    pub fn wait_until(&self, timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) -> Duration {
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut condition: impl FnMut() -> bool,
+    ) -> Duration {
         let start = Instant::now();
         loop {
             if condition() {
                 return start.elapsed();
             }
             if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for: {what}\n{}", self.logs());
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -339,18 +391,36 @@ impl Lab {
 
     fn add_ns(&self, ns: &str) {
         let out = run("ip", &["netns", "add", ns]);
-        assert!(out.status.success(), "ip netns add {ns}: {}", String::from_utf8_lossy(&out.stderr));
-        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).push(ns.to_owned());
+        assert!(
+            out.status.success(),
+            "ip netns add {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ns.to_owned());
     }
 
     fn sysctl(&self, ns: &str, key: &str, value: &str) {
-        let _ = run("ip", &["netns", "exec", ns, "sysctl", "-qw", &format!("{key}={value}")]);
+        let _ = run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                &format!("{key}={value}"),
+            ],
+        );
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let mut procs = std::mem::take(&mut *self.processes.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut procs =
+            std::mem::take(&mut *self.processes.lock().unwrap_or_else(|e| e.into_inner()));
         for p in &mut procs {
             let _ = p.child.kill();
         }
@@ -400,9 +470,15 @@ fn collect_orphans() {
             return;
         };
         for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some(name) = line.split_whitespace().next() else { continue };
-            let Some(rest) = name.strip_prefix(&format!("{PREFIX}-")) else { continue };
-            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Some(rest) = name.strip_prefix(&format!("{PREFIX}-")) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 delete_ns(name);
             }
