@@ -18,7 +18,6 @@
 //! Addresses: 10.231.240.0/24, inside the namespaces only.
 
 #[path = "../tests/support/netns.rs"]
-#[allow(dead_code)]
 mod netns;
 
 use std::net::UdpSocket;
@@ -37,7 +36,12 @@ fn main() {
         responder(args.get(2).map_or("?", String::as_str));
         return;
     }
-    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let opt = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let vigil = opt("--vigil").unwrap_or_else(|| "target/release/vigil".into());
     let trials: usize = opt("--trials").and_then(|t| t.parse().ok()).unwrap_or(5);
     let budget = Duration::from_secs(opt("--budget").and_then(|t| t.parse().ok()).unwrap_or(600));
@@ -63,31 +67,63 @@ fn main() {
                 }
                 match bench.trial(daemon, fault) {
                     Some(d) => {
-                        eprintln!("{:<9} {:<10} trial {trial}: {:>7.1} ms", fault.name(), daemon.name(), ms(d));
+                        eprintln!(
+                            "{:<9} {:<10} trial {trial}: {:>7.1} ms",
+                            fault.name(),
+                            daemon.name(),
+                            ms(d)
+                        );
                         samples.push(d);
                     }
-                    None => eprintln!("{:<9} {:<10} trial {trial}: no failover within 10 s", fault.name(), daemon.name()),
+                    None => eprintln!(
+                        "{:<9} {:<10} trial {trial}: no failover within 10 s",
+                        fault.name(),
+                        daemon.name()
+                    ),
                 }
             }
             results.push((fault, daemon, samples));
         }
     }
     println!();
-    println!("Outage (fault injected -> first reply from the new master), VRRPv3, advert interval 100 ms,");
-    println!("priorities 150 (master) / 100 (backup), {trials} trials each, median [min..max] in ms:");
+    println!(
+        "Outage (fault injected -> first reply from the new master), VRRPv3, advert interval 100 ms,"
+    );
+    println!(
+        "priorities 150 (master) / 100 (backup), {trials} trials each, median [min..max] in ms:"
+    );
     println!();
-    println!("{:<10} {:>26} {:>26} {:>18}", "fault", "vigil", "keepalived 2.2.7", "keepalived/vigil");
+    println!(
+        "{:<10} {:>26} {:>26} {:>18}",
+        "fault", "vigil", "keepalived 2.2.7", "keepalived/vigil"
+    );
     for fault in [Fault::Sigkill, Fault::LinkDown, Fault::Sigterm] {
-        let get = |d: Daemon| results.iter().find(|r| r.0 == fault && r.1 == d).map(|r| r.2.clone()).unwrap_or_default();
+        let get = |d: Daemon| {
+            results
+                .iter()
+                .find(|r| r.0 == fault && r.1 == d)
+                .map(|r| r.2.clone())
+                .unwrap_or_default()
+        };
         let (v, k) = (get(Daemon::Vigil), get(Daemon::Keepalived));
         let ratio = match (median(&v), median(&k)) {
-            (Some(v), Some(k)) if !v.is_zero() => format!("{:.2}x", k.as_secs_f64() / v.as_secs_f64()),
+            (Some(v), Some(k)) if !v.is_zero() => {
+                format!("{:.2}x", k.as_secs_f64() / v.as_secs_f64())
+            }
             _ => "-".into(),
         };
-        println!("{:<10} {:>26} {:>26} {:>18}", fault.name(), summary(&v), summary(&k), ratio);
+        println!(
+            "{:<10} {:>26} {:>26} {:>18}",
+            fault.name(),
+            summary(&v),
+            summary(&k),
+            ratio
+        );
     }
     println!();
-    println!("(RFC 5798 bounds at 100 ms: Master_Down_Interval(100) = 360.9 ms, Skew_Time(100) = 60.9 ms)");
+    println!(
+        "(RFC 5798 bounds at 100 ms: Master_Down_Interval(100) = 360.9 ms, Skew_Time(100) = 60.9 ms)"
+    );
     println!("total bench time: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -173,21 +209,59 @@ impl Bench {
     }
 
     fn start(&self, daemon: Daemon, node: &Node) -> Running {
-        let me = std::env::current_exe().expect("own path").display().to_string();
-        let responder_pid = self.lab.spawn(node, &[&me, "responder", &node.name], &format!("{}-resp.log", node.name));
+        let me = std::env::current_exe()
+            .expect("own path")
+            .display()
+            .to_string();
+        let responder_pid = self.lab.spawn(
+            node,
+            &[&me, "responder", &node.name],
+            &format!("{}-resp.log", node.name),
+        );
         let daemon_pid = match daemon {
             Daemon::Vigil => {
-                let cfg = self.lab.path(&format!("{}.toml", node.name)).display().to_string();
-                self.lab.spawn(node, &[&self.vigil, "run", "-c", &cfg], &format!("{}-vigil.log", node.name))
+                let cfg = self
+                    .lab
+                    .path(&format!("{}.toml", node.name))
+                    .display()
+                    .to_string();
+                self.lab.spawn(
+                    node,
+                    &[&self.vigil, "run", "-c", &cfg],
+                    &format!("{}-vigil.log", node.name),
+                )
             }
             Daemon::Keepalived => {
-                let cfg = self.lab.path(&format!("{}.conf", node.name)).display().to_string();
-                let pid = self.lab.path(&format!("{}-ka.pid", node.name)).display().to_string();
-                let vrrp = self.lab.path(&format!("{}-vrrp.pid", node.name)).display().to_string();
+                let cfg = self
+                    .lab
+                    .path(&format!("{}.conf", node.name))
+                    .display()
+                    .to_string();
+                let pid = self
+                    .lab
+                    .path(&format!("{}-ka.pid", node.name))
+                    .display()
+                    .to_string();
+                let vrrp = self
+                    .lab
+                    .path(&format!("{}-vrrp.pid", node.name))
+                    .display()
+                    .to_string();
                 let _ = std::fs::remove_file(&vrrp);
                 self.lab.spawn(
                     node,
-                    &["keepalived", "-n", "-G", "-P", "-f", &cfg, "-p", &pid, "-r", &vrrp],
+                    &[
+                        "keepalived",
+                        "-n",
+                        "-G",
+                        "-P",
+                        "-f",
+                        &cfg,
+                        "-p",
+                        &pid,
+                        "-r",
+                        &vrrp,
+                    ],
                     &format!("{}-ka.log", node.name),
                 )
             }
@@ -203,7 +277,10 @@ impl Bench {
     fn kill_daemon(&self, daemon: Daemon, node: &Node, r: &Running) {
         if daemon == Daemon::Keepalived {
             let vrrp = self.lab.path(&format!("{}-vrrp.pid", node.name));
-            if let Some(pid) = std::fs::read_to_string(vrrp).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+            if let Some(pid) = std::fs::read_to_string(vrrp)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
                 self.lab.signal(pid, libc::SIGKILL);
             }
         }
@@ -216,7 +293,10 @@ impl Bench {
         let _ = self.lab.wait_exit(r.daemon_pid, Duration::from_secs(5));
         let _ = self.lab.wait_exit(r.responder_pid, Duration::from_secs(5));
         // Leftover VIP after SIGKILL, and the link, back to a clean slate.
-        let _ = self.lab.exec(node, &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "eth0"]);
+        let _ = self.lab.exec(
+            node,
+            &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "eth0"],
+        );
         self.lab.set_link(node, "eth0", true);
     }
 
@@ -240,7 +320,8 @@ impl Bench {
                 Fault::LinkDown => self.lab.set_link(&self.b, "eth0", false),
                 Fault::Sigterm => self.lab.signal(rb.daemon_pid, libc::SIGTERM),
             }
-            self.wait_for_reply_after("a", t0, Duration::from_secs(10)).map(|t| t - t0)
+            self.wait_for_reply_after("a", t0, Duration::from_secs(10))
+                .map(|t| t - t0)
         } else {
             eprintln!("setup failed: b never became master\n{}", self.lab.logs());
             None
@@ -254,7 +335,12 @@ impl Bench {
         self.wait_for_reply_after(from, Instant::now(), timeout)
     }
 
-    fn wait_for_reply_after(&self, from: &str, after: Instant, timeout: Duration) -> Option<Instant> {
+    fn wait_for_reply_after(
+        &self,
+        from: &str,
+        after: Instant,
+        timeout: Duration,
+    ) -> Option<Instant> {
         let deadline = Instant::now() + timeout;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.replies.recv_timeout(left) {
@@ -314,8 +400,16 @@ fn median(v: &[Duration]) -> Option<Duration> {
 }
 
 fn summary(v: &[Duration]) -> String {
-    let Some(m) = median(v) else { return "-".into() };
+    let Some(m) = median(v) else {
+        return "-".into();
+    };
     let min = v.iter().min().copied().unwrap_or_default();
     let max = v.iter().max().copied().unwrap_or_default();
-    format!("{:.0} [{:.0}..{:.0}] (n={})", ms(m), ms(min), ms(max), v.len())
+    format!(
+        "{:.0} [{:.0}..{:.0}] (n={})",
+        ms(m),
+        ms(min),
+        ms(max),
+        v.len()
+    )
 }

@@ -74,6 +74,8 @@ pub(crate) struct View {
     pub master: Option<IpAddr>,
     pub last_transition: Option<TransitionRecord>,
     pub faults: Vec<String>,
+    /// Every active tracking entry, e.g. `external: -60 (upstream app down)`.
+    pub tracking: Vec<String>,
 }
 
 /// State shared between an instance task and the speaker handle.
@@ -101,6 +103,7 @@ impl Shared {
                 master: None,
                 last_transition: None,
                 faults: vec![],
+                tracking: vec![],
             }),
             config,
             board: Arc::new(board),
@@ -192,6 +195,8 @@ struct Runner {
     last_announce: Option<Instant>,
     faulted: bool,
     log: RateLimitedLog,
+    /// When a send failure was last logged (at most one line per 10 s).
+    send_error_logged: Option<std::time::Instant>,
 }
 
 impl Runner {
@@ -232,6 +237,7 @@ impl Runner {
             last_announce: None,
             faulted: false,
             log: RateLimitedLog::new(Duration::from_secs(10)),
+            send_error_logged: None,
         }
     }
 
@@ -284,6 +290,8 @@ impl Runner {
     /// Turns the board into machine events.
     async fn apply_board(&mut self) {
         let board = self.shared.board.borrow().clone();
+        let tracking = board.describe();
+        self.shared.update_view(|v| v.tracking = tracking);
         let own = board.own_fault();
         let changed = {
             let mut slot = self
@@ -435,11 +443,7 @@ impl Runner {
                         .counters
                         .send_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    if self
-                        .log
-                        .admit(DiscardReason::PacketLength, std::time::Instant::now())
-                        .is_some()
-                    {
+                    if self.send_error_due() {
                         warn!(instance = self.name(), "cannot open the advert socket: {e}");
                     }
                     return;
@@ -474,8 +478,26 @@ impl Runner {
                 .send_errors
                 .fetch_add(1, Ordering::Relaxed);
             self.io.sender = None;
-            debug!(instance = self.name(), "advert to {dst} failed: {e}");
+            // Expected while the link is down (we are in Fault then and only
+            // the resign advert is attempted): debug then, warn otherwise.
+            if !self.faulted && self.send_error_due() {
+                warn!(instance = self.name(), "advert to {dst} failed: {e}");
+            } else {
+                debug!(instance = self.name(), "advert to {dst} failed: {e}");
+            }
         }
+    }
+
+    /// At most one send-failure warning per 10 s.
+    fn send_error_due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .send_error_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+        if due {
+            self.send_error_logged = Some(now);
+        }
+        due
     }
 
     async fn remove_vips(&mut self) {

@@ -41,6 +41,9 @@ pub struct InstanceStatus {
     pub vips: Vec<Vip>,
     /// Why the instance is in Fault (empty otherwise).
     pub faults: Vec<String>,
+    /// Active tracking entries and their effect, e.g.
+    /// `external: -60 (upstream app: 1/3 up)`.
+    pub tracking: Vec<String>,
     pub counters: CounterSnapshot,
     /// Discards by reason. `vrid-errors` and envelope errors are counted
     /// per interface and family, before the packet reaches an instance,
@@ -473,6 +476,7 @@ fn snapshot(shared: &Shared) -> InstanceStatus {
         last_transition: view.last_transition,
         vips: c.all_vips().copied().collect(),
         faults: view.faults,
+        tracking: view.tracking,
         counters: CounterSnapshot {
             adverts_sent: get(&n.adverts_sent),
             adverts_received: get(&n.adverts_received),

@@ -101,6 +101,18 @@ impl TrackBoard {
         true
     }
 
+    /// One line per active entry, for `/status`.
+    pub fn describe(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(k, s)| match s {
+                TrackStatus::Ok => format!("{k}: ok"),
+                TrackStatus::Delta(d, why) => format!("{k}: {d:+} ({why})"),
+                TrackStatus::Fault(why) => format!("{k}: fault ({why})"),
+            })
+            .collect()
+    }
+
     /// The instance's own fault, ignoring what its sync group imposes (so
     /// a group cannot latch itself in Fault).
     pub fn own_fault(&self) -> Option<String> {
