@@ -292,3 +292,111 @@ fn missing_capability_is_named_with_how_to_grant_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sync_group_members_fail_over_together() {
+    if skip_unless_root("sync_group_members_fail_over_together") {
+        return;
+    }
+    let lab = Lab::new("sync");
+    let a = lab.node("a");
+    let b = lab.node("b");
+    lab.connect(&a, "eth0", &["10.231.32.1/24"]);
+    lab.connect(&b, "eth0", &["10.231.32.2/24"]);
+    // A stand-in for a second network whose loss must move both VIPs.
+    // (a veth pair inside the node: carrier while both ends are up).
+    lab.ip(
+        &a.ns,
+        &[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+        ],
+    );
+    lab.ip(&a.ns, &["link", "set", "uplink1", "up"]);
+    lab.ip(&a.ns, &["link", "set", "uplink0", "up"]);
+    let (vip1, vip2) = ("10.231.32.100", "10.231.32.101");
+    let peer = format!(
+        "{}{}",
+        instance("VI_1", 41, 100, vip1),
+        instance("VI_2", 42, 100, vip2)
+    );
+    let peer_cfg = lab.write("b.toml", &peer);
+    let _peer = lab.spawn(
+        &b,
+        &[VIGIL, "run", "-c", &peer_cfg.display().to_string()],
+        "b.log",
+    );
+    let ours = format!(
+        "{}{}[vrrp.instance.track]\ninterfaces = {{ uplink0 = \"fault\" }}\n\n[[vrrp.sync_group]]\nname = \"G\"\ninstances = [\"VI_1\", \"VI_2\"]\n",
+        instance("VI_1", 41, 150, vip1),
+        instance("VI_2", 42, 150, vip2)
+    );
+    let ns = a.ns.clone();
+    let on = |node: &support::netns::Node, vip: &str| lab.has_addr(node, vip);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(&ns);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let speaker = Speaker::start(config(&ours)).await.expect("start");
+                    until(Duration::from_secs(2), "both VIPs on a", || {
+                        on(&a, vip1) && on(&a, vip2)
+                    })
+                    .await;
+                    // Only VI_2 tracks uplink0, but the group moves both.
+                    lab.set_link(&a, "uplink0", false);
+                    until(Duration::from_secs(2), "both VIPs on b", || {
+                        on(&b, vip1) && on(&b, vip2) && !on(&a, vip1) && !on(&a, vip2)
+                    })
+                    .await;
+                    let st = speaker.status();
+                    assert!(st.iter().all(|s| s.state == State::Fault), "{st:#?}");
+                    let vi1 = st.iter().find(|s| s.name == "VI_1").unwrap();
+                    assert!(
+                        vi1.faults.iter().any(|f| f.contains("sync group G")),
+                        "{:?}",
+                        vi1.faults
+                    );
+                    lab.set_link(&a, "uplink0", true);
+                    until(Duration::from_secs(2), "both VIPs back on a", || {
+                        on(&a, vip1) && on(&a, vip2) && !on(&b, vip1) && !on(&b, vip2)
+                    })
+                    .await;
+                    speaker.resign_all().await;
+                });
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+#[test]
+fn lab_cleans_up_even_when_a_test_panics() {
+    if skip_unless_root("lab_cleans_up_even_when_a_test_panics") {
+        return;
+    }
+    let mut names = vec![];
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let lab = Lab::new("panic");
+        let n = lab.node("n");
+        lab.connect(&n, "eth0", &["10.231.33.1/24"]);
+        lab.spawn(&n, &["sleep", "60"], "sleep.log");
+        names.push(n.ns.clone());
+        names.push(lab.dir().display().to_string());
+        panic!("boom");
+    }));
+    assert!(result.is_err());
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains(&names[0]), "namespace left behind: {list}");
+    assert!(
+        !std::path::Path::new(&names[1]).exists(),
+        "lab directory left behind"
+    );
+}
