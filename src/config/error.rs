@@ -243,14 +243,8 @@ servers = [
     fn finds_lines_of_nested_keys() {
         assert_eq!(line_of_key(SOURCE, "admin.listen"), Some(3));
         assert_eq!(line_of_key(SOURCE, "server[0].listen"), Some(6));
-        assert_eq!(
-            line_of_key(SOURCE, "server[0].location[1].proxy_pass"),
-            Some(13)
-        );
-        assert_eq!(
-            line_of_key(SOURCE, "upstream.app.servers[1].addr"),
-            Some(18)
-        );
+        assert_eq!(line_of_key(SOURCE, "server[0].location[1].proxy_pass"), Some(13));
+        assert_eq!(line_of_key(SOURCE, "upstream.app.servers[1].addr"), Some(18));
         assert_eq!(line_of_key(SOURCE, "upstream.app.servers[1]"), Some(18));
         assert_eq!(line_of_key(SOURCE, "server[3]"), None);
         assert_eq!(line_of_key(SOURCE, "nope"), None);
@@ -259,10 +253,7 @@ servers = [
     #[test]
     fn display_lists_every_problem_with_file_and_line() {
         let mut p = Problems::new();
-        p.add(
-            "server[0].location[1].proxy_pass",
-            "unknown upstream \"ap\"",
-        );
+        p.add("server[0].location[1].proxy_pass", "unknown upstream \"ap\"");
         p.add("", "no [[server]] and no [vrrp]: nothing to do");
         let err = p.finish(Path::new("vigil.toml"), SOURCE).unwrap_err();
         let text = err.to_string();
