@@ -93,24 +93,16 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
             );
             r
         }
-        (&Method::POST, "/reload") => {
-            let app2 = app.clone();
-            // Reload reads files and may resolve names: keep it off the
-            // admin connection's task.
-            let result = tokio::task::spawn_blocking(move || app2.reload())
-                .await
-                .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
-            match result {
-                Ok(generation) => text(
-                    StatusCode::OK,
-                    format!("reloaded: config generation {generation}\n"),
-                ),
-                Err(e) => text(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("reload failed, still running the previous config:\n{e}\n"),
-                ),
-            }
-        }
+        (&Method::POST, "/reload") => match app.reload().await {
+            Ok(generation) => text(
+                StatusCode::OK,
+                format!("reloaded: config generation {generation}\n"),
+            ),
+            Err(e) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("reload failed, still running the previous config:\n{e}\n"),
+            ),
+        },
         (_, "/metrics" | "/healthz" | "/status" | "/reload") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }

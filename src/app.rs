@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::runtime::Runtime;
 use crate::proxy::server::{BindError, Server};
+use crate::vrrp::{self, Speaker, VrrpError};
 
 /// Why vigil could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("VRRP: {0}")]
+    Vrrp(#[from] VrrpError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -41,30 +44,41 @@ pub struct App {
     generation: AtomicU64,
     started: SystemTime,
     admin: Mutex<Option<AdminServer>>,
+    /// The VRRP speaker, when the config has `[vrrp]`.
+    vrrp: Mutex<Option<Speaker>>,
     /// One reload at a time (SIGHUP and the admin API may race).
-    reloading: Mutex<()>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl App {
     /// Loads `config_path` and starts everything it configures.
-    pub fn start(config_path: &Path) -> Result<Arc<App>, StartError> {
+    pub async fn start(config_path: &Path) -> Result<Arc<App>, StartError> {
         let config = Config::load(config_path)?;
-        App::start_with(config_path, config)
+        App::start_with(config_path, config).await
     }
 
-    /// Starts from an already loaded config (must run inside tokio).
-    pub fn start_with(config_path: &Path, config: Config) -> Result<Arc<App>, StartError> {
+    /// Starts from an already loaded config (must run inside tokio: the
+    /// control runtime, which also runs VRRP and the admin API).
+    pub async fn start_with(config_path: &Path, config: Config) -> Result<Arc<App>, StartError> {
         let admin_addr = config.admin.as_ref().map(|a| a.listen);
+        let vrrp_config = config.vrrp.clone();
         let access_log = AccessLog::open(&config.log).map_err(StartError::AccessLog)?;
         let runtime = Runtime::build(config, 1, None, access_log);
+        // Listeners first: with IP_FREEBIND they bind the VIP before VRRP
+        // may make this node master, so it serves from the first instant.
         let server = Server::start(runtime)?;
+        let speaker = match vrrp_config {
+            Some(v) => Some(Speaker::start(v).await?),
+            None => None,
+        };
         let app = Arc::new(App {
             config_path: config_path.to_owned(),
             server,
             generation: AtomicU64::new(1),
             started: SystemTime::now(),
             admin: Mutex::new(None),
-            reloading: Mutex::new(()),
+            vrrp: Mutex::new(speaker),
+            reloading: tokio::sync::Mutex::new(()),
         });
         if let Some(addr) = admin_addr {
             let admin = AdminServer::start(addr, Arc::downgrade(&app))
@@ -80,9 +94,9 @@ impl App {
     /// Re-reads the config file and swaps it in. A bad config (or a
     /// listener that cannot be bound) leaves the running one untouched and
     /// says why.
-    pub fn reload(self: &Arc<Self>) -> Result<u64, String> {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let result = self.try_reload();
+    pub async fn reload(self: &Arc<Self>) -> Result<u64, String> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let result = self.try_reload().await;
         let metrics = crate::metrics::get();
         match &result {
             Ok(generation) => {
@@ -99,8 +113,13 @@ impl App {
         result
     }
 
-    fn try_reload(self: &Arc<Self>) -> Result<u64, String> {
-        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+    async fn try_reload(self: &Arc<Self>) -> Result<u64, String> {
+        // Reading and validating may resolve host names: off the runtime.
+        let path = self.config_path.clone();
+        let config = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| format!("reload task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
         let current = self.server.runtime();
         let access_log = if current.access_log.same_as(&config.log) {
             current.access_log.clone()
@@ -128,6 +147,21 @@ impl App {
         } else {
             None
         };
+        // VRRP: instances whose settings did not change keep running with
+        // no transition.
+        let speaker = self.speaker();
+        match (&speaker, config.vrrp.clone()) {
+            (Some(s), Some(v)) => s.reload(v).await.map_err(|e| format!("VRRP: {e}"))?,
+            (Some(s), None) => {
+                s.resign_all().await;
+                *self.lock_vrrp() = None;
+            }
+            (None, Some(v)) => {
+                let s = Speaker::start(v).await.map_err(|e| format!("VRRP: {e}"))?;
+                *self.lock_vrrp() = Some(s);
+            }
+            (None, None) => {}
+        }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let runtime = Runtime::build(config, generation, Some(&current), access_log);
         self.server.reload(runtime).map_err(|e| e.to_string())?;
@@ -146,21 +180,39 @@ impl App {
         let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => {
-                    let app = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || app.reload()).await;
-                }
+                _ = term.recv() => { tracing::info!("SIGTERM: draining, then resigning"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: draining, then resigning"); break; }
+                _ = hup.recv() => { let _ = self.reload().await; }
             }
         }
         self.stop().await;
         Ok(())
     }
 
-    /// Graceful stop: finish in-flight requests within the grace period.
+    /// Planned stop: drain, then resign, then exit.
+    ///
+    /// 1. Drain: every connection is told to go (HTTP/1.1 responses carry
+    ///    `Connection: close`, HTTP/2 gets GOAWAY) while new connections are
+    ///    still served, since the VIP still points here.
+    /// 2. When the connections are gone (bounded by `shutdown_timeout`),
+    ///    resign: priority-0 adverts make the peer take over after its
+    ///    Skew_Time, and the VIPs are removed.
+    /// 3. Close what is left and stop.
     pub async fn stop(&self) {
         let grace = self.server.runtime().config.http.shutdown_timeout;
+        self.server.set_draining(true);
+        let left = self.server.wait_connections_closed(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                ?grace,
+                "drain timeout: resigning with connections open"
+            );
+        }
+        if let Some(speaker) = self.lock_vrrp().take() {
+            speaker.resign_all().await;
+        }
+        self.server.close_connections();
         self.server.shutdown(grace).await;
         self.lock_admin().take();
     }
@@ -172,6 +224,21 @@ impl App {
 
     /// Ok while serving; the reason when not (for `/healthz`).
     pub fn health(&self) -> Result<(), String> {
+        use crate::proxy::server::Lifecycle;
+        if self.server.lifecycle() != Lifecycle::Serving {
+            return Err("draining".into());
+        }
+        if let Some(speaker) = self.speaker() {
+            let faults: Vec<String> = speaker
+                .status()
+                .into_iter()
+                .filter(|i| i.state == vrrp::State::Fault)
+                .map(|i| format!("VRRP instance {} in FAULT: {}", i.name, i.faults.join(", ")))
+                .collect();
+            if !faults.is_empty() {
+                return Err(faults.join("; "));
+            }
+        }
         Ok(())
     }
 
@@ -189,6 +256,34 @@ impl App {
             }
         }
         crate::metrics::mirror_counter_single(&m.access_log_dropped, rt.access_log.dropped());
+        m.vrrp_state.reset();
+        m.vrrp_priority.reset();
+        for i in self.speaker().map(|s| s.status()).unwrap_or_default() {
+            let vrid = i.vrid.to_string();
+            let labels = [i.name.as_str(), vrid.as_str(), i.interface.as_str()];
+            let state = match i.state {
+                vrrp::State::Initialize => 0,
+                vrrp::State::Backup => 1,
+                vrrp::State::Master => 2,
+                vrrp::State::Fault => 3,
+            };
+            m.vrrp_state.with_label_values(&labels).set(state);
+            m.vrrp_priority
+                .with_label_values(&labels)
+                .set(i64::from(i.effective_priority));
+            use crate::metrics::mirror_counter;
+            mirror_counter(&m.vrrp_become_master, &labels, i.counters.become_master);
+            mirror_counter(&m.vrrp_adverts_sent, &labels, i.counters.adverts_sent);
+            mirror_counter(
+                &m.vrrp_adverts_received,
+                &labels,
+                i.counters.adverts_received,
+            );
+            for (reason, count) in &i.discards {
+                let l = [labels[0], labels[1], labels[2], reason.name()];
+                mirror_counter(&m.vrrp_packets_discarded, &l, *count);
+            }
+        }
     }
 
     /// The `/status` document.
@@ -248,13 +343,64 @@ impl App {
             "connections_active": self.server.connections(),
             "listeners": listeners,
             "upstreams": upstreams,
-            "vrrp": [],
+            "state": match self.server.lifecycle() {
+                crate::proxy::server::Lifecycle::Serving => "serving",
+                crate::proxy::server::Lifecycle::Draining => "draining",
+                crate::proxy::server::Lifecycle::Closing => "closing",
+            },
+            "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
         })
+    }
+
+    /// The VRRP speaker, if `[vrrp]` is configured.
+    pub fn speaker(&self) -> Option<Speaker> {
+        self.lock_vrrp().clone()
+    }
+
+    fn lock_vrrp(&self) -> std::sync::MutexGuard<'_, Option<Speaker>> {
+        self.vrrp.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_admin(&self) -> std::sync::MutexGuard<'_, Option<AdminServer>> {
         self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn vrrp_status(i: &vrrp::InstanceStatus) -> serde_json::Value {
+    let state = match i.state {
+        vrrp::State::Initialize => "init",
+        vrrp::State::Backup => "backup",
+        vrrp::State::Master => "master",
+        vrrp::State::Fault => "fault",
+    };
+    json!({
+        "name": i.name,
+        "vrid": i.vrid,
+        "interface": i.interface,
+        "version": format!("{:?}", i.version),
+        "state": state,
+        "priority": i.configured_priority,
+        "effective_priority": i.effective_priority,
+        "master": i.master.map(|a| a.to_string()),
+        "last_transition": i.last_transition.as_ref().map(|t| json!({
+            "at": crate::proxy::access_log::iso_time(t.at),
+            "from": format!("{:?}", t.from).to_lowercase(),
+            "to": format!("{:?}", t.to).to_lowercase(),
+            "reason": t.reason,
+        })),
+        "last_transition_reason": i.last_transition.as_ref().map(|t| t.reason.clone()),
+        "vips": i.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect::<Vec<_>>(),
+        "faults": i.faults,
+        "tracking": i.tracking,
+        "counters": {
+            "adverts_sent": i.counters.adverts_sent,
+            "adverts_received": i.counters.adverts_received,
+            "become_master": i.counters.become_master,
+            "priority_zero_sent": i.counters.priority_zero_sent,
+            "priority_zero_received": i.counters.priority_zero_received,
+        },
+        "discards": i.discards.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    })
 }
 
 fn unix_now() -> i64 {

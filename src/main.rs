@@ -140,7 +140,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let app = App::start_with(&path, config)?;
+        let app = App::start_with(&path, config).await?;
         app.run_until_signal().await
     });
     match result {
@@ -210,6 +210,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -49,7 +49,7 @@ async fn admin_get(vigil: &TestVigil, path: &str) -> client::Reply {
 async fn metrics_count_known_traffic_exactly() {
     let backend = Backend::start("a").await;
     let port = free_port();
-    let vigil = TestVigil::start(&config(port, 0, "metrics.test", &backend, ""));
+    let vigil = TestVigil::start(&config(port, 0, "metrics.test", &backend, "")).await;
     let addr = vigil.first_addr();
     let mut conn = Conn::open(addr).await;
     for _ in 0..7 {
@@ -137,7 +137,7 @@ async fn metrics_count_known_traffic_exactly() {
 #[tokio::test]
 async fn healthz_and_status() {
     let backend = Backend::start("a").await;
-    let vigil = TestVigil::start(&config(free_port(), 0, "status.test", &backend, ""));
+    let vigil = TestVigil::start(&config(free_port(), 0, "status.test", &backend, "")).await;
     let r = admin_get(&vigil, "/healthz").await;
     assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "ok\n"));
     let status = admin_get(&vigil, "/status").await.json();
@@ -201,7 +201,7 @@ async fn reload_under_load_bad_then_good() {
     let backend = Backend::start("a").await;
     let port = free_port();
     let good = config(port, 0, "reload.test", &backend, "");
-    let vigil = TestVigil::start(&good);
+    let vigil = TestVigil::start(&good).await;
     let addr = vigil.first_addr();
     let reloads = |scrape: &Scrape, result: &str| {
         scrape.value("vigil_config_reloads_total", &[("result", result)])
@@ -212,7 +212,7 @@ async fn reload_under_load_bad_then_good() {
 
     // A broken config: the running one keeps serving, the error says why.
     let bad = good.replace("proxy_pass = \"app\"", "proxy_pass = \"nope\"");
-    let err = vigil.reload(&bad).unwrap_err();
+    let err = vigil.reload(&bad).await.unwrap_err();
     assert!(err.contains("unknown upstream \"nope\""), "{err}");
     assert!(
         err.contains("vigil.toml:"),
@@ -229,7 +229,7 @@ async fn reload_under_load_bad_then_good() {
         &backend,
         "\n  [[server.location]]\n  path = \"= /new\"\n  return = { status = 200, body = \"new route\\n\" }\n",
     );
-    assert_eq!(vigil.reload(&newer), Ok(2));
+    assert_eq!(vigil.reload(&newer).await, Ok(2));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(client::get(addr, "/new").await.text(), "new route\n");
     stop.store(true, Ordering::Relaxed);
@@ -255,16 +255,17 @@ async fn reload_under_load_bad_then_good() {
 async fn reload_adds_and_removes_listeners() {
     let backend = Backend::start("a").await;
     let (p1, p2) = (free_port(), free_port());
-    let vigil = TestVigil::start(&config(p1, 0, "l.test", &backend, ""));
+    let vigil = TestVigil::start(&config(p1, 0, "l.test", &backend, "")).await;
     let second = format!(
         "{}\n[[server]]\nlisten = [\"127.0.0.1:{p2}\"]\n  [[server.location]]\n  path = \"/\"\n  return = {{ status = 200, body = \"second\\n\" }}\n",
         config(p1, 0, "l.test", &backend, "")
     );
-    vigil.reload(&second).unwrap();
+    vigil.reload(&second).await.unwrap();
     let r = client::get(format!("127.0.0.1:{p2}").parse().unwrap(), "/").await;
     assert_eq!(r.text(), "second\n");
     vigil
         .reload(&config(p1, 0, "l.test", &backend, ""))
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
@@ -285,7 +286,7 @@ async fn reload_and_status_commands() {
     let port = free_port();
     let admin = free_port();
     let text = config(port, admin, "cli.test", &backend, "");
-    let vigil = TestVigil::start(&text);
+    let vigil = TestVigil::start(&text).await;
     let exe = env!("CARGO_BIN_EXE_vigil");
     let path = vigil.config_path.clone();
     let run = move |args: &[&str]| {

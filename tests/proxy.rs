@@ -63,7 +63,7 @@ async fn round_robin_follows_weights() {
         &servers(&[addr_entry(&a, ", weight = 3"), addr_entry(&b, "")]),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let counts = count_backends(&vigil, "/x", 40).await;
     assert_eq!(counts["a"], 30);
     assert_eq!(counts["b"], 10);
@@ -80,7 +80,7 @@ async fn least_conn_avoids_the_busy_server() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     // Occupy one server with slow requests, then the fast ones must all go
     // to the other.
@@ -109,7 +109,7 @@ async fn ip_hash_and_consistent_hash_are_sticky() {
     ];
     let list: Vec<String> = backends.iter().map(|b| addr_entry(b, "")).collect();
     let (config, _) = proxy_config(&format!("balance = \"ip_hash\"\n{}", servers(&list)), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let counts = count_backends(&vigil, "/x", 12).await;
     assert_eq!(counts.len(), 1, "one client, one server: {counts:?}");
     drop(vigil);
@@ -121,7 +121,7 @@ async fn ip_hash_and_consistent_hash_are_sticky() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let mut owners = HashMap::new();
     let mut conn = Conn::open(vigil.first_addr()).await;
     for round in 0..3 {
@@ -147,7 +147,7 @@ async fn random_two_spreads_load() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let counts = count_backends(&vigil, "/x", 60).await;
     // Sequential requests: every pick sees zero load, so it is random.
     assert!(counts.get("a").copied().unwrap_or(0) >= 10, "{counts:?}");
@@ -165,7 +165,7 @@ async fn backup_serves_only_when_primaries_are_down() {
         ]),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let counts = count_backends(&vigil, "/x", 5).await;
     assert_eq!(counts.get("a"), Some(&5));
     let a_addr = a.addr;
@@ -191,7 +191,7 @@ async fn passive_health_skips_a_dead_server_without_errors() {
         ]),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let b_addr = b.addr;
     drop(b);
     // Every request succeeds: the one that hits b retries on a.
@@ -218,7 +218,7 @@ async fn active_health_checks_take_servers_out_and_back() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let pool = vigil.app.server.runtime().pools["app"].clone();
     let b_addr = b.addr;
     drop(b);
@@ -258,7 +258,7 @@ async fn retries_follow_nginx_rules() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     // Connect errors: retried for every method, body intact.
     for _ in 0..4 {
@@ -282,7 +282,7 @@ async fn retries_follow_nginx_rules() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     let mut statuses = Vec::new();
     for _ in 0..2 {
@@ -311,7 +311,7 @@ async fn no_live_upstream_is_502_and_tries_are_bounded() {
         .map(|p| format!("{{ addr = \"127.0.0.1:{p}\" }}"))
         .collect();
     let (config, _) = proxy_config(&format!("tries = 2\n{}", servers(&list)), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let r = client::get(vigil.first_addr(), "/").await;
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), "502 Bad Gateway\n");
@@ -331,7 +331,7 @@ async fn retry_on_listed_status() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     // Every request succeeds: a 503 from the sick server moves it on.
     let counts = count_backends(&vigil, "/x", 6).await;
     assert_eq!(counts.get("good"), Some(&6));
@@ -351,7 +351,7 @@ async fn retry_on_listed_status() {
         ),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let r = client::get(vigil.first_addr(), "/x").await;
     assert_eq!(r.status, 503);
     // Without http_503 listed, a 503 is an answer like any other.
@@ -360,7 +360,7 @@ async fn retry_on_listed_status() {
         &servers(&[addr_entry(&sick, ""), addr_entry(&good, "")]),
         "",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let before = good.requests();
     let r = client::get(vigil.first_addr(), "/x").await;
     assert!(r.status == 503 || r.status == 200);
@@ -375,7 +375,7 @@ async fn websocket_echo_through_the_proxy() {
     use tokio_tungstenite::tungstenite::Message;
     let (ws_addr, _task) = support::backend::websocket_echo().await;
     let (config, port) = proxy_config(&format!("servers = [{{ addr = \"{ws_addr}\" }}]"), "");
-    let _vigil = TestVigil::start(&config);
+    let _vigil = TestVigil::start(&config).await;
     let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat"))
         .await
         .unwrap();
@@ -401,7 +401,7 @@ async fn websocket_echo_through_the_proxy() {
 async fn http2_client_to_http1_upstream() {
     let a = Backend::start("a").await;
     let (config, _) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let r = client::get_h2(vigil.first_addr(), "shop.test:8080", "/h2?x=1").await;
     assert_eq!(r.status, 200);
     let seen = r.json();
@@ -415,7 +415,7 @@ async fn http2_client_to_http1_upstream() {
 async fn forwarding_headers_and_hop_by_hop_removal() {
     let a = Backend::start("a").await;
     let (config, _) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let r = client::send(
         vigil.first_addr(),
         request(
@@ -450,7 +450,7 @@ async fn forwarding_headers_and_hop_by_hop_removal() {
 async fn request_bodies_stream_both_ways() {
     let a = Backend::start("a").await;
     let (config, _) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     // Content-Length body.
     let r = client::send(addr, request("PUT", "/echo", &[], "hello body")).await;
@@ -476,7 +476,7 @@ async fn body_limits_give_413() {
         &servers(&[addr_entry(&a, "")]),
         "client_max_body_size = \"1k\"",
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     let ok = "x".repeat(1024);
     assert_eq!(
@@ -508,7 +508,7 @@ async fn slowloris_is_cut_off() {
         "[[server]]",
         "[http]\nclient_header_timeout = \"300ms\"\n\n[[server]]",
     );
-    let _vigil = TestVigil::start(&config);
+    let _vigil = TestVigil::start(&config).await;
     let start = Instant::now();
     // Headers that never finish.
     let reply = client::raw(
@@ -533,7 +533,7 @@ async fn malformed_and_oversized_requests() {
         "[[server]]",
         "[http]\nmax_header_size = \"8k\"\n\n[[server]]",
     );
-    let _vigil = TestVigil::start(&config);
+    let _vigil = TestVigil::start(&config).await;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let bad = client::raw(addr, b"NOT A REQUEST\r\n\r\n", Duration::from_secs(2)).await;
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
@@ -560,7 +560,7 @@ async fn malformed_and_oversized_requests() {
 async fn transparency_list() {
     let a = Backend::start("a").await;
     let (config, port) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let _vigil = TestVigil::start(&config);
+    let _vigil = TestVigil::start(&config).await;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     // HTTP/1.0 with Host.
     let r = client::raw(
@@ -616,7 +616,7 @@ async fn transparency_list() {
 async fn upstream_keepalive_reuses_connections() {
     let a = Backend::start("a").await;
     let (config, _) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let pool = vigil.app.server.runtime().pools["app"].clone();
     let mut conn = Conn::open(vigil.first_addr()).await;
     for _ in 0..20 {
@@ -646,7 +646,7 @@ listen = ["127.0.0.1:{port}"]
   return = {{ status = 301, location = "$scheme://$host/new$request_uri" }}
 "#
     );
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     let r = client::send(
         addr,
@@ -669,7 +669,7 @@ listen = ["127.0.0.1:{port}"]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let a = Backend::start("a").await;
     let (config, _) = proxy_config(&servers(&[addr_entry(&a, "")]), "");
-    let vigil = TestVigil::start(&config);
+    let vigil = TestVigil::start(&config).await;
     let addr = vigil.first_addr();
     let in_flight = tokio::spawn(async move { client::get(addr, "/sleep/500").await });
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,5 +1,51 @@
-//! The VRRP speaker (RFC 5798 VRRPv3, RFC 3768 VRRPv2).
+//! The VRRP speaker: VRRPv3 (RFC 5798, with RFC 9568 where it matters on
+//! the wire) for IPv4 and IPv6, and VRRPv2 (RFC 3768) for IPv4.
 //!
-//! Owned by the VRRP work (issue 3); see docs/ARCHITECTURE.md.
+//! # Layout
+//!
+//! Pure (no sockets, no clock; unit- and property-tested):
+//! - [`packet`]: the advertisement codec and checksums.
+//! - [`receive`]: the RFC 5798 §7.1 receive checks that need configuration.
+//! - [`discard`]: discard reasons, counters, rate-limited logging.
+//! - [`timers`]: Skew_Time and Master_Down_Interval arithmetic.
+//! - [`machine`]: the state machine, `step(event, now) -> actions`.
+//! - [`track`]: keepalived-style priority weights and faults ([`track::health`]).
+//! - [`config`]: the `[vrrp]` schema and its validation.
+//!
+//! I/O (integration-tested in network namespaces):
+//! - [`socket`]: raw protocol-112 sockets.
+//! - [`vip`]: VIPs through rtnetlink.
+//! - [`announce`]: gratuitous ARP / unsolicited NA.
+//! - [`netif`]: interface facts and capability checks.
+//! - [`freebind`]: IP_FREEBIND for listeners on a VIP not yet local.
+//! - `instance`: one task per virtual router, gluing the above.
+//! - [`speaker`]: the [`Speaker`] handle; [`run_standalone`] for a
+//!   `[vrrp]`-only config.
 
+pub mod announce;
 pub mod config;
+pub mod discard;
+pub mod error;
+pub mod freebind;
+mod instance;
+pub mod machine;
+pub mod netif;
+pub mod packet;
+pub mod receive;
+mod run;
+#[cfg(test)]
+mod sim;
+pub mod socket;
+pub mod speaker;
+pub mod timers;
+pub mod track;
+pub mod vip;
+
+pub use config::{VrrpConfig, VrrpFile, validate};
+pub use error::VrrpError;
+pub use freebind::set_freebind;
+pub use instance::{Counters, TransitionRecord};
+pub use machine::State;
+pub use run::run_standalone;
+pub use speaker::{CounterSnapshot, InstanceStatus, Speaker};
+pub use track::ExternalHealth;

@@ -3,5 +3,6 @@
 
 pub mod backend;
 pub mod client;
+pub mod netns;
 pub mod prom;
 pub mod vigil;

@@ -16,14 +16,16 @@ pub struct TestVigil {
 impl TestVigil {
     /// Starts vigil with `config` (TOML). Relative paths in the config
     /// resolve against a fresh temporary directory, available as `dir`.
-    pub fn start(config: &str) -> TestVigil {
-        Self::start_in(tempfile::tempdir().unwrap(), config)
+    pub async fn start(config: &str) -> TestVigil {
+        Self::start_in(tempfile::tempdir().unwrap(), config).await
     }
 
-    pub fn start_in(dir: tempfile::TempDir, config: &str) -> TestVigil {
+    pub async fn start_in(dir: tempfile::TempDir, config: &str) -> TestVigil {
         let config_path = dir.path().join("vigil.toml");
         std::fs::write(&config_path, config).unwrap();
-        let app = App::start(&config_path).unwrap_or_else(|e| panic!("vigil did not start: {e}"));
+        let app = App::start(&config_path)
+            .await
+            .unwrap_or_else(|e| panic!("vigil did not start: {e}"));
         TestVigil {
             app,
             dir,
@@ -49,8 +51,8 @@ impl TestVigil {
     }
 
     /// Rewrites the config file and reloads.
-    pub fn reload(&self, config: &str) -> Result<u64, String> {
+    pub async fn reload(&self, config: &str) -> Result<u64, String> {
         std::fs::write(&self.config_path, config).unwrap();
-        self.app.reload()
+        self.app.reload().await
     }
 }

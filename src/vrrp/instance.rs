@@ -1,0 +1,656 @@
+//! One virtual router at run time: the pure [`Machine`] driven by packets,
+//! timers, tracking and commands, and the I/O its actions ask for.
+//!
+//! Each instance is one tokio task on the caller's runtime. That is the
+//! fate sharing the design asks for: if the runtime stalls, adverts stop
+//! and a peer takes over; nothing here runs on a thread of its own.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::announce::{self, FrameSender};
+use super::config::{InstanceConfig, TrackEffect};
+use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
+use super::machine::{Action, Event, Machine, Params, State, TransitionReason};
+use super::netif;
+use super::packet::{self, AddressList, Advertisement, Envelope, Version};
+use super::receive::ReceivePolicy;
+use super::socket::{self, Sender};
+use super::timers::TimerRules;
+use super::track::{self, Health, TrackBoard, TrackStatus};
+use super::vip::VipTable;
+
+/// A received datagram handed from the interface's receiver to the
+/// instance owning its VRID.
+#[derive(Debug)]
+pub(crate) struct Packet {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub hop_limit: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Commands from the [`Speaker`](super::Speaker).
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Resign (priority 0 if Master), remove VIPs, stop; reply when done.
+    Resign(oneshot::Sender<()>),
+}
+
+/// Counters readable at any time (exported by the proxy's /metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub adverts_sent: AtomicU64,
+    pub adverts_received: AtomicU64,
+    pub become_master: AtomicU64,
+    pub priority_zero_sent: AtomicU64,
+    pub priority_zero_received: AtomicU64,
+    /// v3 adverts whose address list differs from ours (logged, accepted).
+    pub address_list_mismatches: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// The last state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRecord {
+    pub at: SystemTime,
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+}
+
+/// What `status()` shows besides counters.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub state: State,
+    pub effective_priority: u8,
+    pub master: Option<IpAddr>,
+    pub last_transition: Option<TransitionRecord>,
+    pub faults: Vec<String>,
+    /// Every active tracking entry, e.g. `external: -60 (upstream app down)`.
+    pub tracking: Vec<String>,
+}
+
+/// State shared between an instance task and the speaker handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: InstanceConfig,
+    pub board: Arc<watch::Sender<TrackBoard>>,
+    pub counters: Counters,
+    pub discards: DiscardCounters,
+    /// Discards counted before demultiplexing (VRID errors, bad IP
+    /// envelopes), shared by every instance on the interface and family.
+    pub interface_discards: Arc<DiscardCounters>,
+    pub view: Mutex<View>,
+    /// This instance's own fault (not the one its sync group imposes).
+    pub own_fault: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub fn new(config: InstanceConfig, interface_discards: Arc<DiscardCounters>) -> Self {
+        let (board, _) = watch::channel(TrackBoard::default());
+        Self {
+            view: Mutex::new(View {
+                state: State::Initialize,
+                effective_priority: config.priority,
+                master: None,
+                last_transition: None,
+                faults: vec![],
+                tracking: vec![],
+            }),
+            config,
+            board: Arc::new(board),
+            counters: Counters::default(),
+            discards: DiscardCounters::default(),
+            interface_discards,
+            own_fault: Mutex::new(None),
+        }
+    }
+
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update_view(&self, f: impl FnOnce(&mut View)) {
+        f(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// The I/O an instance needs, opened by the speaker before the task starts
+/// so that a missing capability or interface fails `Speaker::start`.
+#[derive(Debug)]
+pub(crate) struct Io {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub source: IpAddr,
+    pub sender: Option<Sender>,
+    pub frames: Arc<FrameSender>,
+    pub vips: VipTable,
+}
+
+/// Runs one instance until it is told to resign (or the speaker is gone).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    io: Io,
+    mut packets: mpsc::Receiver<Packet>,
+    mut commands: mpsc::Receiver<Command>,
+    origin: Instant,
+    sync_tick: Arc<watch::Sender<u64>>,
+) {
+    let mut runner = Runner::new(shared.clone(), io, origin, sync_tick);
+    let trackers = runner.spawn_trackers();
+    let mut board = shared.board.subscribe();
+    runner.apply_board().await;
+    runner.step(Event::Startup).await;
+    let reply = loop {
+        let deadline = runner.machine.next_deadline().map(|d| origin + d);
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => match cmd {
+                Some(Command::Resign(done)) => break Some(done),
+                None => break None,
+            },
+            changed = board.changed() => {
+                if changed.is_ok() {
+                    runner.apply_board().await;
+                }
+            }
+            _ = sleep_until(deadline) => runner.step(Event::Timer).await,
+            Some(p) = packets.recv() => runner.on_packet(p).await,
+        }
+    };
+    runner.step(Event::Shutdown).await;
+    runner.stop_announcing();
+    runner.notify(State::Initialize, true);
+    for t in trackers {
+        t.abort();
+    }
+    if let Some(done) = reply {
+        let _ = done.send(());
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Runner {
+    shared: Arc<Shared>,
+    io: Io,
+    machine: Machine,
+    policy: ReceivePolicy,
+    origin: Instant,
+    sync_tick: Arc<watch::Sender<u64>>,
+    announcer: Option<JoinHandle<()>>,
+    last_announce: Option<Instant>,
+    faulted: bool,
+    log: RateLimitedLog,
+    /// When a send failure was last logged (at most one line per 10 s).
+    send_error_logged: Option<std::time::Instant>,
+}
+
+impl Runner {
+    fn new(
+        shared: Arc<Shared>,
+        io: Io,
+        origin: Instant,
+        sync_tick: Arc<watch::Sender<u64>>,
+    ) -> Self {
+        let c = &shared.config;
+        let machine = Machine::new(Params {
+            rules: match c.version {
+                Version::V2 => TimerRules::V2,
+                Version::V3 => TimerRules::V3,
+            },
+            priority: c.priority,
+            advert_interval: c.advert_interval,
+            preempt: c.preempt,
+            preempt_delay: c.preempt_delay,
+            primary_address: io.source,
+        });
+        let policy = ReceivePolicy {
+            version: c.version,
+            vrid: c.vrid,
+            auth: c.auth,
+            interval: c.advert_interval,
+            addresses: advertised(c),
+            unicast_peers: c.unicast_peers.clone(),
+        };
+        Self {
+            shared,
+            io,
+            machine,
+            policy,
+            origin,
+            sync_tick,
+            announcer: None,
+            last_announce: None,
+            faulted: false,
+            log: RateLimitedLog::new(Duration::from_secs(10)),
+            send_error_logged: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Starts link polling (the instance's own interface always counts as
+    /// a fault when down, as in keepalived) and the health scripts.
+    fn spawn_trackers(&self) -> Vec<JoinHandle<()>> {
+        let c = &self.shared.config;
+        let mut links = vec![(c.interface.clone(), TrackEffect::Fault)];
+        links.extend(
+            c.track
+                .interfaces
+                .iter()
+                .filter(|(n, _)| *n != c.interface)
+                .cloned(),
+        );
+        // First reading now, so an instance never starts as Backup on a
+        // link that is down.
+        for (name, effect) in &links {
+            let status = track::status_for(
+                *effect,
+                netif::is_running(name),
+                &format!("interface {name}"),
+            );
+            self.shared
+                .board
+                .send_if_modified(|b| b.set(&format!("interface:{name}"), status));
+        }
+        let mut tasks = vec![tokio::spawn(track::watch_links(
+            self.shared.board.clone(),
+            links,
+        ))];
+        for (i, s) in c.track.scripts.iter().enumerate() {
+            tasks.push(tokio::spawn(track::run_script(
+                self.shared.board.clone(),
+                i,
+                s.clone(),
+            )));
+        }
+        tasks
+    }
+
+    /// Turns the board into machine events.
+    async fn apply_board(&mut self) {
+        let board = self.shared.board.borrow().clone();
+        let tracking = board.describe();
+        self.shared.update_view(|v| v.tracking = tracking);
+        let own = board.own_fault();
+        let changed = {
+            let mut slot = self
+                .shared
+                .own_fault
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let changed = *slot != own;
+            *slot = own;
+            changed
+        };
+        if changed {
+            self.sync_tick.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        match track::health(self.shared.config.priority, &board) {
+            Health::Fault(reasons) => {
+                if !self.faulted {
+                    warn!(instance = self.name(), "fault: {}", reasons.join("; "));
+                }
+                self.shared.update_view(|v| v.faults = reasons);
+                self.faulted = true;
+                self.step(Event::FaultRaised).await;
+            }
+            Health::Priority(p) => {
+                self.shared.update_view(|v| {
+                    v.faults.clear();
+                    v.effective_priority = p;
+                });
+                if p != self.machine.params().priority {
+                    info!(
+                        instance = self.name(),
+                        "effective priority {} -> {p}",
+                        self.machine.params().priority
+                    );
+                }
+                self.step(Event::PriorityChanged(p)).await;
+                if self.faulted {
+                    self.faulted = false;
+                    info!(instance = self.name(), "fault cleared");
+                    self.step(Event::FaultCleared).await;
+                }
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, p: Packet) {
+        let env = Envelope {
+            src: p.src,
+            dst: p.dst,
+            hop_limit: p.hop_limit,
+            payload: &p.payload,
+        };
+        match self.policy.check(&env) {
+            Err(reason) => {
+                self.shared.discards.count(reason);
+                if let Some(suppressed) = self.log.admit(reason, std::time::Instant::now()) {
+                    warn!(
+                        instance = self.name(),
+                        from = %p.src,
+                        "discarded VRRP packet: {reason} ({suppressed} more since the last report)"
+                    );
+                }
+            }
+            Ok(accepted) => {
+                let c = &self.shared.counters;
+                c.adverts_received.fetch_add(1, Ordering::Relaxed);
+                if accepted.advert.priority == 0 {
+                    c.priority_zero_received.fetch_add(1, Ordering::Relaxed);
+                }
+                if accepted.address_list_mismatch {
+                    c.address_list_mismatches.fetch_add(1, Ordering::Relaxed);
+                    if self
+                        .log
+                        .admit(DiscardReason::AddressList, std::time::Instant::now())
+                        .is_some()
+                    {
+                        warn!(instance = self.name(), from = %p.src, "advertised addresses differ from ours (misconfiguration, RFC 5798 §7.1)");
+                    }
+                }
+                if accepted.advert.interval != self.shared.config.advert_interval {
+                    debug!(instance = self.name(), from = %p.src, "master advertises every {} (ours {})", accepted.advert.interval, self.shared.config.advert_interval);
+                }
+                self.step(Event::Advert {
+                    from: p.src,
+                    priority: accepted.advert.priority,
+                    interval: accepted.advert.interval,
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn step(&mut self, event: Event) {
+        let actions = self.machine.step(event, self.now());
+        for action in actions {
+            self.execute(action).await;
+        }
+        let master = self.machine.master().map(|(a, _)| a);
+        self.shared.update_view(|v| v.master = master);
+    }
+
+    async fn execute(&mut self, action: Action) {
+        match action {
+            Action::SendAdvert { priority } => self.send_advert(priority),
+            Action::AddVips => {
+                for vip in self.shared.config.all_vips() {
+                    if let Err(e) = self
+                        .io
+                        .vips
+                        .add(self.io.ifindex, &self.shared.config.interface, vip)
+                        .await
+                    {
+                        error!(
+                            instance = self.name(),
+                            "cannot add {}/{}: {e}", vip.addr, vip.prefix
+                        );
+                    }
+                }
+            }
+            Action::RemoveVips => self.remove_vips().await,
+            Action::Announce => self.announce(),
+            Action::StopAnnouncing => self.stop_announcing(),
+            Action::Transition { from, to, reason } => self.transition(from, to, reason),
+        }
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let c = &self.shared.config;
+        let advert = Advertisement {
+            version: c.version,
+            vrid: c.vrid,
+            priority,
+            interval: c.advert_interval,
+            auth: c.auth,
+            addresses: advertised(c),
+        };
+        let destinations: Vec<IpAddr> = if c.unicast_peers.is_empty() {
+            vec![socket::group(c.is_ipv6())]
+        } else {
+            c.unicast_peers.clone()
+        };
+        if self.io.sender.is_none() {
+            // Reopen after an error (e.g. the IPv6 link-local address was
+            // flushed while the link was down and has come back).
+            match Sender::open(&c.interface, self.io.ifindex, self.io.source) {
+                Ok(s) => self.io.sender = Some(s),
+                Err(e) => {
+                    self.shared
+                        .counters
+                        .send_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self.send_error_due() {
+                        warn!(instance = self.name(), "cannot open the advert socket: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(sender) = &self.io.sender else {
+            return;
+        };
+        let mut failed = None;
+        for dst in destinations {
+            let bytes = packet::encode(&advert, sender.source, dst, c.checksum_form);
+            match sender.send(&bytes, dst) {
+                Ok(()) => {
+                    self.shared
+                        .counters
+                        .adverts_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                    if priority == 0 {
+                        self.shared
+                            .counters
+                            .priority_zero_sent
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => failed = Some((dst, e)),
+            }
+        }
+        if let Some((dst, e)) = failed {
+            self.shared
+                .counters
+                .send_errors
+                .fetch_add(1, Ordering::Relaxed);
+            self.io.sender = None;
+            // Expected while the link is down (we are in Fault then and only
+            // the resign advert is attempted): debug then, warn otherwise.
+            if !self.faulted && self.send_error_due() {
+                warn!(instance = self.name(), "advert to {dst} failed: {e}");
+            } else {
+                debug!(instance = self.name(), "advert to {dst} failed: {e}");
+            }
+        }
+    }
+
+    /// At most one send-failure warning per 10 s.
+    fn send_error_due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self
+            .send_error_logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+        if due {
+            self.send_error_logged = Some(now);
+        }
+        due
+    }
+
+    async fn remove_vips(&mut self) {
+        for vip in self.shared.config.all_vips() {
+            if let Err(e) = self.io.vips.remove(self.io.ifindex, vip).await {
+                error!(
+                    instance = self.name(),
+                    "cannot remove {}/{}: {e}", vip.addr, vip.prefix
+                );
+            }
+        }
+    }
+
+    /// Gratuitous ARP / unsolicited NA bursts for every VIP, then refreshes
+    /// while Master. A repeated request within a second (a Master hearing
+    /// lower priorities) does not restart the burst.
+    fn announce(&mut self) {
+        let now = Instant::now();
+        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
+        if running
+            && self
+                .last_announce
+                .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.stop_announcing();
+        self.last_announce = Some(now);
+        let garp = self.shared.config.garp.clone();
+        let frames: Vec<Vec<u8>> = self
+            .shared
+            .config
+            .all_vips()
+            .map(|v| announce::frame_for(self.io.mac, v.addr))
+            .collect();
+        let sender = self.io.frames.clone();
+        let name = self.shared.config.name.clone();
+        self.announcer = Some(tokio::spawn(async move {
+            let mut start = Instant::now();
+            loop {
+                for offset in announce::burst_offsets(&garp) {
+                    tokio::time::sleep_until(start + offset).await;
+                    for f in &frames {
+                        if let Err(e) = sender.send(f) {
+                            debug!(instance = %name, "announcement failed: {e}");
+                        }
+                    }
+                }
+                if garp.refresh.is_zero() {
+                    return;
+                }
+                start += garp.refresh.max(garp.delay);
+                tokio::time::sleep_until(start).await;
+            }
+        }));
+    }
+
+    fn stop_announcing(&mut self) {
+        if let Some(h) = self.announcer.take() {
+            h.abort();
+        }
+    }
+
+    fn transition(&mut self, from: State, to: State, reason: TransitionReason) {
+        info!(
+            instance = self.name(),
+            vrid = self.shared.config.vrid,
+            "{} -> {} ({})",
+            from.name(),
+            to.name(),
+            reason.describe()
+        );
+        if to == State::Master {
+            self.shared
+                .counters
+                .become_master
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.update_view(|v| {
+            v.state = to;
+            v.last_transition = Some(TransitionRecord {
+                at: SystemTime::now(),
+                from,
+                to,
+                reason: reason.describe().to_owned(),
+            });
+        });
+        if to != State::Initialize {
+            self.notify(to, false);
+        }
+    }
+
+    /// Runs the notify command for `state` (`stop` when shutting down),
+    /// detached, with the facts in the environment.
+    fn notify(&self, state: State, stopping: bool) {
+        let n = &self.shared.config.notify;
+        let (cmd, word) = match (state, stopping) {
+            (_, true) => (n.stop.as_ref(), "STOP"),
+            (State::Master, _) => (n.master.as_ref(), "MASTER"),
+            (State::Backup, _) => (n.backup.as_ref(), "BACKUP"),
+            (State::Fault, _) => (n.fault.as_ref(), "FAULT"),
+            (State::Initialize, _) => (None, "INIT"),
+        };
+        let Some(cmd) = cmd else { return };
+        let spawned = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd)
+            .env("VIGIL_INSTANCE", &self.shared.config.name)
+            .env("VIGIL_STATE", word)
+            .env("VIGIL_PRIORITY", self.machine.params().priority.to_string())
+            .stdin(std::process::Stdio::null())
+            .spawn();
+        match spawned {
+            // Reap it in the background so it never becomes a zombie.
+            Ok(mut child) => {
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+            }
+            Err(e) => warn!(
+                instance = self.name(),
+                "notify {word} command failed to start: {e}"
+            ),
+        }
+    }
+}
+
+/// The advertised address list (RFC 5798 §5.2.9: one family).
+pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
+    if c.is_ipv6() {
+        AddressList::V6(
+            c.vips
+                .iter()
+                .filter_map(|v| match v.addr {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
+                .collect(),
+        )
+    } else {
+        AddressList::V4(
+            c.vips
+                .iter()
+                .filter_map(|v| match v.addr {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Writes `status` for `source` on an instance's board.
+pub(crate) fn set_track(shared: &Shared, source: &str, status: TrackStatus) {
+    shared.board.send_if_modified(|b| b.set(source, status));
+}

@@ -1,0 +1,505 @@
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const ME: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const LOW_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+const HIGH_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+
+fn cs(v: u16) -> Centiseconds {
+    Centiseconds::new(v).unwrap()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn params(priority: u8) -> Params {
+    Params {
+        rules: TimerRules::V3,
+        priority,
+        advert_interval: cs(100),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_address: ME,
+    }
+}
+
+fn advert(from: IpAddr, priority: u8) -> Event {
+    Event::Advert {
+        from,
+        priority,
+        interval: cs(100),
+    }
+}
+
+fn transition(from: State, to: State, reason: TransitionReason) -> Action {
+    Action::Transition { from, to, reason }
+}
+
+fn become_master(priority: u8, from: State, reason: TransitionReason) -> Vec<Action> {
+    vec![
+        Action::SendAdvert { priority },
+        Action::AddVips,
+        Action::Announce,
+        transition(from, State::Master, reason),
+    ]
+}
+
+fn backup(p: Params) -> Machine {
+    let mut m = Machine::new(p);
+    m.step(Event::Startup, Duration::ZERO);
+    m
+}
+
+fn master(p: Params) -> Machine {
+    let mut m = backup(p);
+    let at = m.next_deadline().unwrap();
+    m.step(Event::Timer, at);
+    assert_eq!(m.state(), State::Master);
+    m
+}
+
+#[test]
+fn startup_non_owner_becomes_backup_with_master_down_timer() {
+    let mut m = Machine::new(params(100));
+    assert_eq!(m.state(), State::Initialize);
+    assert_eq!(m.next_deadline(), None);
+    let a = m.step(Event::Startup, ms(1000));
+    assert_eq!(
+        a,
+        vec![transition(
+            State::Initialize,
+            State::Backup,
+            TransitionReason::Startup
+        )]
+    );
+    // 1 s + Master_Down_Interval (3.609375 s).
+    assert_eq!(m.next_deadline(), Some(Duration::from_micros(4_609_375)));
+    // A second Startup is ignored.
+    assert!(m.step(Event::Startup, ms(1500)).is_empty());
+}
+
+#[test]
+fn startup_owner_becomes_master_at_once() {
+    let mut m = Machine::new(params(255));
+    let a = m.step(Event::Startup, Duration::ZERO);
+    assert_eq!(
+        a,
+        become_master(255, State::Initialize, TransitionReason::AddressOwner)
+    );
+    assert_eq!(m.next_deadline(), Some(ms(1000)));
+}
+
+#[test]
+fn backup_takes_over_exactly_at_master_down_interval() {
+    let mut m = backup(params(100));
+    assert!(
+        m.step(Event::Timer, Duration::from_micros(3_609_374))
+            .is_empty()
+    );
+    assert_eq!(m.state(), State::Backup);
+    let a = m.step(Event::Timer, Duration::from_micros(3_609_375));
+    assert_eq!(
+        a,
+        become_master(100, State::Backup, TransitionReason::MasterDown)
+    );
+    assert_eq!(m.next_deadline(), Some(Duration::from_micros(4_609_375)));
+}
+
+#[test]
+fn backup_resets_timer_and_learns_interval_from_higher_master() {
+    let mut m = backup(params(100));
+    let a = m.step(
+        Event::Advert {
+            from: HIGH_ADDR,
+            priority: 200,
+            interval: cs(10),
+        },
+        ms(2000),
+    );
+    assert!(a.is_empty());
+    // Learned 100 ms: MDI = 300 ms + 60.9375 ms.
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(2000) + Duration::from_micros(360_937))
+    );
+    assert_eq!(m.master(), Some((HIGH_ADDR, 200)));
+}
+
+#[test]
+fn v2_backup_does_not_learn_the_interval() {
+    let mut m = backup(Params {
+        rules: TimerRules::V2,
+        ..params(100)
+    });
+    m.step(
+        Event::Advert {
+            from: HIGH_ADDR,
+            priority: 200,
+            interval: cs(300),
+        },
+        Duration::ZERO,
+    );
+    assert_eq!(m.next_deadline(), Some(Duration::from_micros(3_609_375)));
+}
+
+#[test]
+fn backup_equal_priority_resets_timer() {
+    let mut m = backup(params(100));
+    m.step(advert(LOW_ADDR, 100), ms(3000));
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(3000) + Duration::from_micros(3_609_375))
+    );
+}
+
+#[test]
+fn priority_zero_sets_timer_to_skew_time() {
+    let mut m = backup(params(100));
+    m.step(advert(HIGH_ADDR, 200), ms(1000));
+    assert!(m.step(advert(HIGH_ADDR, 0), ms(1500)).is_empty());
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(1500) + Duration::from_micros(609_375))
+    );
+    let a = m.step(Event::Timer, ms(1500) + Duration::from_micros(609_375));
+    assert_eq!(
+        a,
+        become_master(100, State::Backup, TransitionReason::MasterResigned)
+    );
+}
+
+#[test]
+fn preempting_backup_takes_over_a_lower_master_after_skew() {
+    let mut m = backup(params(150));
+    assert!(m.step(advert(LOW_ADDR, 100), ms(500)).is_empty());
+    let skew = Duration::from_micros(414_062);
+    assert_eq!(m.next_deadline(), Some(ms(500) + skew));
+    let a = m.step(Event::Timer, ms(500) + skew);
+    assert_eq!(
+        a,
+        become_master(150, State::Backup, TransitionReason::Preempted)
+    );
+}
+
+#[test]
+fn nopreempt_backup_accepts_a_lower_master() {
+    let mut m = backup(Params {
+        preempt: false,
+        ..params(150)
+    });
+    m.step(advert(LOW_ADDR, 100), ms(500));
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(500) + Duration::from_micros(3_414_062))
+    );
+    assert_eq!(m.master(), Some((LOW_ADDR, 100)));
+}
+
+#[test]
+fn preempt_delay_holds_back_preemption_but_not_failover() {
+    let mut m = backup(Params {
+        preempt_delay: ms(5000),
+        ..params(150)
+    });
+    // A live lower master: takeover at first-heard + 5 s, not earlier.
+    let mut t = ms(0);
+    while t < ms(4500) {
+        m.step(advert(LOW_ADDR, 100), t);
+        assert_eq!(m.state(), State::Backup);
+        t += ms(1000);
+    }
+    // Kept advertising until 4 s; the delay ends at 5 s.
+    assert_eq!(m.next_deadline(), Some(ms(5000)));
+    let a = m.step(Event::Timer, ms(5000));
+    assert_eq!(
+        a,
+        become_master(150, State::Backup, TransitionReason::Preempted)
+    );
+
+    // A lower master that dies before the delay ends is replaced at its
+    // Master_Down_Interval.
+    let mut m = backup(Params {
+        preempt_delay: ms(60_000),
+        ..params(150)
+    });
+    m.step(advert(LOW_ADDR, 100), ms(1000));
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(1000) + Duration::from_micros(3_414_062))
+    );
+    let a = m.step(Event::Timer, ms(1000) + Duration::from_micros(3_414_062));
+    assert_eq!(
+        a,
+        become_master(150, State::Backup, TransitionReason::MasterDown)
+    );
+}
+
+#[test]
+fn master_sends_adverts_on_its_timer() {
+    let mut m = master(params(100));
+    let t0 = m.next_deadline().unwrap();
+    assert!(m.step(Event::Timer, t0 - ms(1)).is_empty());
+    assert_eq!(
+        m.step(Event::Timer, t0),
+        vec![Action::SendAdvert { priority: 100 }]
+    );
+    assert_eq!(m.next_deadline(), Some(t0 + ms(1000)));
+}
+
+#[test]
+fn master_steps_down_for_higher_priority_and_learns_interval() {
+    let mut m = master(params(100));
+    let now = ms(10_000);
+    let a = m.step(
+        Event::Advert {
+            from: LOW_ADDR,
+            priority: 101,
+            interval: cs(10),
+        },
+        now,
+    );
+    assert_eq!(
+        a,
+        vec![
+            Action::StopAnnouncing,
+            Action::RemoveVips,
+            transition(
+                State::Master,
+                State::Backup,
+                TransitionReason::HigherPriority
+            ),
+        ]
+    );
+    assert_eq!(
+        m.next_deadline(),
+        Some(now + Duration::from_micros(360_937))
+    );
+}
+
+#[test]
+fn master_tie_break_on_primary_address() {
+    // Equal priority from a higher address wins (§6.4.3).
+    let mut m = master(params(100));
+    let a = m.step(advert(HIGH_ADDR, 100), ms(9000));
+    assert_eq!(m.state(), State::Backup);
+    assert!(a.contains(&Action::RemoveVips));
+    // Equal priority from a lower address loses: we assert ourselves.
+    let mut m = master(params(100));
+    let a = m.step(advert(LOW_ADDR, 100), ms(9000));
+    assert_eq!(m.state(), State::Master);
+    assert_eq!(
+        a,
+        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+    );
+}
+
+#[test]
+fn master_answers_lower_priority_and_resignations_at_once() {
+    let mut m = master(params(100));
+    let a = m.step(advert(HIGH_ADDR, 50), ms(9000));
+    assert_eq!(
+        a,
+        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+    );
+    assert_eq!(m.next_deadline(), Some(ms(10_000)));
+    let a = m.step(advert(HIGH_ADDR, 0), ms(9500));
+    assert_eq!(a, vec![Action::SendAdvert { priority: 100 }]);
+    assert_eq!(m.next_deadline(), Some(ms(10_500)));
+}
+
+#[test]
+fn own_advert_is_ignored() {
+    let mut m = master(params(100));
+    assert!(m.step(advert(ME, 100), ms(9000)).is_empty());
+    let mut b = backup(params(100));
+    let before = b.next_deadline();
+    b.step(advert(ME, 200), ms(1000));
+    assert_eq!(b.next_deadline(), before);
+}
+
+#[test]
+fn owners_elect_one_master() {
+    let mut m = Machine::new(params(255));
+    m.step(Event::Startup, Duration::ZERO);
+    m.step(advert(HIGH_ADDR, 255), ms(100));
+    assert_eq!(m.state(), State::Backup);
+    let mut m = Machine::new(params(255));
+    m.step(Event::Startup, Duration::ZERO);
+    m.step(advert(LOW_ADDR, 255), ms(100));
+    assert_eq!(m.state(), State::Master);
+}
+
+#[test]
+fn shutdown_resigns_from_master_only() {
+    let mut m = master(params(100));
+    let a = m.step(Event::Shutdown, ms(9000));
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::StopAnnouncing,
+            Action::RemoveVips,
+            transition(State::Master, State::Initialize, TransitionReason::Shutdown),
+        ]
+    );
+    assert_eq!(m.next_deadline(), None);
+    let mut b = backup(params(100));
+    assert_eq!(
+        b.step(Event::Shutdown, ms(1)),
+        vec![transition(
+            State::Backup,
+            State::Initialize,
+            TransitionReason::Shutdown
+        )]
+    );
+    assert!(b.step(Event::Shutdown, ms(2)).is_empty());
+}
+
+#[test]
+fn fault_from_master_resigns_and_recovers_as_backup() {
+    let mut m = master(params(100));
+    let a = m.step(Event::FaultRaised, ms(9000));
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 0 },
+            Action::StopAnnouncing,
+            Action::RemoveVips,
+            transition(State::Master, State::Fault, TransitionReason::Fault),
+        ]
+    );
+    assert_eq!(m.next_deadline(), None);
+    // Adverts and timers mean nothing in Fault.
+    assert!(m.step(advert(HIGH_ADDR, 0), ms(9100)).is_empty());
+    assert!(m.step(Event::Timer, ms(99_000)).is_empty());
+    let a = m.step(Event::FaultCleared, ms(10_000));
+    assert_eq!(
+        a,
+        vec![transition(
+            State::Fault,
+            State::Backup,
+            TransitionReason::FaultCleared
+        )]
+    );
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(10_000) + Duration::from_micros(3_609_375))
+    );
+}
+
+#[test]
+fn fault_before_startup_starts_in_fault() {
+    let mut m = Machine::new(params(255));
+    assert!(m.step(Event::FaultRaised, Duration::ZERO).is_empty());
+    let a = m.step(Event::Startup, Duration::ZERO);
+    assert_eq!(
+        a,
+        vec![transition(
+            State::Initialize,
+            State::Fault,
+            TransitionReason::Fault
+        )]
+    );
+    // The owner goes straight to Master when the fault clears.
+    let a = m.step(Event::FaultCleared, ms(5));
+    assert_eq!(
+        a,
+        become_master(255, State::Fault, TransitionReason::FaultCleared)
+    );
+}
+
+#[test]
+fn priority_change_is_advertised_at_once_by_the_master() {
+    let mut m = master(params(100));
+    let a = m.step(Event::PriorityChanged(70), ms(9200));
+    assert_eq!(a, vec![Action::SendAdvert { priority: 70 }]);
+    assert_eq!(m.next_deadline(), Some(ms(10_200)));
+    assert!(m.step(Event::PriorityChanged(70), ms(9300)).is_empty());
+}
+
+#[test]
+fn backup_that_now_outranks_the_master_preempts() {
+    let mut m = backup(params(100));
+    m.step(advert(HIGH_ADDR, 120), ms(1000));
+    m.step(Event::PriorityChanged(130), ms(1100));
+    // Skew for 130 at 1 s: 126/256 s = 492 187 µs.
+    assert_eq!(
+        m.next_deadline(),
+        Some(ms(1100) + Duration::from_micros(492_187))
+    );
+    // Without preemption nothing changes.
+    let mut m = backup(Params {
+        preempt: false,
+        ..params(100)
+    });
+    m.step(advert(HIGH_ADDR, 120), ms(1000));
+    let before = m.next_deadline();
+    m.step(Event::PriorityChanged(130), ms(1100));
+    assert_eq!(m.next_deadline(), before);
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    let addr = prop_oneof![Just(LOW_ADDR), Just(HIGH_ADDR), Just(ME)];
+    prop_oneof![
+        Just(Event::Startup),
+        Just(Event::Shutdown),
+        Just(Event::Timer),
+        Just(Event::FaultRaised),
+        Just(Event::FaultCleared),
+        (1u8..=254).prop_map(Event::PriorityChanged),
+        (addr, any::<u8>(), 1u16..=4095).prop_map(|(from, priority, i)| Event::Advert {
+            from,
+            priority,
+            interval: cs(i)
+        }),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, VIPs are held exactly while Master, only Master and Backup
+    /// run timers, and nothing panics.
+    #[test]
+    fn vips_are_held_exactly_while_master(
+        priority in 1u8..=255,
+        preempt in any::<bool>(),
+        v2 in any::<bool>(),
+        events in proptest::collection::vec((any_event(), 0u64..5000), 1..80),
+    ) {
+        let mut m = Machine::new(Params {
+            rules: if v2 { TimerRules::V2 } else { TimerRules::V3 },
+            preempt,
+            ..params(priority)
+        });
+        let mut holding = false;
+        let mut now = Duration::ZERO;
+        for (event, dt) in events {
+            now += ms(dt);
+            let event = match (event, m.next_deadline()) {
+                // Deliver timers when they are due, like the runtime does.
+                (Event::Timer, Some(d)) => { now = now.max(d); Event::Timer }
+                (e, _) => e,
+            };
+            let before = m.state();
+            for a in m.step(event, now) {
+                match a {
+                    Action::AddVips => { prop_assert!(!holding); holding = true; }
+                    Action::RemoveVips => { prop_assert!(holding); holding = false; }
+                    Action::Transition { from, to, .. } => {
+                        prop_assert_eq!(from, before);
+                        prop_assert_ne!(from, to);
+                    }
+                    Action::SendAdvert { priority: p } => {
+                        prop_assert!(before == State::Master || m.state() == State::Master || p == 0);
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(holding, m.state() == State::Master);
+            prop_assert_eq!(m.next_deadline().is_some(), matches!(m.state(), State::Master | State::Backup));
+        }
+    }
+}

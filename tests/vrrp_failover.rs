@@ -1,0 +1,395 @@
+//! Two vigil nodes and a client on a virtual LAN in network namespaces:
+//! election, failover on SIGKILL / link down / SIGTERM, the master's return
+//! with and without preemption, unicast mode, an IPv6 VIP, and VRRPv2.
+//!
+//! Each scenario checks that the VIP ends up on the right node within
+//! Master_Down_Interval (or Skew_Time for a resignation) plus a margin, and
+//! that the client reaches the VIP through the new master — its neighbour
+//! entry updated by our gratuitous ARP / unsolicited NA.
+//!
+//! Needs root; prints a skip message otherwise. Subnets: 10.231.11–15.0/24
+//! and fd00:231:14::/64, inside the namespaces only.
+
+mod support;
+
+use std::time::Duration;
+
+use support::netns::{Lab, Node, skip_unless_root};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+/// Slack on top of the RFC bound: process start, a debug build and a
+/// loaded 2-core CI machine.
+const MARGIN: Duration = Duration::from_millis(700);
+
+/// Master_Down_Interval for priority `p` at 100 ms (RFC 5798 §6.1).
+fn mdi_100ms(p: u64) -> Duration {
+    Duration::from_micros(300_000 + (256 - p) * 100_000 / 256)
+}
+
+fn skew_100ms(p: u64) -> Duration {
+    Duration::from_micros((256 - p) * 100_000 / 256)
+}
+
+struct Router {
+    node: Node,
+    config: String,
+    log: String,
+}
+
+struct Pair {
+    lab: Lab,
+    client: Node,
+    a: Router,
+    b: Router,
+    vip: String,
+}
+
+#[derive(Clone)]
+struct Opts {
+    subnet: u8,
+    version: u8,
+    interval: &'static str,
+    b_preempt: bool,
+    unicast: bool,
+    ipv6: bool,
+    extra: &'static str,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            subnet: 11,
+            version: 3,
+            interval: "100ms",
+            b_preempt: true,
+            unicast: false,
+            ipv6: false,
+            extra: "",
+        }
+    }
+}
+
+/// A (priority 100) and B (priority 150) plus a client.
+fn pair(tag: &str, o: Opts) -> Pair {
+    let lab = Lab::new(tag);
+    let x = o.subnet;
+    let client = lab.node("client");
+    let na = lab.node("a");
+    let nb = lab.node("b");
+    let v6 = |h: u8| format!("fd00:231:{x}::{h}/64");
+    let v4 = |h: u8| format!("10.231.{x}.{h}/24");
+    lab.connect(&client, "eth0", &[&v4(10), &v6(10)]);
+    lab.connect(&na, "eth0", &[&v4(1), &v6(1)]);
+    lab.connect(&nb, "eth0", &[&v4(2), &v6(2)]);
+    let vip = if o.ipv6 {
+        format!("fd00:231:{x}::100")
+    } else {
+        format!("10.231.{x}.100")
+    };
+    let router = |node: Node, me: u8, peer: u8, priority: u8, preempt: bool| {
+        let peers = if o.unicast {
+            format!(
+                "unicast_peer = [\"10.231.{x}.{peer}\"]\nunicast_src_ip = \"10.231.{x}.{me}\"\n"
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = {x}\n\
+             priority = {priority}\nversion = {}\nadvert_interval = \"{}\"\npreempt = {preempt}\n\
+             virtual_ipaddress = [\"{vip}\"]\n{peers}{}\n",
+            o.version, o.interval, o.extra
+        );
+        let config = lab
+            .write(&format!("{}.toml", node.name), &text)
+            .display()
+            .to_string();
+        Router {
+            log: format!("{}.log", node.name),
+            node,
+            config,
+        }
+    };
+    let a = router(na, 1, 2, 100, true);
+    let b = router(nb, 2, 1, 150, o.b_preempt);
+    Pair {
+        lab,
+        client,
+        a,
+        b,
+        vip,
+    }
+}
+
+impl Pair {
+    fn start(&self, r: &Router) -> u32 {
+        self.lab
+            .spawn(&r.node, &[VIGIL, "run", "-c", &r.config], &r.log)
+    }
+
+    fn holds(&self, r: &Router) -> bool {
+        self.lab.has_addr(&r.node, &self.vip)
+    }
+
+    /// Waits until `master` holds the VIP (and `other` does not, unless
+    /// `other_may_hold`, e.g. after SIGKILL left a stale VIP behind), and
+    /// the client reaches it through `master`'s MAC.
+    fn expect_master(
+        &self,
+        master: &Router,
+        other: &Router,
+        within: Duration,
+        what: &str,
+        other_may_hold: bool,
+    ) -> Duration {
+        let took = self.lab.wait_until(
+            within,
+            &format!("{what}: VIP on {}", master.node.name),
+            || self.holds(master) && (other_may_hold || !self.holds(other)),
+        );
+        let mac = self.lab.mac(&master.node, "eth0");
+        self.lab.wait_until(
+            Duration::from_secs(3),
+            &format!("{what}: client reaches the VIP via {}", master.node.name),
+            || {
+                self.lab.ping(&self.client, &self.vip)
+                    && self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
+            },
+        );
+        took
+    }
+
+    /// Asserts that `master` keeps the VIP for `duration`.
+    fn expect_stable(&self, master: &Router, other: &Router, duration: Duration) {
+        let end = std::time::Instant::now() + duration;
+        while std::time::Instant::now() < end {
+            assert!(
+                self.holds(master) && !self.holds(other),
+                "VIP moved off {}\n{}",
+                master.node.name,
+                self.lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn multicast_v3_election_and_every_failover() {
+    if skip_unless_root("multicast_v3_election_and_every_failover") {
+        return;
+    }
+    let p = pair("mc", Opts::default());
+    let _a_pid = p.start(&p.a);
+    let mut b_pid = p.start(&p.b);
+    // Election: B (150) wins after its Master_Down_Interval.
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    p.expect_stable(&p.b, &p.a, Duration::from_millis(500));
+
+    // SIGKILL of the master: A takes over within its Master_Down_Interval.
+    // The killed node keeps its VIP on the interface (nothing can remove it
+    // after SIGKILL); the client follows A thanks to the gratuitous ARP.
+    let start = std::time::Instant::now();
+    p.lab.kill(b_pid);
+    p.lab
+        .wait_until(mdi_100ms(100) + MARGIN, "SIGKILL: VIP on a", || {
+            p.holds(&p.a)
+        });
+    eprintln!("SIGKILL failover: {:?}", start.elapsed());
+    p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after SIGKILL", true);
+
+    // The master returns (preempt): it removes its stale VIP at start and
+    // takes over after one interval + Skew_Time.
+    b_pid = p.start(&p.b);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return with preempt",
+        false,
+    );
+
+    // Link down on the master: A takes over, B goes to Fault and drops the VIP.
+    let start = std::time::Instant::now();
+    p.lab.set_link(&p.b.node, "eth0", false);
+    p.lab
+        .wait_until(mdi_100ms(100) + MARGIN, "link down: VIP on a", || {
+            p.holds(&p.a) && !p.holds(&p.b)
+        });
+    eprintln!("link-down failover: {:?}", start.elapsed());
+    p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after link down", false);
+    assert!(p.lab.read(&p.b.log).contains("fault"), "{}", p.lab.logs());
+
+    // Link back: B leaves Fault, hears A and preempts.
+    p.lab.set_link(&p.b.node, "eth0", true);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN * 2, "link up", false);
+
+    // SIGTERM: B resigns with priority 0, A takes over after Skew_Time.
+    let start = std::time::Instant::now();
+    let pid = b_pid;
+    p.lab.signal(pid, libc::SIGTERM);
+    p.lab
+        .wait_until(skew_100ms(100) + MARGIN, "SIGTERM: VIP on a only", || {
+            p.holds(&p.a) && !p.holds(&p.b)
+        });
+    eprintln!("SIGTERM failover: {:?}", start.elapsed());
+    assert_eq!(
+        p.lab.wait_exit(pid, Duration::from_secs(3)),
+        Some(0),
+        "vigil exits 0 after SIGTERM"
+    );
+    p.expect_master(&p.a, &p.b, Duration::from_secs(1), "after SIGTERM", false);
+}
+
+#[test]
+fn nopreempt_master_return_keeps_the_current_master() {
+    if skip_unless_root("nopreempt_master_return_keeps_the_current_master") {
+        return;
+    }
+    let p = pair(
+        "np",
+        Opts {
+            subnet: 12,
+            b_preempt: false,
+            ..Opts::default()
+        },
+    );
+    let a_pid = p.start(&p.a);
+    let b_pid = p.start(&p.b);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    p.lab.kill(b_pid);
+    p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
+    // B returns with the higher priority but nopreempt: A keeps the VIP.
+    p.start(&p.b);
+    p.lab.wait_until(
+        Duration::from_secs(2),
+        "b's stale VIP cleaned at start",
+        || !p.holds(&p.b),
+    );
+    p.expect_stable(&p.a, &p.b, Duration::from_secs(2));
+    p.expect_master(
+        &p.a,
+        &p.b,
+        Duration::ZERO + Duration::from_millis(1),
+        "nopreempt",
+        false,
+    );
+    // Until A resigns: then B (the only other router) takes over.
+    p.lab.signal(a_pid, libc::SIGTERM);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        skew_100ms(150) + MARGIN,
+        "resign to nopreempt backup",
+        false,
+    );
+}
+
+#[test]
+fn unicast_failover() {
+    if skip_unless_root("unicast_failover") {
+        return;
+    }
+    let p = pair(
+        "uc",
+        Opts {
+            subnet: 13,
+            unicast: true,
+            ..Opts::default()
+        },
+    );
+    let _a_pid = p.start(&p.a);
+    let mut b_pid = p.start(&p.b);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    p.expect_stable(&p.b, &p.a, Duration::from_millis(500));
+    p.lab.kill(b_pid);
+    p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
+    b_pid = p.start(&p.b);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return",
+        false,
+    );
+    let pid = b_pid;
+    p.lab.signal(pid, libc::SIGTERM);
+    p.expect_master(&p.a, &p.b, skew_100ms(100) + MARGIN, "SIGTERM", false);
+    assert_eq!(p.lab.wait_exit(pid, Duration::from_secs(3)), Some(0));
+}
+
+#[test]
+fn ipv6_vip_with_unsolicited_na() {
+    if skip_unless_root("ipv6_vip_with_unsolicited_na") {
+        return;
+    }
+    let p = pair(
+        "v6",
+        Opts {
+            subnet: 14,
+            ipv6: true,
+            ..Opts::default()
+        },
+    );
+    let _a_pid = p.start(&p.a);
+    let mut b_pid = p.start(&p.b);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    // The client's neighbour entry for the VIP must move to A's MAC on the
+    // unsolicited NA alone (the entry exists, Override is set).
+    p.lab.kill(b_pid);
+    p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
+    b_pid = p.start(&p.b);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_millis(100) + skew_100ms(150) + MARGIN * 2,
+        "return",
+        false,
+    );
+    p.lab.signal(b_pid, libc::SIGTERM);
+    p.expect_master(&p.a, &p.b, skew_100ms(100) + MARGIN, "SIGTERM", false);
+}
+
+#[test]
+fn vrrpv2_with_password_failover() {
+    if skip_unless_root("vrrpv2_with_password_failover") {
+        return;
+    }
+    let extra = "auth_type = \"pass\"\nauth_pass = \"secret12\"";
+    let p = pair(
+        "v2",
+        Opts {
+            subnet: 15,
+            version: 2,
+            interval: "1s",
+            extra,
+            ..Opts::default()
+        },
+    );
+    let _a_pid = p.start(&p.a);
+    let mut b_pid = p.start(&p.b);
+    // v2: Skew_Time = (256 - p)/256 s, MDI = 3 s + skew (RFC 3768 §6.1).
+    let mdi =
+        |prio: u64| Duration::from_secs(3) + Duration::from_micros((256 - prio) * 1_000_000 / 256);
+    p.expect_master(&p.b, &p.a, mdi(150) + MARGIN, "election", false);
+    let pid = b_pid;
+    p.lab.signal(pid, libc::SIGTERM);
+    p.expect_master(
+        &p.a,
+        &p.b,
+        Duration::from_micros(156 * 1_000_000 / 256) + MARGIN,
+        "SIGTERM",
+        false,
+    );
+    b_pid = p.start(&p.b);
+    p.expect_master(
+        &p.b,
+        &p.a,
+        Duration::from_secs(1) + MARGIN * 2,
+        "return",
+        false,
+    );
+    p.lab.kill(b_pid);
+    p.expect_master(&p.a, &p.b, mdi(100) + MARGIN, "SIGKILL", true);
+}
