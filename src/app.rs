@@ -209,7 +209,8 @@ impl App {
                 "drain timeout: resigning with connections open"
             );
         }
-        if let Some(speaker) = self.lock_vrrp().take() {
+        let speaker = self.lock_vrrp().take();
+        if let Some(speaker) = speaker {
             speaker.resign_all().await;
         }
         self.server.close_connections();

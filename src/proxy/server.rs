@@ -194,7 +194,7 @@ impl Server {
     /// returns the connections still open.
     pub async fn wait_connections_closed(&self, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.connections.len() > 0 && tokio::time::Instant::now() < deadline {
+        while !self.connections.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.connections.len()
