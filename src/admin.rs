@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz`, `/status`
-//! (JSON), and `POST /reload`. It binds its own address (loopback in the
+//! (JSON), `POST /reload`, `POST /drain` (`?exit=false` to stay up) and
+//! `POST /undrain`. It binds its own address (loopback in the
 //! examples) and runs on the control runtime, away from client traffic.
 //!
 //! `vigil reload` and `vigil status` are clients of this API.
@@ -103,12 +104,51 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
                 format!("reload failed, still running the previous config:\n{e}\n"),
             ),
         },
-        (_, "/metrics" | "/healthz" | "/status" | "/reload") => {
+        (&Method::POST, "/drain") => {
+            let no_exit = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "exit=false" || p == "no-exit"));
+            if no_exit {
+                let left = app.drain_and_stand_by().await;
+                text(
+                    StatusCode::OK,
+                    format!(
+                        "drained ({left} connections left); VIPs released, staying out of VRRP \
+                         elections until `vigil undrain`\n"
+                    ),
+                )
+            } else {
+                app.request_stop();
+                text(
+                    StatusCode::ACCEPTED,
+                    "draining: connections finish, then the VIPs are released and vigil exits\n",
+                )
+            }
+        }
+        (&Method::POST, "/debug/stall") if app.debug_enabled() => {
+            let ms: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("ms="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            app.stall_workers(std::time::Duration::from_millis(ms));
+            text(
+                StatusCode::OK,
+                format!("stalling every worker for {ms} ms\n"),
+            )
+        }
+        (&Method::POST, "/undrain") => {
+            app.undrain();
+            text(StatusCode::OK, "serving; VRRP elections resumed\n")
+        }
+        (_, "/metrics" | "/healthz" | "/status" | "/reload" | "/drain" | "/undrain") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /healthz, /status, POST /reload\n",
+            "not found; try /metrics, /healthz, /status, POST /reload, POST /drain, POST /undrain\n",
         ),
     }
 }

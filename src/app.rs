@@ -48,6 +48,11 @@ pub struct App {
     vrrp: Mutex<Option<Speaker>>,
     /// One reload at a time (SIGHUP and the admin API may race).
     reloading: tokio::sync::Mutex<()>,
+    heartbeats: Arc<crate::liveness::Heartbeats>,
+    /// Asks `run_until_signal` to stop (from `POST /drain`).
+    stop_requested: tokio::sync::Notify,
+    /// `vigil drain --no-exit` is in effect.
+    standby: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -71,7 +76,11 @@ impl App {
             Some(v) => Some(Speaker::start(v).await?),
             None => None,
         };
+        let heartbeats = crate::liveness::Heartbeats::start(&server.worker_handles());
         let app = Arc::new(App {
+            heartbeats: heartbeats.clone(),
+            stop_requested: tokio::sync::Notify::new(),
+            standby: std::sync::atomic::AtomicBool::new(false),
             config_path: config_path.to_owned(),
             server,
             generation: AtomicU64::new(1),
@@ -85,6 +94,8 @@ impl App {
                 .map_err(|source| StartError::Admin { addr, source })?;
             *app.lock_admin() = Some(admin);
         }
+        app.watch_transitions();
+        tokio::spawn(crate::liveness::monitor(Arc::downgrade(&app), heartbeats));
         let metrics = crate::metrics::get();
         metrics.config_generation.set(1);
         metrics.config_last_reload_success.set(unix_now());
@@ -159,6 +170,7 @@ impl App {
             (None, Some(v)) => {
                 let s = Speaker::start(v).await.map_err(|e| format!("VRRP: {e}"))?;
                 *self.lock_vrrp() = Some(s);
+                self.watch_transitions();
             }
             (None, None) => {}
         }
@@ -183,6 +195,7 @@ impl App {
                 _ = term.recv() => { tracing::info!("SIGTERM: draining, then resigning"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: draining, then resigning"); break; }
                 _ = hup.recv() => { let _ = self.reload().await; }
+                _ = self.stop_requested.notified() => { tracing::info!("drain requested: draining, then resigning"); break; }
             }
         }
         self.stop().await;
@@ -200,15 +213,7 @@ impl App {
     /// 3. Close what is left and stop.
     pub async fn stop(&self) {
         let grace = self.server.runtime().config.http.shutdown_timeout;
-        self.server.set_draining(true);
-        let left = self.server.wait_connections_closed(grace).await;
-        if left > 0 {
-            tracing::warn!(
-                left,
-                ?grace,
-                "drain timeout: resigning with connections open"
-            );
-        }
+        self.drain(grace).await;
         let speaker = self.lock_vrrp().take();
         if let Some(speaker) = speaker {
             speaker.resign_all().await;
@@ -216,6 +221,86 @@ impl App {
         self.server.close_connections();
         self.server.shutdown(grace).await;
         self.lock_admin().take();
+    }
+
+    /// Empties the proxy before the VIP moves. Busy connections are told
+    /// to close after their current response (`Connection: close`,
+    /// GOAWAY) and new ones are held off (SYNs dropped, retried by TCP and
+    /// answered by whoever holds the VIP then). Connections still idle
+    /// after a second are closed; whatever is busy gets until `grace`.
+    /// Returns the connections left open.
+    async fn drain(&self, grace: std::time::Duration) -> usize {
+        let settle = grace.min(std::time::Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        self.server.set_draining(true);
+        self.server.hold_new_connections(true);
+        tracing::info!(
+            connections = self.server.connections(),
+            "draining; new connections held off"
+        );
+        let mut left = self.server.wait_connections_closed(settle).await;
+        if left > 0 {
+            self.server.close_connections();
+            left = self.server.wait_connections_closed(grace - settle).await;
+        }
+        if left > 0 {
+            tracing::warn!(
+                left,
+                ?grace,
+                "drain timeout: going on with connections open"
+            );
+        } else {
+            tracing::info!(took = ?started.elapsed(), "drained");
+        }
+        left
+    }
+
+    /// `vigil drain`: the planned stop of [`stop`](Self::stop), run by
+    /// `run_until_signal` (which then exits).
+    pub fn request_stop(&self) {
+        self.stop_requested.notify_one();
+    }
+
+    /// `vigil drain --no-exit`: drain the connections, then give up the
+    /// VIP and stay out of VRRP elections (every instance in Fault) while
+    /// the process keeps running, for maintenance. `/healthz` says so.
+    pub async fn drain_and_stand_by(&self) -> usize {
+        self.standby.store(true, Ordering::Relaxed);
+        let grace = self.server.runtime().config.http.shutdown_timeout;
+        let left = self.drain(grace).await;
+        if let Some(speaker) = self.speaker() {
+            speaker.set_standby(true);
+        }
+        left
+    }
+
+    /// `vigil undrain`: back to normal service and VRRP elections.
+    pub fn undrain(&self) {
+        self.standby.store(false, Ordering::Relaxed);
+        self.server.set_draining(false);
+        self.server.hold_new_connections(false);
+        if let Some(speaker) = self.speaker() {
+            speaker.set_standby(false);
+        }
+    }
+
+    /// `[admin] debug = true`.
+    pub fn debug_enabled(&self) -> bool {
+        self.server
+            .runtime()
+            .config
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.debug)
+    }
+
+    /// Test hook: blocks every worker thread for `how_long`, as a wedged
+    /// event loop would (`POST /debug/stall`, only with `[admin] debug`).
+    pub fn stall_workers(&self, how_long: std::time::Duration) {
+        tracing::warn!(?how_long, "debug: stalling every worker");
+        for handle in self.server.worker_handles() {
+            handle.spawn(async move { std::thread::sleep(how_long) });
+        }
     }
 
     /// The bound admin address, if the admin API runs.
@@ -226,6 +311,9 @@ impl App {
     /// Ok while serving; the reason when not (for `/healthz`).
     pub fn health(&self) -> Result<(), String> {
         use crate::proxy::server::Lifecycle;
+        if self.standby.load(Ordering::Relaxed) {
+            return Err("drained (standby): run `vigil undrain` to serve again".into());
+        }
         if self.server.lifecycle() != Lifecycle::Serving {
             return Err("draining".into());
         }
@@ -341,16 +429,34 @@ impl App {
             "generation": rt.generation,
             "uptime_seconds": self.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
             "workers": rt.config.http.workers,
+            "worker_max_lag_ms": self.heartbeats.stalest().map_or(0, |(_, d)| d.as_millis() as u64),
             "connections_active": self.server.connections(),
             "listeners": listeners,
             "upstreams": upstreams,
             "state": match self.server.lifecycle() {
+                _ if self.standby.load(Ordering::Relaxed) => "standby",
                 crate::proxy::server::Lifecycle::Serving => "serving",
                 crate::proxy::server::Lifecycle::Draining => "draining",
                 crate::proxy::server::Lifecycle::Closing => "closing",
             },
             "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
         })
+    }
+
+    /// When an instance stops being Master, connections to its VIPs are
+    /// dead ends: close them (see `Server::release_addresses`).
+    fn watch_transitions(self: &Arc<Self>) {
+        let Some(speaker) = self.speaker() else {
+            return;
+        };
+        let app = Arc::downgrade(self);
+        speaker.on_transition(Arc::new(move |_name, from, to, vips| {
+            if from == vrrp::State::Master && to != vrrp::State::Master {
+                if let Some(app) = app.upgrade() {
+                    app.server.release_addresses(vips);
+                }
+            }
+        }));
     }
 
     /// The VRRP speaker, if `[vrrp]` is configured.

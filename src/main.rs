@@ -42,6 +42,24 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Drain a running vigil: connections finish, then the VIPs go to the
+    /// peer (priority-0 advert) and vigil exits. With --no-exit it stays up
+    /// as a standby (out of VRRP elections) until `vigil undrain`.
+    Drain {
+        #[arg(short, long, default_value = "conf/vigil.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        #[arg(long)]
+        no_exit: bool,
+    },
+    /// Undo `vigil drain --no-exit`: serve normally and rejoin elections.
+    Undrain {
+        #[arg(short, long, default_value = "conf/vigil.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
     /// Show a running vigil's state: listeners, upstream health, VRRP.
     Status {
         #[arg(short, long, default_value = "conf/vigil.toml")]
@@ -60,15 +78,22 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
         Command::Reload { config, admin } => {
-            admin_call(&config, admin, "POST", "/reload", |status, body| {
-                if status == 200 {
-                    print!("{body}");
-                    ExitCode::SUCCESS
-                } else {
-                    eprint!("{body}");
-                    ExitCode::FAILURE
-                }
-            })
+            admin_call(&config, admin, "POST", "/reload", print_reply)
+        }
+        Command::Drain {
+            config,
+            admin,
+            no_exit,
+        } => {
+            let path = if no_exit {
+                "/drain?exit=false"
+            } else {
+                "/drain"
+            };
+            admin_call(&config, admin, "POST", path, print_reply)
+        }
+        Command::Undrain { config, admin } => {
+            admin_call(&config, admin, "POST", "/undrain", print_reply)
         }
         Command::Status {
             config,
@@ -94,6 +119,17 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+/// Prints an admin reply; success for 2xx.
+fn print_reply(status: u16, body: String) -> ExitCode {
+    if (200..300).contains(&status) {
+        print!("{body}");
+        ExitCode::SUCCESS
+    } else {
+        eprint!("{body}");
+        ExitCode::FAILURE
     }
 }
 

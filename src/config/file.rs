@@ -58,7 +58,10 @@ pub struct LogFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
-    pub listen: String,
+    pub listen: Option<String>,
+    /// Test hooks (`POST /debug/stall`); never in production.
+    #[serde(default)]
+    pub debug: bool,
 }
 
 /// `[[server]]`: a virtual server.

@@ -113,6 +113,9 @@ pub enum AccessLogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// Enables `POST /debug/stall?ms=N` (blocks every worker thread), used
+    /// by failover tests and benchmarks to simulate a wedged proxy.
+    pub debug: bool,
 }
 
 /// A listen address and the virtual servers sharing it.

@@ -100,6 +100,9 @@ impl Validator<'_> {
             );
         }
         let listeners = self.listeners(&file.server, &servers);
+        if let Some(v) = &vrrp {
+            self.check_tracking(v, &upstreams, !file.server.is_empty());
+        }
 
         if !self.problems.is_empty() {
             return None;
@@ -177,10 +180,14 @@ impl Validator<'_> {
     }
 
     fn admin(&mut self, f: &AdminFile) -> Option<AdminSettings> {
-        let listen = self
-            .problems
-            .check("admin.listen", parse_listen(&f.listen))?;
-        Some(AdminSettings { listen })
+        let listen = self.problems.check(
+            "admin.listen",
+            parse_listen(f.listen.as_deref().unwrap_or("127.0.0.1:9090")),
+        )?;
+        Some(AdminSettings {
+            listen,
+            debug: f.debug,
+        })
     }
 
     /// Relative paths are relative to the config file's directory.
@@ -959,6 +966,40 @@ impl Validator<'_> {
                         format!("no location \"@{name}\" in this server"),
                     );
                 }
+            }
+        }
+    }
+
+    /// `[vrrp.instance.track]` refers to the proxy: check the references.
+    fn check_tracking(
+        &mut self,
+        vrrp: &crate::vrrp::VrrpConfig,
+        upstreams: &BTreeMap<String, Arc<UpstreamConfig>>,
+        has_servers: bool,
+    ) {
+        for (i, instance) in vrrp.instances.iter().enumerate() {
+            let key = format!("vrrp.instance[{i}].track");
+            for (name, _) in &instance.track.upstreams {
+                if !upstreams.contains_key(name) {
+                    let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                    self.problems.add(
+                        join(&join(&key, "upstreams"), name),
+                        format!(
+                            "unknown upstream {name:?}; defined: {}",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            if instance.track.proxy.is_some() && !has_servers {
+                self.problems.add(
+                    join(&key, "proxy"),
+                    "there is no [[server]] to probe; remove proxy or add a server",
+                );
             }
         }
     }

@@ -39,6 +39,8 @@ use crate::config::{Action, Location, ReturnAction, VirtualServer};
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The address the client connected to (a VIP, say).
+    pub local: SocketAddr,
     /// The configured listen address (selects the virtual-host table).
     pub listener: SocketAddr,
     pub tls: bool,
@@ -61,6 +63,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
+    if is_self_probe(&req) {
+        let mut r = Response::new(LoggedBody::unlogged(Body::empty()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return r;
+    }
     let (parts, body) = req.into_parts();
     let original_uri = parts.uri.clone();
     let method = parts.method.clone();
@@ -276,6 +283,14 @@ async fn route(
     }
     tracing::warn!(uri = %original_uri, "internal redirect cycle");
     respond::status(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// vigil's own liveness probe (see `liveness`): answered before routing,
+/// not logged, not counted.
+fn is_self_probe(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(crate::liveness::PROBE_HEADER)
+        .is_some_and(|v| v.as_bytes() == crate::liveness::probe_token().as_bytes())
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute

@@ -44,6 +44,11 @@ pub struct Server {
     permits: Arc<Semaphore>,
     /// Draining state, watched by every connection.
     lifecycle: watch::Sender<Lifecycle>,
+    /// New connections are being held off (SYNs dropped).
+    holding: std::sync::atomic::AtomicBool,
+    /// Local addresses this node no longer holds (VIPs handed to a peer):
+    /// connections to them are closed.
+    released: watch::Sender<Arc<Vec<std::net::IpAddr>>>,
 }
 
 /// Where the proxy is between serving and stopping (see `drain`).
@@ -64,6 +69,9 @@ pub enum Lifecycle {
 struct Listening {
     local: SocketAddr,
     stop: CancellationToken,
+    /// Duplicates of the workers' listening sockets, to attach the
+    /// SYN-dropping filter to (see `hold_new_connections`).
+    sockets: Vec<Socket>,
 }
 
 /// Why a listener could not start.
@@ -103,6 +111,8 @@ impl Server {
             root: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(max_connections)),
             lifecycle: watch::channel(Lifecycle::Serving).0,
+            holding: std::sync::atomic::AtomicBool::new(false),
+            released: watch::channel(Arc::new(Vec::new())).0,
         };
         server.sync_listeners()?;
         Ok(server)
@@ -164,6 +174,11 @@ impl Server {
         v
     }
 
+    /// The worker runtimes (for tasks that must run on every worker).
+    pub fn worker_handles(&self) -> Vec<tokio::runtime::Handle> {
+        self.workers.handles().cloned().collect()
+    }
+
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.connections.len()
@@ -180,6 +195,36 @@ impl Server {
         });
     }
 
+    /// Holds new connections off without refusing them: every listening
+    /// socket gets a BPF filter that drops incoming SYNs, so a client's
+    /// connection attempt goes unanswered and TCP retries it (after about
+    /// a second), by when a peer holds the VIP. Connections already open
+    /// are not affected. Refusing (closing the listener, a RST) would fail
+    /// the request; accepting would start a connection that the VIP move
+    /// is about to cut. Undone with `false`.
+    pub fn hold_new_connections(&self, hold: bool) {
+        self.holding
+            .store(hold, std::sync::atomic::Ordering::Relaxed);
+        for l in self.lock_listeners().values() {
+            for s in &l.sockets {
+                if let Err(e) = set_syn_drop(s, hold) {
+                    tracing::warn!(error = %e, "cannot set the SYN filter on a listener");
+                }
+            }
+        }
+    }
+
+    /// The node gave these addresses (VIPs) up: connections to them are
+    /// dead ends (the clients' packets now reach the peer), so close them
+    /// now, gracefully (an in-flight response still gets out, with
+    /// `Connection: close`); a client then reconnects and reaches the peer
+    /// instead of sending its next request into a reset.
+    pub fn release_addresses(&self, addrs: &[std::net::IpAddr]) {
+        if !addrs.is_empty() {
+            self.released.send_replace(Arc::new(addrs.to_vec()));
+        }
+    }
+
     /// Closes every remaining connection gracefully (idle ones at once,
     /// busy ones after their current response).
     pub fn close_connections(&self) {
@@ -190,14 +235,28 @@ impl Server {
         *self.lifecycle.borrow()
     }
 
-    /// Waits until no client connection is open, or `timeout` passes;
-    /// returns the connections still open.
+    /// Waits until no client connection is open and none is waiting in a
+    /// listener's accept queue (the kernel completes handshakes on its own:
+    /// a connection that arrived a moment before new ones were held off
+    /// must still be served), or until `timeout`; returns what is left.
     pub async fn wait_connections_closed(&self, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.connections.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            let left = self.connections.len() + self.queued_connections();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.connections.len()
+    }
+
+    /// Connections the kernel has accepted but we have not yet.
+    fn queued_connections(&self) -> usize {
+        self.lock_listeners()
+            .values()
+            .flat_map(|l| &l.sockets)
+            .map(accept_queue_len)
+            .sum()
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`,
@@ -245,6 +304,15 @@ impl Server {
             .unwrap_or(addr);
         let stop = self.root.child_token();
         tracing::info!(%addr, %local, workers = sockets.len(), "listening");
+        let dups: Vec<Socket> = sockets
+            .iter()
+            .filter_map(|s| s.try_clone().ok().map(Socket::from))
+            .collect();
+        if self.holding.load(std::sync::atomic::Ordering::Relaxed) {
+            for d in &dups {
+                let _ = set_syn_drop(d, true);
+            }
+        }
         for (socket, handle) in sockets.into_iter().zip(self.workers.handles()) {
             let ctx = AcceptContext {
                 addr,
@@ -253,6 +321,7 @@ impl Server {
                 stop: stop.clone(),
                 permits: self.permits.clone(),
                 lifecycle: self.lifecycle.subscribe(),
+                released: self.released.subscribe(),
             };
             handle.spawn(async move {
                 // Registering with the reactor must happen on the worker.
@@ -262,11 +331,67 @@ impl Server {
                 }
             });
         }
-        Listening { local, stop }
+        Listening {
+            local,
+            stop,
+            sockets: dups,
+        }
     }
 
     fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Listening>> {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A listening socket's accept queue length: Linux reports it in
+/// `tcpi_unacked` of TCP_INFO for sockets in LISTEN state.
+fn accept_queue_len(socket: &Socket) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len`
+    // bytes into it and the fd is valid while `socket` lives.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        if rc == 0 {
+            info.tcpi_unacked as usize
+        } else {
+            0
+        }
+    }
+}
+
+/// Attaches (or removes) a classic BPF program on a listening socket that
+/// drops TCP segments with the SYN flag: new handshakes go unanswered. The
+/// listener also sees the last ACK of handshakes already under way, which
+/// must pass, or a connection the client believes open would never reach
+/// the accept queue. Established connections have sockets of their own
+/// (with the filter they had when created: none), so they keep working.
+fn set_syn_drop(socket: &Socket, drop: bool) -> io::Result<()> {
+    if drop {
+        // For TCP the filter runs with the data pointer at the TCP header,
+        // whose byte 13 holds the flags; SYN is 0x02.
+        const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+        const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
+        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+        socket.attach_filter(&[
+            socket2::SockFilter::new(LD_B_ABS, 0, 0, 13),
+            socket2::SockFilter::new(JSET_K, 0, 1, 0x02),
+            socket2::SockFilter::new(RET_K, 0, 0, 0), // SYN: drop
+            socket2::SockFilter::new(RET_K, 0, 0, u32::MAX), // else: keep
+        ])
+    } else {
+        match socket.detach_filter() {
+            // ENOENT: no filter was attached.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -307,6 +432,7 @@ struct AcceptContext {
     stop: CancellationToken,
     permits: Arc<Semaphore>,
     lifecycle: watch::Receiver<Lifecycle>,
+    released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
@@ -332,17 +458,20 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         };
         let conn = ConnInfo {
             peer,
+            local: stream.local_addr().unwrap_or(ctx.addr),
             listener: ctx.addr,
             tls: false,
         };
         let runtime = ctx.runtime.clone();
         let stop = ctx.stop.clone();
         let lifecycle = ctx.lifecycle.clone();
+        let mut released = ctx.released.clone();
+        released.mark_unchanged();
         let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         ctx.connections.spawn(async move {
-            serve_connection(stream, conn, runtime, stop, lifecycle).await;
+            serve_connection(stream, conn, runtime, stop, lifecycle, released).await;
             metrics.connections_active.dec();
             drop(permit);
         });
@@ -355,8 +484,10 @@ async fn serve_connection(
     runtime: Arc<ArcSwap<Runtime>>,
     stop: CancellationToken,
     mut lifecycle: watch::Receiver<Lifecycle>,
+    mut released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
 ) {
     let _ = stream.set_nodelay(true);
+    let local_ip = conn.local.ip();
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
     // Set by the service once the first request shows the protocol: an
@@ -398,6 +529,15 @@ async fn serve_connection(
                 return;
             }
             _ = stop.cancelled() => break,
+            changed = released.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                if released.borrow_and_update().contains(&local_ip) {
+                    tracing::debug!(%local_ip, "address given up: closing connection");
+                    break;
+                }
+            }
             changed = lifecycle.changed() => {
                 if changed.is_err() {
                     break;
@@ -435,4 +575,32 @@ fn http_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
         builder = builder.http1_only();
     }
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A held listener leaves SYNs unanswered (the client's connect times
+    /// out instead of being refused), and accepts again when released.
+    #[tokio::test]
+    async fn holding_drops_syns_without_refusing() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dup = Socket::from(listener.try_clone().unwrap());
+        set_syn_drop(&dup, true).unwrap();
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        assert!(attempt.is_err(), "connect should hang, got {attempt:?}");
+        set_syn_drop(&dup, false).unwrap();
+        // The client's SYN retry (1 s) now gets through.
+        let stream =
+            tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+                .await;
+        assert!(matches!(stream, Ok(Ok(_))), "{stream:?}");
+        assert_eq!(accept_queue_len(&dup), 1);
+    }
 }

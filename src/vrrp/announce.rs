@@ -198,6 +198,7 @@ mod tests {
     use pnet_packet::ipv6::Ipv6Packet;
 
     use super::*;
+    use crate::vrrp::config::GARP_SECOND_BURST;
 
     const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x2a];
 
@@ -256,6 +257,9 @@ mod tests {
         );
         let none = GarpConfig { repeat: 0, ..cfg };
         assert!(burst_offsets(&none).is_empty());
-        assert_eq!(burst_offsets(&GarpConfig::default()).len(), 5);
+        // The default: 5 frames, then 5 more just after ARP locktime.
+        let default = burst_offsets(&GarpConfig::default());
+        assert_eq!(default.len(), 10);
+        assert_eq!(default[5], GARP_SECOND_BURST);
     }
 }

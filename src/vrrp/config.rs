@@ -86,10 +86,21 @@ pub struct TrackFile {
     pub interfaces: BTreeMap<String, TrackEffectFile>,
     #[serde(default)]
     pub scripts: Vec<ScriptFile>,
-    pub proxy: Option<bool>,
+    /// `true` / `"fault"`: Fault while the self-probe fails; a weight:
+    /// added to the priority while it fails; `false`: off.
+    pub proxy: Option<ProxyTrackFile>,
     pub probe_interval: Option<ConfigDuration>,
+    pub probe_timeout: Option<ConfigDuration>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, TrackEffectFile>,
+}
+
+/// `proxy = true | false | "fault" | <weight>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyTrackFile {
+    Switch(bool),
+    Effect(TrackEffectFile),
 }
 
 /// `"fault"` or a priority weight.
@@ -193,6 +204,10 @@ pub struct Vip {
     pub prefix: u8,
 }
 
+/// Default delay of the second gratuitous ARP burst: just past Linux's
+/// default ARP `locktime` (1 s).
+pub const GARP_SECOND_BURST: Duration = Duration::from_millis(1200);
+
 /// Gratuitous ARP / unsolicited NA schedule on becoming Master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GarpConfig {
@@ -211,7 +226,10 @@ pub struct GarpConfig {
 impl Default for GarpConfig {
     fn default() -> Self {
         Self {
-            delay: Duration::ZERO,
+            // Linux ignores an ARP update for an entry changed less than
+            // `locktime` (1 s) ago, so a failover shortly after the client
+            // learned the VIP's MAC would go unheard without a second burst.
+            delay: GARP_SECOND_BURST,
             repeat: 5,
             interval: Duration::from_millis(100),
             refresh: Duration::ZERO,
@@ -242,10 +260,12 @@ pub enum TrackEffect {
 pub struct TrackConfig {
     pub interfaces: Vec<(String, TrackEffect)>,
     pub scripts: Vec<ScriptConfig>,
-    /// Proxy self-probe (acted on by the proxy through
-    /// `Speaker::set_external`).
-    pub proxy: bool,
+    /// Proxy self-probe and what a failure does (acted on by the proxy
+    /// through `Speaker::set_external`); `None` = off.
+    pub proxy: Option<TrackEffect>,
     pub probe_interval: Duration,
+    /// A worker or probe request silent for longer than this fails.
+    pub probe_timeout: Duration,
     /// Upstream-pool health weights (acted on by the proxy).
     pub upstreams: Vec<(String, TrackEffect)>,
 }
@@ -637,6 +657,7 @@ impl Validator<'_> {
     fn track(&mut self, f: Option<&TrackFile>, key: &str) -> TrackConfig {
         let mut t = TrackConfig {
             probe_interval: Duration::from_millis(200),
+            probe_timeout: Duration::from_millis(400),
             ..TrackConfig::default()
         };
         let Some(f) = f else { return t };
@@ -693,13 +714,25 @@ impl Validator<'_> {
                 });
             }
         }
-        t.proxy = f.proxy.unwrap_or(false);
+        t.proxy = match &f.proxy {
+            None | Some(ProxyTrackFile::Switch(false)) => None,
+            Some(ProxyTrackFile::Switch(true)) => Some(TrackEffect::Fault),
+            Some(ProxyTrackFile::Effect(e)) => self.effect(e, &join(key, "proxy")),
+        };
         if let Some(p) = f.probe_interval {
             if p.0 < Duration::from_millis(10) {
                 self.add(&join(key, "probe_interval"), "at least 10ms");
             }
             t.probe_interval = p.0;
         }
+        t.probe_timeout = match f.probe_timeout {
+            Some(d) if d.0 < Duration::from_millis(10) => {
+                self.add(&join(key, "probe_timeout"), "at least 10ms");
+                d.0
+            }
+            Some(d) => d.0,
+            None => t.probe_interval * 2,
+        };
         for (name, effect) in &f.upstreams {
             let at = join(&join(key, "upstreams"), name);
             if let Some(e) = self.effect(effect, &at) {

@@ -91,12 +91,44 @@ pub(crate) struct Shared {
     pub view: Mutex<View>,
     /// This instance's own fault (not the one its sync group imposes).
     pub own_fault: Mutex<Option<String>>,
+    /// Told of every state change (the proxy closes connections to VIPs
+    /// this node gives up).
+    pub hook: Arc<HookSlot>,
+}
+
+/// Called on every state change with the instance name, the old and new
+/// state and the instance's VIPs.
+pub type TransitionHook = Arc<dyn Fn(&str, State, State, &[IpAddr]) + Send + Sync>;
+
+/// Where the speaker keeps its [`TransitionHook`], shared by instances.
+#[derive(Default)]
+pub struct HookSlot(std::sync::RwLock<Option<TransitionHook>>);
+
+impl HookSlot {
+    pub fn set(&self, hook: TransitionHook) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    pub fn get(&self) -> Option<TransitionHook> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookSlot")
+    }
 }
 
 impl Shared {
-    pub fn new(config: InstanceConfig, interface_discards: Arc<DiscardCounters>) -> Self {
+    pub fn new(
+        config: InstanceConfig,
+        interface_discards: Arc<DiscardCounters>,
+        hook: Arc<HookSlot>,
+    ) -> Self {
         let (board, _) = watch::channel(TrackBoard::default());
         Self {
+            hook,
             view: Mutex::new(View {
                 state: State::Initialize,
                 effective_priority: config.priority,
@@ -151,19 +183,25 @@ pub(crate) async fn run(
     runner.step(Event::Startup).await;
     let reply = loop {
         let deadline = runner.machine.next_deadline().map(|d| origin + d);
-        tokio::select! {
+        let woke = tokio::select! {
             biased;
             cmd = commands.recv() => match cmd {
                 Some(Command::Resign(done)) => break Some(done),
                 None => break None,
             },
-            changed = board.changed() => {
-                if changed.is_ok() {
-                    runner.apply_board().await;
-                }
-            }
-            _ = sleep_until(deadline) => runner.step(Event::Timer).await,
-            Some(p) = packets.recv() => runner.on_packet(p).await,
+            changed = board.changed() => Wake::Board(changed.is_ok()),
+            _ = sleep_until(deadline) => Wake::Timer,
+            Some(p) = packets.recv() => Wake::Packet(p),
+        };
+        // Before anything else: were we frozen while Master? (After a
+        // SIGSTOP every branch is ready at once; whichever wins, a frozen
+        // Master must step back before it asserts anything.)
+        runner.check_freeze().await;
+        match woke {
+            Wake::Board(true) => runner.apply_board().await,
+            Wake::Board(false) => {}
+            Wake::Timer => runner.step(Event::Timer).await,
+            Wake::Packet(p) => runner.on_packet(p).await,
         }
     };
     runner.step(Event::Shutdown).await;
@@ -175,6 +213,13 @@ pub(crate) async fn run(
     if let Some(done) = reply {
         let _ = done.send(());
     }
+}
+
+/// What woke the instance loop.
+enum Wake {
+    Board(bool),
+    Timer,
+    Packet(Packet),
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -197,6 +242,8 @@ struct Runner {
     log: RateLimitedLog,
     /// When a send failure was last logged (at most one line per 10 s).
     send_error_logged: Option<std::time::Instant>,
+    /// When the last advert was sent (freeze detection).
+    last_advert: Option<Instant>,
 }
 
 impl Runner {
@@ -238,6 +285,7 @@ impl Runner {
             faulted: false,
             log: RateLimitedLog::new(Duration::from_secs(10)),
             send_error_logged: None,
+            last_advert: None,
         }
     }
 
@@ -285,6 +333,62 @@ impl Runner {
             )));
         }
         tasks
+    }
+
+    /// A Master that has not sent an advert for 3 × Advertisement_Interval
+    /// was frozen (SIGSTOP, a stalled runtime, a VM pause): every peer's
+    /// Master_Down_Interval (3 × interval + Skew_Time) is over or nearly
+    /// so, and a Backup has most likely taken the VIP. Asserting mastership
+    /// now with our normal priority would preempt it back and cut its fresh
+    /// connections: a second outage. So step back instead: advertise
+    /// priority 1 (the peer answers and we become Backup, RFC 5798 §6.4.3),
+    /// and hold that for `FREEZE_HOLD` (longer when `preempt_delay` says
+    /// so) before competing normally again. An address owner (255) keeps
+    /// its priority.
+    async fn check_freeze(&mut self) {
+        if self.machine.state() != State::Master {
+            return;
+        }
+        let Some(last) = self.last_advert else { return };
+        let interval = self.shared.config.advert_interval.as_duration();
+        let silent = Instant::now().saturating_duration_since(last);
+        if silent < interval * 3 {
+            return;
+        }
+        let priority = self.shared.config.priority;
+        if priority == super::machine::OWNER_PRIORITY {
+            return;
+        }
+        let hold = FREEZE_HOLD.max(self.shared.config.preempt_delay);
+        warn!(
+            instance = self.name(),
+            ?silent,
+            ?hold,
+            "this node was frozen while Master; stepping back so the peer keeps the VIP"
+        );
+        let reason = format!("frozen for {silent:?} while Master; stepping back for {hold:?}");
+        // Counts as "sent" so the check does not repeat before the step.
+        self.last_advert = Some(Instant::now());
+        // The peer holds the VIP now: connections to it here are dead ends
+        // already; let the proxy close them before the next response goes
+        // out with keep-alive.
+        if let Some(hook) = self.shared.hook.get() {
+            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
+            hook(self.name(), State::Master, State::Backup, &vips);
+        }
+        set_track(
+            &self.shared,
+            "freeze",
+            TrackStatus::Delta(1 - i32::from(priority), reason),
+        );
+        self.apply_board().await;
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            if let Some(shared) = shared.upgrade() {
+                set_track(&shared, "freeze", TrackStatus::Ok);
+            }
+        });
     }
 
     /// Turns the board into machine events.
@@ -419,6 +523,7 @@ impl Runner {
     }
 
     fn send_advert(&mut self, priority: u8) {
+        self.last_advert = Some(Instant::now());
         let c = &self.shared.config;
         let advert = Advertisement {
             version: c.version,
@@ -588,6 +693,10 @@ impl Runner {
         if to != State::Initialize {
             self.notify(to, false);
         }
+        if let Some(hook) = self.shared.hook.get() {
+            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
+            hook(self.name(), from, to, &vips);
+        }
     }
 
     /// Runs the notify command for `state` (`stop` when shutting down),
@@ -649,6 +758,10 @@ pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
         )
     }
 }
+
+/// How long a node that was frozen while Master stays out of the election
+/// (see `check_freeze`).
+const FREEZE_HOLD: Duration = Duration::from_secs(60);
 
 /// Writes `status` for `source` on an instance's board.
 pub(crate) fn set_track(shared: &Shared, source: &str, status: TrackStatus) {

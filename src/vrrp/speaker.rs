@@ -17,7 +17,9 @@ use super::announce::FrameSender;
 use super::config::{InstanceConfig, Vip, VrrpConfig};
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::error::VrrpError;
-use super::instance::{self, Command, Io, Packet, Shared, TransitionRecord};
+use super::instance::{
+    self, Command, HookSlot, Io, Packet, Shared, TransitionHook, TransitionRecord,
+};
 use super::machine::{OWNER_PRIORITY, State};
 use super::netif;
 use super::packet::Version;
@@ -81,6 +83,7 @@ struct Inner {
     sync_tick: Arc<watch::Sender<u64>>,
     standby: Mutex<bool>,
     sync_task: Mutex<Option<JoinHandle<()>>>,
+    hook: Arc<HookSlot>,
 }
 
 /// One shared receive socket and its VRID routes.
@@ -116,6 +119,7 @@ impl Speaker {
                 sync_tick: Arc::new(sync_tick),
                 standby: Mutex::new(false),
                 sync_task: Mutex::new(None),
+                hook: Arc::new(HookSlot::default()),
             }),
         };
         for c in &config.instances {
@@ -127,6 +131,12 @@ impl Speaker {
         let task = tokio::spawn(sync_groups(Arc::downgrade(&speaker.inner)));
         *lock(&speaker.inner.sync_task) = Some(task);
         Ok(speaker)
+    }
+
+    /// Registers `hook`, called on every state change of every instance
+    /// (the proxy uses it to close connections to VIPs it gives up).
+    pub fn on_transition(&self, hook: TransitionHook) {
+        self.inner.hook.set(hook);
     }
 
     /// A snapshot of every instance.
@@ -279,7 +289,11 @@ impl Speaker {
         };
         let (packets_tx, packets_rx) = mpsc::channel(64);
         let (commands_tx, commands_rx) = mpsc::channel(4);
-        let shared = Arc::new(Shared::new(config.clone(), receiver.discards.clone()));
+        let shared = Arc::new(Shared::new(
+            config.clone(),
+            receiver.discards.clone(),
+            self.inner.hook.clone(),
+        ));
         if *lock(&self.inner.standby) {
             instance::set_track(
                 &shared,

@@ -239,6 +239,26 @@ impl Lab {
         pid
     }
 
+    /// Runs `f` on a new thread that lives inside `node`'s network
+    /// namespace: every socket it opens belongs to that namespace. Lets a
+    /// test drive a client from a namespace without an extra binary.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        node: &Node,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{}", node.ns);
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: setns only switches this thread's network namespace;
+            // the fd is valid for the call.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
     /// Sends `signal` (e.g. `libc::SIGTERM`) to a spawned process.
     pub fn signal(&self, pid: u32, signal: i32) {
         // SAFETY: kill has no memory preconditions; pid came from spawn.

@@ -102,7 +102,8 @@ fn full_example_validates() {
     );
     assert_eq!(a.track.scripts[0].effect, TrackEffect::Weight(-20));
     assert_eq!(a.track.scripts[0].fall, 2);
-    assert!(a.track.proxy);
+    assert_eq!(a.track.proxy, Some(TrackEffect::Fault));
+    assert_eq!(a.track.probe_timeout, a.track.probe_interval * 2);
     assert_eq!(
         a.track.upstreams,
         vec![("app".into(), TrackEffect::Weight(-50))]
