@@ -38,6 +38,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                // Warnings do not fail the check (nginx -t behaves the
+                // same): an expired certificate still loads.
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} servers, {} listeners, {} upstreams{})",
                     config.display(),

@@ -12,6 +12,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod upstream;
 pub mod uri_path;
 pub mod workers;

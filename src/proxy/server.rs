@@ -23,13 +23,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
+use super::tls;
 use super::workers::Workers;
 use crate::config::HttpSettings;
 
@@ -280,27 +281,41 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                 }
             },
         };
+        // The runtime current at accept time decides TLS and certificates,
+        // so a reload applies to new connections only.
+        let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
         let conn = ConnInfo {
             peer,
             listener: ctx.addr,
-            tls: false,
+            tls: tls.is_some(),
         };
         let runtime = ctx.runtime.clone();
         let stop = ctx.stop.clone();
         ctx.connections.spawn(async move {
-            serve_connection(stream, conn, runtime, stop).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve_connection(stream, conn, runtime, stop).await,
+                Some(acceptor) => {
+                    let timeout = runtime.load().config.http.client_header_timeout;
+                    let handshake = tls::handshake(&acceptor, stream, timeout, peer, &stop);
+                    if let Some(stream) = handshake.await {
+                        serve_connection(stream, conn, runtime, stop).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<IO>(
+    stream: IO,
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
     stop: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
     let service = service_fn(move |req| {
