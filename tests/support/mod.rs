@@ -3,4 +3,5 @@
 
 pub mod backend;
 pub mod client;
+pub mod tls;
 pub mod vigil;
