@@ -298,7 +298,99 @@ fn name_matches(pattern: &str, host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rcgen::{CertificateParams, KeyPair, date_time_ymd};
+
     use super::*;
+
+    /// A self-signed certificate for `names` valid between two years,
+    /// written as `cert.pem` / `key.pem`.
+    fn write_cert(dir: &Path, names: &[&str], years: (i32, i32)) -> (PathBuf, PathBuf, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_before = date_time_ymd(years.0, 1, 1);
+        params.not_after = date_time_ymd(years.1, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k, cert.pem())
+    }
+
+    #[test]
+    fn loads_a_chain_and_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, _) = write_cert(dir.path(), &["example.test", "*.shop.test"], (2020, 2099));
+        let cert = load(&c, &k).unwrap();
+        assert_eq!(cert.names, ["example.test", "*.shop.test"]);
+        assert!(cert.covers("example.test"));
+        assert!(cert.covers("a.shop.test"));
+        assert!(!cert.covers("shop.test"));
+        assert_eq!(cert.validity_warning(SystemTime::now()), None);
+        assert_eq!(cert.key.cert.len(), 1);
+    }
+
+    #[test]
+    fn expired_and_future_certificates_warn_with_the_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, _) = write_cert(dir.path(), &["example.test"], (2019, 2021));
+        let w = load(&c, &k)
+            .unwrap()
+            .validity_warning(SystemTime::now())
+            .unwrap();
+        assert!(
+            w.contains("expired on Fri, 01 Jan 2021 00:00:00 GMT"),
+            "{w}"
+        );
+        assert!(w.contains("cert.pem"), "{w}");
+        let (c, k, _) = write_cert(dir.path(), &["example.test"], (2090, 2099));
+        let w = load(&c, &k)
+            .unwrap()
+            .validity_warning(SystemTime::now())
+            .unwrap();
+        assert!(w.contains("not valid until Sun, 01 Jan 2090"), "{w}");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (c, k, cert_pem) = write_cert(d, &["example.test"], (2020, 2099));
+        let other_key = d.join("other-key.pem");
+        std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+
+        let e = load(&d.join("nope.pem"), &k).unwrap_err();
+        assert!(matches!(e, CertificateError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("nope.pem"), "{e}");
+
+        let e = load(&c, &other_key).unwrap_err();
+        assert!(matches!(e, CertificateError::KeyMismatch { .. }), "{e}");
+        assert_eq!(e.file(), other_key);
+
+        let e = load(&k, &k).unwrap_err();
+        assert!(matches!(e, CertificateError::NoCertificate { .. }), "{e}");
+
+        let e = load(&c, &c).unwrap_err();
+        assert!(
+            e.to_string().contains("this file holds a certificate"),
+            "{e}"
+        );
+
+        let encrypted = d.join("encrypted.pem");
+        std::fs::write(
+            &encrypted,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = load(&c, &encrypted).unwrap_err();
+        assert!(e.to_string().contains("openssl pkey"), "{e}");
+
+        let broken = d.join("broken.pem");
+        std::fs::write(&broken, &cert_pem[..cert_pem.len() / 2]).unwrap();
+        let e = load(&broken, &k).unwrap_err();
+        assert!(matches!(e, CertificateError::BadPem { .. }), "{e}");
+    }
 
     #[test]
     fn wildcard_names_cover_one_label() {

@@ -16,6 +16,9 @@ pub mod resolver;
 pub mod termination;
 pub mod upstream;
 
+#[cfg(test)]
+mod tests;
+
 pub use certificate::{Certificate, CertificateError};
 pub use termination::{HandshakeCounts, TlsListeners, handshake, handshake_counts};
 pub use upstream::UpstreamConnector;
