@@ -663,3 +663,39 @@ async fn dev_cert_script_output_serves_every_key_format() {
         assert_eq!(conn.get("/").await.text(), body, "{name}");
     }
 }
+
+#[tokio::test]
+async fn websocket_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ws_addr, _task) = support::backend::websocket_echo().await;
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    certs.write(dir.path());
+    let port = free_port();
+    let vigil = TestVigil::start_in(
+        dir,
+        &format!(
+            "[log]\naccess_log = \"off\"\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n\
+             tls = {{ cert = \"example.pem\", key = \"example-key.pem\" }}\n\
+             [[server.location]]\npath = \"/ws\"\nproxy_pass = \"http://{ws_addr}\"\n"
+        ),
+    );
+    let (stream, _) = tlsc::connect(
+        vigil.first_addr(),
+        "example.test",
+        tlsc::client_config(&certs.ca, &[H11]),
+    )
+    .await
+    .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://example.test/ws", stream)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        ws.send(Message::Text(format!("hello {i}").into()))
+            .await
+            .unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), format!("hello {i}"));
+    }
+}
