@@ -461,7 +461,7 @@ async fn reload_swaps_certificates_without_dropping_connections() {
 }
 
 #[tokio::test]
-async fn failed_handshakes_are_counted() {
+async fn plain_http_to_the_https_port_gets_400_and_is_counted() {
     let s = setup("").await;
     let before = vigil::proxy::tls::handshake_counts();
     // Plain HTTP to the TLS port.
@@ -471,19 +471,24 @@ async fn failed_handshakes_are_counted() {
         std::time::Duration::from_secs(2),
     )
     .await;
-    assert!(!out.contains("200"), "{out}");
-    // The connection closes as the handshake fails, a moment before the
-    // counter moves.
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request"), "{out}");
+    assert!(out.contains("This port expects HTTPS"), "{out}");
+    wait_for_count(before, |c| c.failed).await;
+}
+
+/// Waits until a handshake counter has moved past `before`: a connection
+/// is closed as its handshake ends, a moment before the counter moves.
+async fn wait_for_count(
+    before: vigil::proxy::tls::HandshakeCounts,
+    field: impl Fn(&vigil::proxy::tls::HandshakeCounts) -> u64,
+) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let after = vigil::proxy::tls::handshake_counts();
-        if after.failed > before.failed {
-            break;
+        let now = vigil::proxy::tls::handshake_counts();
+        if field(&now) > field(&before) {
+            return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{before:?} → {after:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "{before:?} → {now:?}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -698,4 +703,21 @@ async fn websocket_over_tls() {
         let echo = ws.next().await.unwrap().unwrap();
         assert_eq!(echo.into_text().unwrap().as_str(), format!("hello {i}"));
     }
+}
+
+#[tokio::test]
+async fn silent_clients_are_cut_off_after_client_header_timeout() {
+    let s = setup("client_header_timeout = \"300ms\"").await;
+    let before = vigil::proxy::tls::handshake_counts();
+    let started = std::time::Instant::now();
+    // Connect and send nothing: the handshake never starts.
+    let out = client::raw(s.tls, b"", std::time::Duration::from_secs(5)).await;
+    let waited = started.elapsed();
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(250)
+            && waited < std::time::Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    wait_for_count(before, |c| c.timed_out).await;
 }

@@ -8,6 +8,7 @@
 //! accepted; connections already established keep the session they have.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +17,8 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use rustls::crypto::ring;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -156,18 +158,28 @@ fn server_config(resolver: SniResolver, http2: bool, resumption: &Resumption) ->
 /// `None` when it failed, timed out or shutdown began; failures are
 /// logged at debug (they are routine: scanners, clients that reject the
 /// certificate) and counted in [`handshake_counts`].
-pub async fn handshake<IO>(
+///
+/// A client that sends plain HTTP to the HTTPS port gets a readable 400
+/// (as from nginx) instead of TLS alert bytes it would show as garbage.
+pub async fn handshake(
     acceptor: &TlsAcceptor,
-    stream: IO,
+    stream: TcpStream,
     timeout: Duration,
     peer: SocketAddr,
     stop: &CancellationToken,
-) -> Option<TlsStream<IO>>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Option<TlsStream<TcpStream>> {
+    let attempt = async move {
+        if starts_with_plain_http(&stream).await? {
+            refuse_plain_http(stream).await;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "plain HTTP request sent to the HTTPS port",
+            ));
+        }
+        acceptor.accept(stream).await
+    };
     let result = tokio::select! {
-        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => r,
+        r = tokio::time::timeout(timeout, attempt) => r,
         _ = stop.cancelled() => return None,
     };
     match result {
@@ -184,6 +196,47 @@ where
             COUNTS.timed_out.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
             None
+        }
+    }
+}
+
+/// Waits for the first byte without consuming it. A TLS connection starts
+/// with a handshake record (content type 22, RFC 8446 §5.1); an HTTP
+/// request starts with a method name in ASCII letters.
+async fn starts_with_plain_http(stream: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await? {
+        0 => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed before the handshake",
+        )),
+        _ => Ok(first[0].is_ascii_uppercase()),
+    }
+}
+
+async fn refuse_plain_http(mut stream: TcpStream) {
+    const BODY: &str = "This port expects HTTPS: use an https:// URL.\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    // Read what the client sent before closing: closing with unread data
+    // makes the kernel send RST, which can destroy the response in flight.
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let linger = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(linger);
+    loop {
+        tokio::select! {
+            _ = &mut linger => return,
+            r = stream.read(&mut sink) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
         }
     }
 }
