@@ -1,5 +1,5 @@
-//! The reverse proxy: listeners, routing, static files, forwarding to
-//! upstream pools.
+//! The reverse proxy: listeners (plain or TLS), routing, static files,
+//! forwarding to upstream pools (plain or TLS).
 
 pub mod access_log;
 pub mod body;
