@@ -356,6 +356,7 @@ listen = ["127.0.0.1:{port}"]
 [upstream.named]
 servers = [{{ addr = "{backend}" }}]
 tls = {{ ca = "backend-ca.pem", sni = "backend.test" }}
+health_check = {{ path = "/health", interval = "100ms", rise = 1, fall = 1 }}
 
 [upstream.by_ip]
 servers = [{{ addr = "{backend}" }}]
@@ -368,6 +369,7 @@ tls = {{ ca = "backend-ca.pem", sni = "elsewhere.test" }}
 [upstream.impostor]
 servers = [{{ addr = "{impostor}" }}]
 tls = {{ ca = "backend-ca.pem", sni = "backend.test" }}
+health_check = {{ path = "/health", interval = "100ms", rise = 1, fall = 1 }}
 
 [upstream.no_verify]
 servers = [{{ addr = "{impostor}" }}]
@@ -408,6 +410,17 @@ tls = {{ verify = false, sni = "backend.test" }}
     let r = conn.get("/no-verify/x").await;
     assert_eq!(r.status, 200, "verify = false accepts it: {}", r.text());
     assert_eq!(r.text(), "impostor sni=backend.test host=test");
+
+    // Health checks speak TLS with the pool's settings too.
+    let healthy = |pool: &str| vigil.app.server.runtime().pools[pool].peers[0].is_healthy();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while healthy("impostor") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!healthy("impostor"), "checks fail verification");
+    // A few more rounds: plain-HTTP checks would have failed by now.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(healthy("named"), "checks pass over TLS");
 }
 
 #[tokio::test]
