@@ -734,3 +734,36 @@ async fn silent_clients_are_cut_off_after_client_header_timeout() {
     );
     wait_for_count(before, |c| c.timed_out).await;
 }
+
+#[tokio::test]
+async fn sessions_resume_across_connections_and_reloads() {
+    let s = setup("").await;
+    for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[versions])
+        .unwrap()
+        .with_root_certificates(s.certs.ca.roots())
+        .with_no_client_auth();
+        config.alpn_protocols = vec![H11.to_vec()];
+        // One config = one client session cache, as in a browser.
+        let config = std::sync::Arc::new(config);
+        let mut first = H1::open(s.tls, "example.test", config.clone()).await;
+        assert!(!first.handshake.resumed);
+        // TLS 1.3 tickets arrive after the handshake; a request reads them.
+        assert_eq!(first.get("/").await.status, 200);
+        let mut second = H1::open(s.tls, "example.test", config.clone()).await;
+        assert!(second.handshake.resumed, "{versions:?}: resumed");
+        assert_eq!(second.get("/").await.status, 200);
+
+        let text = std::fs::read_to_string(&s.vigil.config_path).unwrap();
+        s.vigil.reload(&text).unwrap();
+        let mut third = H1::open(s.tls, "example.test", config).await;
+        assert!(
+            third.handshake.resumed,
+            "{versions:?}: resumed after a reload"
+        );
+        assert_eq!(third.get("/").await.status, 200);
+    }
+}

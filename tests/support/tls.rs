@@ -145,6 +145,8 @@ pub struct Handshake {
     pub leaf: CertificateDer<'static>,
     pub alpn: Option<Vec<u8>>,
     pub version: rustls::ProtocolVersion,
+    /// The session was resumed (ticket or session ID), not a full handshake.
+    pub resumed: bool,
 }
 
 /// Connects with TLS to `addr` asking for `name`.
@@ -161,6 +163,7 @@ pub async fn connect(
         leaf: session.peer_certificates().unwrap()[0].clone(),
         alpn: session.alpn_protocol().map(<[u8]>::to_vec),
         version: session.protocol_version().unwrap(),
+        resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
     };
     Ok((stream, handshake))
 }
