@@ -103,9 +103,13 @@ impl TlsListeners {
                     .map(|t| t.certificate.key.clone());
             }
             // Validation makes every server on a TLS listener have a
-            // certificate, so the default server has one.
-            let Some(default) = keys[listener.default_server].clone() else {
-                tracing::error!(addr = %listener.addr, "TLS listener without a default certificate");
+            // certificate, so the default server has one; the fallbacks
+            // only keep this total.
+            let Some(default) = keys[listener.default_server]
+                .clone()
+                .or_else(|| keys.iter().flatten().next().cloned())
+            else {
+                tracing::error!(addr = %listener.addr, "TLS listener without a certificate");
                 continue;
             };
             let resolver = SniResolver::new(table.clone(), keys, default);
