@@ -17,6 +17,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+# mktemp makes it 0700; nginx workers run as nobody and must reach www/.
+chmod 755 "$WORK"
 PIDS=()
 
 cleanup() {
