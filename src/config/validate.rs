@@ -252,10 +252,17 @@ impl Validator<'_> {
                 "an upstream needs at least one server",
             );
         }
-        let tls = match &f.tls {
-            Some(t) => Some(self.upstream_tls(&join(&key, "tls"), t)?),
-            None => None,
-        };
+        // A bad tls table has been reported; the upstream still gets
+        // built (TLS with defaults) so that the locations using it are not
+        // also reported as naming an unknown upstream.
+        let tls = f.tls.as_ref().map(|t| {
+            self.upstream_tls(&join(&key, "tls"), t)
+                .unwrap_or(UpstreamTls {
+                    verify: true,
+                    ca: None,
+                    sni: None,
+                })
+        });
         let mut servers = Vec::new();
         for (i, s) in f.servers.iter().enumerate() {
             servers.extend(self.upstream_server(
