@@ -93,6 +93,7 @@ fn upstream_tls_mistakes_are_explained() {
         e.contains("upstream.app.tls.sni") && e.contains("not a DNS name"),
         "{e}"
     );
+    assert!(e.contains("1 problem"), "no knock-on errors: {e}");
 
     let e = problem(&with_location(
         "app",
