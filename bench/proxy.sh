@@ -8,6 +8,7 @@
 #   (d) (a) over HTTPS (keep-alive), when certs can be made.
 #
 # Usage: bench/proxy.sh [seconds-per-run]   (default 10)
+# Environment: CONNECTIONS (64), THREADS (2), PORT_BASE (19100).
 # Needs: nginx, wrk (installed with apt-get if missing), cargo.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/vigil-bench.XXXXXX)
+# mktemp makes it 0700; nginx workers run as nobody and must reach www/.
+chmod 755 "$WORK"
 PIDS=()
 
 cleanup() {
@@ -38,8 +41,10 @@ echo "building vigil (release)..." >&2
 (cd "$ROOT" && cargo build --release -q)
 VIGIL="$ROOT/target/release/vigil"
 
-# Ports (loopback only).
-BACKEND=19101; NGINX_HTTP=19102; VIGIL_HTTP=19103; NGINX_TLS=19104; VIGIL_TLS=19105
+# Ports (loopback only); PORT_BASE moves them when another run holds them.
+PORT_BASE=${PORT_BASE:-19100}
+BACKEND=$((PORT_BASE + 1)); NGINX_HTTP=$((PORT_BASE + 2)); VIGIL_HTTP=$((PORT_BASE + 3))
+NGINX_TLS=$((PORT_BASE + 4)); VIGIL_TLS=$((PORT_BASE + 5))
 
 mkdir -p "$WORK/www" "$WORK/logs"
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$WORK/www/1k.txt"
@@ -147,6 +152,12 @@ sleep 1
 for port in $BACKEND $NGINX_HTTP $VIGIL_HTTP; do
   curl -sf -o /dev/null "http://127.0.0.1:$port/api/x" || { echo "port $port is not answering" >&2; cat "$WORK/logs/"* >&2; exit 1; }
 done
+if [ "$TLS" = 1 ]; then
+  for port in $NGINX_TLS $VIGIL_TLS; do
+    curl -sf --cacert "$WORK/certs/ca.pem" -o /dev/null "https://localhost:$port/api/x" \
+      || { echo "port $port is not answering over TLS" >&2; cat "$WORK/logs/"* >&2; exit 1; }
+  done
+fi
 
 rss_kb() { # sum of RSS of a process and its children
   local total=0 pid

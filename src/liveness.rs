@@ -150,6 +150,7 @@ pub async fn monitor(app: Weak<App>, heartbeats: Arc<Heartbeats>) {
     let mut last: HashMap<String, ExternalHealth> = HashMap::new();
     let mut verdict = ProxyVerdict::Healthy;
     let mut healthy_streak = 0u32;
+    let mut failing_streak = 0u32;
     loop {
         let (interval, timeout) = {
             let Some(app) = app.upgrade() else { return };
@@ -196,17 +197,26 @@ pub async fn monitor(app: Weak<App>, heartbeats: Arc<Heartbeats>) {
                 }
             }
         }
-        // Fail at once, recover after three good rounds, so a flapping
-        // proxy does not bounce the VIP.
+        // Fail after two bad rounds in a row (a single scheduling hiccup on
+        // a loaded host must not move the VIP), recover after three good
+        // ones, so a flapping proxy does not bounce it either.
         verdict = match (failure, &verdict) {
-            (Some(why), _) => {
+            (Some(why), ProxyVerdict::Healthy) => {
+                failing_streak += 1;
                 healthy_streak = 0;
-                if verdict == ProxyVerdict::Healthy {
+                if failing_streak >= 2 {
                     tracing::warn!(%why, "proxy self-check failed");
+                    ProxyVerdict::Failing(why)
+                } else {
+                    ProxyVerdict::Healthy
                 }
+            }
+            (Some(why), ProxyVerdict::Failing(_)) => {
+                healthy_streak = 0;
                 ProxyVerdict::Failing(why)
             }
             (None, ProxyVerdict::Failing(why)) => {
+                failing_streak = 0;
                 healthy_streak += 1;
                 if healthy_streak >= 3 {
                     tracing::info!("proxy self-check healthy again");
@@ -215,7 +225,10 @@ pub async fn monitor(app: Weak<App>, heartbeats: Arc<Heartbeats>) {
                     ProxyVerdict::Failing(why.clone())
                 }
             }
-            (None, ProxyVerdict::Healthy) => ProxyVerdict::Healthy,
+            (None, ProxyVerdict::Healthy) => {
+                failing_streak = 0;
+                ProxyVerdict::Healthy
+            }
         };
 
         let Some(speaker) = app.speaker() else {

@@ -136,6 +136,11 @@ fn print_reply(status: u16, body: String) -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
+            // Warnings do not fail the check (nginx -t behaves the same):
+            // an expired certificate still loads.
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} servers, {} listeners, {} upstreams{})",
                 path.display(),

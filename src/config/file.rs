@@ -147,6 +147,17 @@ pub struct UpstreamFile {
     #[serde(default)]
     pub servers: Vec<UpstreamServerFile>,
     pub health_check: Option<HealthCheckFile>,
+    pub tls: Option<UpstreamTlsFile>,
+}
+
+/// `tls = { verify = true, ca = "ca.pem", sni = "app.internal" }` on an
+/// upstream; `tls = {}` turns TLS on with the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    pub verify: Option<bool>,
+    pub ca: Option<PathBuf>,
+    pub sni: Option<String>,
 }
 
 /// One entry of `servers = [...]`.

@@ -41,6 +41,11 @@ pub struct Config {
     pub log: LogSettings,
     pub admin: Option<AdminSettings>,
     pub vrrp: Option<crate::vrrp::config::VrrpConfig>,
+    /// Things that work but deserve attention (an expired certificate, a
+    /// server name its certificate does not cover), each as
+    /// `file:line: key: why`. `vigil check` prints them; a running vigil
+    /// logs them when it loads the config.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -163,11 +168,14 @@ pub enum ServerName {
     Regex(Regex),
 }
 
-/// `tls = { cert, key }`.
+/// `tls = { cert, key }`, with the certificate loaded and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The chain and key read from `cert` and `key` at load time; a
+    /// reload reads the files again.
+    pub certificate: crate::proxy::tls::Certificate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +266,26 @@ pub struct UpstreamConfig {
     pub next_upstream_timeout: Option<Duration>,
     pub next_upstream: NextUpstream,
     pub health_check: Option<HealthCheck>,
+    /// Speak TLS to the servers (`tls = {...}` or `https://` in proxy_pass).
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `[upstream.x] tls = { verify, ca, sni }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Verify the server's certificate (default true).
+    pub verify: bool,
+    /// Trust only this CA bundle instead of the public roots.
+    pub ca: Option<CaBundle>,
+    /// Name to send as SNI and verify, instead of each server's host.
+    pub sni: Option<String>,
+}
+
+/// A CA bundle file, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 /// How a pool picks a server.
@@ -289,6 +317,9 @@ pub struct UpstreamServer {
     pub fail_timeout: Duration,
     pub backup: bool,
     pub down: bool,
+    /// For a TLS pool: the name verified in this server's certificate and
+    /// sent as SNI (the pool's `sni`, else the host as written).
+    pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// `next_upstream`: which failures move a request to the next server.

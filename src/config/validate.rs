@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 use regex::RegexBuilder;
 
-use super::error::{Problems, index, join, line_at};
+use super::error::{Problems, index, join, line_at, line_of_key};
 use super::file::*;
 use super::template::Template;
 use super::*;
@@ -23,22 +23,35 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .unwrap_or(Path::new("."))
         .to_owned();
     let mut problems = Problems::new();
+    let mut warnings = Vec::new();
     let config = Validator {
         problems: &mut problems,
+        warnings: &mut warnings,
         base_dir: &base_dir,
     }
     .config(file, path);
     problems.finish(path, text)?;
     // Every problem is recorded before a `None` is returned, so an empty
     // problem list means the config was built.
-    config.ok_or_else(|| ConfigError::Invalid {
+    let mut config = config.ok_or_else(|| ConfigError::Invalid {
         path: path.to_owned(),
         problems: vec![Problem {
             key: String::new(),
             line: None,
             reason: "invalid config".into(),
         }],
-    })
+    })?;
+    config.warnings = warnings
+        .into_iter()
+        .map(|(key, reason)| {
+            let place = match line_of_key(text, &key) {
+                Some(line) => format!("{}:{line}", path.display()),
+                None => path.display().to_string(),
+            };
+            format!("{place}: {key}: {reason}")
+        })
+        .collect();
+    Ok(config)
 }
 
 /// Deserializes with the key path of any type error.
@@ -65,6 +78,8 @@ fn deserialize(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
 
 struct Validator<'a> {
     problems: &'a mut Problems,
+    /// `(key, why)`: accepted, but worth telling (see [`Config::warnings`]).
+    warnings: &'a mut Vec<(String, String)>,
     base_dir: &'a Path,
 }
 
@@ -116,6 +131,7 @@ impl Validator<'_> {
             log,
             admin,
             vrrp,
+            warnings: Vec::new(),
         })
     }
 
@@ -243,9 +259,24 @@ impl Validator<'_> {
                 "an upstream needs at least one server",
             );
         }
+        // A bad tls table has been reported; the upstream still gets
+        // built (TLS with defaults) so that the locations using it are not
+        // also reported as naming an unknown upstream.
+        let tls = f.tls.as_ref().map(|t| {
+            self.upstream_tls(&join(&key, "tls"), t)
+                .unwrap_or(UpstreamTls {
+                    verify: true,
+                    ca: None,
+                    sni: None,
+                })
+        });
         let mut servers = Vec::new();
         for (i, s) in f.servers.iter().enumerate() {
-            servers.extend(self.upstream_server(&index(&join(&key, "servers"), i), s));
+            servers.extend(self.upstream_server(
+                &index(&join(&key, "servers"), i),
+                s,
+                tls.as_ref(),
+            ));
         }
         let sticky = matches!(balance, BalanceMethod::IpHash | BalanceMethod::Hash(_));
         if sticky && servers.iter().any(|s| s.backup) {
@@ -285,20 +316,66 @@ impl Validator<'_> {
                 .filter(|d| !d.is_zero()),
             next_upstream,
             health_check,
+            tls,
         })
     }
 
-    fn upstream_server(&mut self, key: &str, f: &UpstreamServerFile) -> Vec<UpstreamServer> {
+    fn upstream_tls(&mut self, key: &str, f: &UpstreamTlsFile) -> Option<UpstreamTls> {
+        let verify = f.verify.unwrap_or(true);
+        let ca = match &f.ca {
+            None => None,
+            Some(p) => {
+                let path = self.resolve(p);
+                let certs = self.problems.check(
+                    join(key, "ca"),
+                    crate::proxy::tls::upstream::parse_ca(&path),
+                )?;
+                Some(CaBundle { path, certs })
+            }
+        };
+        if !verify && ca.is_some() {
+            self.problems.add(
+                join(key, "ca"),
+                "ca has no effect with verify = false; remove one of them",
+            );
+        }
+        if let Some(sni) = &f.sni {
+            self.problems.check(join(key, "sni"), tls_name(sni))?;
+        }
+        Some(UpstreamTls {
+            verify,
+            ca,
+            sni: f.sni.clone(),
+        })
+    }
+
+    fn upstream_server(
+        &mut self,
+        key: &str,
+        f: &UpstreamServerFile,
+        tls: Option<&UpstreamTls>,
+    ) -> Vec<UpstreamServer> {
         let weight = f.weight.unwrap_or(1);
         if weight == 0 {
             self.problems
                 .add(join(key, "weight"), "weight must be at least 1");
         }
-        let addrs = match resolve_addr(&f.addr) {
+        let default_port = if tls.is_some() { 443 } else { 80 };
+        let addrs = match resolve_addr(&f.addr, default_port) {
             Ok(a) => a,
             Err(e) => {
                 self.problems.add(join(key, "addr"), e);
                 return Vec::new();
+            }
+        };
+        let tls_name = match tls {
+            None => None,
+            Some(t) => {
+                let name = t.sni.clone().unwrap_or_else(|| host_part(&f.addr));
+                match self.problems.check(join(key, "addr"), tls_name(&name)) {
+                    Some(n) => Some(n),
+                    None => return Vec::new(),
+                }
             }
         };
         addrs
@@ -311,6 +388,7 @@ impl Validator<'_> {
                 fail_timeout: dur(f.fail_timeout, 10),
                 backup: f.backup,
                 down: f.down,
+                tls_name: tls_name.clone(),
             })
             .collect()
     }
@@ -441,12 +519,16 @@ impl Validator<'_> {
         }
         let label = f.server_name.first().cloned().unwrap_or_else(|| "_".into());
 
-        let tls = f.tls.as_ref().map(|t| TlsSettings {
-            cert: self.resolve(&t.cert),
-            key: self.resolve(&t.key),
-        });
+        let tls = f
+            .tls
+            .as_ref()
+            .and_then(|t| self.server_tls(&join(&key, "tls"), t, &names));
+        // A certificate that failed to load has been reported; the server
+        // is then left out, so it is not also reported as a plain-HTTP
+        // server mixed into a TLS listener.
+        let tls_failed = f.tls.is_some() && tls.is_none();
         let redirect_https = if f.redirect_https {
-            if tls.is_some() {
+            if f.tls.is_some() {
                 self.problems.add(
                     join(&key, "redirect_https"),
                     "redirect_https belongs on a plain-HTTP server, not on one with tls",
@@ -470,7 +552,7 @@ impl Validator<'_> {
                 HeaderValue::from_str(h).map_err(|_| format!("{h:?} is not a header value")),
             )
         });
-        if hsts.is_some() && tls.is_none() {
+        if hsts.is_some() && f.tls.is_none() {
             self.problems.add(
                 join(&key, "hsts"),
                 "hsts is only sent over TLS; this server has no tls",
@@ -518,6 +600,9 @@ impl Validator<'_> {
         }
         self.check_duplicate_locations(&key, &locations);
         self.check_named_references(&key, &f.location, &locations);
+        if tls_failed {
+            return None;
+        }
 
         Some((
             VirtualServer {
@@ -533,6 +618,63 @@ impl Validator<'_> {
             },
             listen,
         ))
+    }
+
+    /// Loads a server's certificate and key; warns about expiry and about
+    /// server names the certificate does not cover.
+    fn server_tls(&mut self, key: &str, f: &TlsFile, names: &[ServerName]) -> Option<TlsSettings> {
+        let cert = self.resolve(&f.cert);
+        let key_path = self.resolve(&f.key);
+        let certificate = match crate::proxy::tls::certificate::load(&cert, &key_path) {
+            Ok(c) => c,
+            Err(e) => {
+                let field = if e.file() == key_path && key_path != cert {
+                    "key"
+                } else {
+                    "cert"
+                };
+                self.problems.add(join(key, field), e.to_string());
+                return None;
+            }
+        };
+        if let Some(w) = certificate.validity_warning(std::time::SystemTime::now()) {
+            self.warnings.push((join(key, "cert"), w));
+        }
+        for name in names {
+            let (shown, covered) = match name {
+                ServerName::Exact(host) => (host.clone(), certificate.covers(host)),
+                ServerName::Suffix { suffix, also_bare } => {
+                    let wildcard = format!("*{suffix}");
+                    let bare_ok = !also_bare || certificate.covers(&suffix[1..]);
+                    (
+                        wildcard.clone(),
+                        certificate.names.contains(&wildcard) && bare_ok,
+                    )
+                }
+                // Patterns cannot be compared with certificate names.
+                ServerName::Prefix(_) | ServerName::Regex(_) => continue,
+            };
+            if !covered {
+                self.warnings.push((
+                    join(key, "cert"),
+                    format!(
+                        "{} does not cover server_name {shown:?} (it is for: {}); \
+                         clients asking for that name will see a certificate error",
+                        cert.display(),
+                        if certificate.names.is_empty() {
+                            "no names".to_owned()
+                        } else {
+                            certificate.names.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        Some(TlsSettings {
+            cert,
+            key: key_path,
+            certificate,
+        })
     }
 
     fn headers(
@@ -703,12 +845,49 @@ impl Validator<'_> {
                     );
                     return None;
                 }
+                if parsed.tls && upstreams.get(&name).is_some_and(|u| u.tls.is_none()) {
+                    // The pool decides how its servers are reached; an
+                    // https:// here would otherwise be silently ignored.
+                    self.problems.add(
+                        &pkey,
+                        format!(
+                            "https://{name}: [upstream.{name}] does not use TLS; add \
+                             tls = {{}} to it (or write http://{name})"
+                        ),
+                    );
+                    return None;
+                }
                 name
             }
             Authority::Address(text) => {
                 // nginx's implicit upstream: one server, default settings.
-                let addrs = self.problems.check(&pkey, resolve_addr(&text))?;
+                let default_port = if parsed.tls { 443 } else { 80 };
+                let addrs = self
+                    .problems
+                    .check(&pkey, resolve_addr(&text, default_port))?;
+                let tls = parsed.tls.then_some(UpstreamTls {
+                    verify: true,
+                    ca: None,
+                    sni: None,
+                });
+                let tls_name = match &tls {
+                    Some(_) => Some(self.problems.check(&pkey, tls_name(&host_part(&text)))?),
+                    None => None,
+                };
                 let name = text.clone();
+                if upstreams
+                    .get(&name)
+                    .is_some_and(|u| u.tls.is_some() != parsed.tls)
+                {
+                    self.problems.add(
+                        &pkey,
+                        format!(
+                            "{text} is used with both http:// and https://; \
+                             define an [upstream] for each"
+                        ),
+                    );
+                    return None;
+                }
                 upstreams.entry(name.clone()).or_insert_with(|| {
                     Arc::new(UpstreamConfig {
                         name: name.clone(),
@@ -723,6 +902,7 @@ impl Validator<'_> {
                                 fail_timeout: Duration::from_secs(10),
                                 backup: false,
                                 down: false,
+                                tls_name: tls_name.clone(),
                             })
                             .collect(),
                         keepalive: 32,
@@ -738,6 +918,7 @@ impl Validator<'_> {
                             ..Default::default()
                         },
                         health_check: None,
+                        tls,
                     })
                 });
                 name
@@ -1106,13 +1287,14 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// `host:port` (port defaults to 80), resolved now to every address.
-fn resolve_addr(text: &str) -> Result<Vec<SocketAddr>, String> {
+/// `host:port` (port defaults to `default_port`: 80, or 443 for TLS),
+/// resolved now to every address.
+fn resolve_addr(text: &str, default_port: u16) -> Result<Vec<SocketAddr>, String> {
     if let Ok(a) = text.parse::<SocketAddr>() {
         return Ok(vec![a]);
     }
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, 80)]);
+        return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
     let with_port = if text
         .rsplit_once(':')
@@ -1120,7 +1302,7 @@ fn resolve_addr(text: &str) -> Result<Vec<SocketAddr>, String> {
     {
         text.to_owned()
     } else {
-        format!("{text}:80")
+        format!("{text}:{default_port}")
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
@@ -1130,6 +1312,28 @@ fn resolve_addr(text: &str) -> Result<Vec<SocketAddr>, String> {
         return Err(format!("{text:?} resolved to no address"));
     }
     Ok(addrs)
+}
+
+/// The host of `host:port`, `host`, `ip`, `ip:port` or `[v6]:port`.
+fn host_part(text: &str) -> String {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return a.ip().to_string();
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return ip.to_string();
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host.to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// The name an upstream's certificate is verified against: a DNS name
+/// (also sent as SNI) or an IP address (verified against IP SANs).
+fn tls_name(name: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+    rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+        format!("{name:?} is not a DNS name or IP address to verify the upstream's certificate")
+    })
 }
 
 fn parse_server_name(text: &str) -> Result<Option<ServerName>, String> {
@@ -1243,18 +1447,21 @@ enum Authority {
 struct ProxyTarget {
     authority: Authority,
     path: Option<String>,
+    /// `https://`.
+    tls: bool,
 }
 
-/// `app`, `http://app`, `http://app/v1/`, `http://127.0.0.1:9000/`.
+/// `app`, `http://app`, `http://app/v1/`, `http://127.0.0.1:9000/`,
+/// `https://api.example.com/`.
 fn parse_proxy_target(text: &str) -> Result<ProxyTarget, String> {
-    let rest = if let Some(r) = text.strip_prefix("http://") {
-        r
-    } else if text.starts_with("https://") {
-        return Err("https:// upstreams are not supported yet; use http://".into());
+    let (rest, tls) = if let Some(r) = text.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = text.strip_prefix("https://") {
+        (r, true)
     } else if text.contains("://") {
-        return Err(format!("{text:?}: only http:// is supported"));
+        return Err(format!("{text:?}: use http:// or https://"));
     } else {
-        text
+        (text, false)
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], Some(rest[i..].to_owned())),
@@ -1270,7 +1477,11 @@ fn parse_proxy_target(text: &str) -> Result<ProxyTarget, String> {
     } else {
         Authority::Named(authority.to_owned())
     };
-    Ok(ProxyTarget { authority, path })
+    Ok(ProxyTarget {
+        authority,
+        path,
+        tls,
+    })
 }
 
 fn status_range(v: &toml::Value) -> Option<std::ops::RangeInclusive<u16>> {

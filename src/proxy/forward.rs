@@ -238,7 +238,8 @@ async fn attempt(
             },
         }
     }
-    let mut sender = match conn::connect(peer.server.addr, connect_timeout).await {
+    let mut sender = match conn::connect(peer.server.addr, peer.tls.as_ref(), connect_timeout).await
+    {
         Ok(s) => s,
         Err(conn::ConnectError::Timeout { .. }) => {
             return Err(AttemptError::unsent(Failure::ConnectTimeout, req));

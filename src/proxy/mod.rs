@@ -1,5 +1,5 @@
-//! The reverse proxy: listeners, routing, static files, forwarding to
-//! upstream pools.
+//! The reverse proxy: listeners (plain or TLS), routing, static files,
+//! forwarding to upstream pools (plain or TLS).
 
 pub mod access_log;
 pub mod body;
@@ -12,6 +12,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod static_files;
+pub mod tls;
 pub mod upstream;
 pub mod uri_path;
 pub mod workers;

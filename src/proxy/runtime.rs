@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::access_log::AccessLog;
 use super::router::{Locations, VirtualHosts};
+use super::tls::TlsListeners;
 use super::upstream::UpstreamPool;
 use super::upstream::checker::{self, CheckerHandle};
 use crate::config::{Config, VirtualServer};
@@ -27,6 +28,8 @@ pub struct Runtime {
     pub locations: Vec<Locations>,
     pub pools: HashMap<String, Arc<Pool>>,
     pub access_log: AccessLog,
+    /// TLS acceptors (certificates by SNI) by listen address.
+    pub tls: TlsListeners,
 }
 
 /// A pool together with its health-check task; the task stops when the
@@ -57,11 +60,15 @@ impl Runtime {
         access_log: AccessLog,
     ) -> Runtime {
         let config = Arc::new(config);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         let listeners = config
             .listeners
             .iter()
             .map(|l| (l.addr, VirtualHosts::new(l, &config.servers)))
             .collect();
+        let tls = TlsListeners::build(&config, &listeners, previous.map(|p| &p.tls));
         let locations = config
             .servers
             .iter()
@@ -93,6 +100,7 @@ impl Runtime {
             locations,
             pools,
             access_log,
+            tls,
         }
     }
 

@@ -23,13 +23,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
+use super::tls;
 use super::workers::Workers;
 use crate::config::HttpSettings;
 
@@ -264,6 +265,9 @@ impl Server {
     /// when the grace period ended.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.root.cancel();
+        // Our duplicates of the listening sockets would keep them open (the
+        // kernel would go on completing handshakes nobody accepts).
+        self.lock_listeners().clear();
         self.connections.close();
         if tokio::time::timeout(grace, self.connections.wait())
             .await
@@ -456,11 +460,14 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                 }
             },
         };
+        // The runtime current at accept time decides TLS and certificates,
+        // so a reload applies to new connections only.
+        let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
         let conn = ConnInfo {
             peer,
             local: stream.local_addr().unwrap_or(ctx.addr),
             listener: ctx.addr,
-            tls: false,
+            tls: tls.is_some(),
         };
         let runtime = ctx.runtime.clone();
         let stop = ctx.stop.clone();
@@ -471,22 +478,33 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         ctx.connections.spawn(async move {
-            serve_connection(stream, conn, runtime, stop, lifecycle, released).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve_connection(stream, conn, runtime, stop, lifecycle, released).await,
+                Some(acceptor) => {
+                    let timeout = runtime.load().config.http.client_header_timeout;
+                    let handshake = tls::handshake(&acceptor, stream, timeout, peer, &stop);
+                    if let Some(stream) = handshake.await {
+                        serve_connection(stream, conn, runtime, stop, lifecycle, released).await;
+                    }
+                }
+            }
             metrics.connections_active.dec();
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<IO>(
+    stream: IO,
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
     stop: CancellationToken,
     mut lifecycle: watch::Receiver<Lifecycle>,
     mut released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let local_ip = conn.local.ip();
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);

@@ -190,8 +190,11 @@ pub(crate) async fn run(
                 None => break None,
             },
             changed = board.changed() => Wake::Board(changed.is_ok()),
-            _ = sleep_until(deadline) => Wake::Timer,
+            // Packets before timers: after a stall, an advert that arrived
+            // in time must reset the Master_Down timer before that timer is
+            // taken to mean the master is gone.
             Some(p) = packets.recv() => Wake::Packet(p),
+            _ = sleep_until(deadline) => Wake::Timer,
         };
         // Before anything else: were we frozen while Master? (After a
         // SIGSTOP every branch is ready at once; whichever wins, a frozen

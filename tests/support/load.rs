@@ -26,6 +26,8 @@ pub struct Outcome {
     pub at: Duration,
     /// When it ended.
     pub done: Duration,
+    /// When the connection it used was opened (None: it could not be).
+    pub connection_opened: Option<Duration>,
     /// The response body (the backend names itself), or the error.
     pub result: Result<String, String>,
 }
@@ -166,14 +168,21 @@ async fn request_loop(
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let mut sender: Option<http1::SendRequest<Empty<Bytes>>> = None;
+    let mut opened: Option<Duration> = None;
     while !stop.load(Ordering::Relaxed) {
         if fresh {
             sender = None;
         }
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            opened = None;
+        }
         let at = started.elapsed();
-        let result = tokio::time::timeout(timeout, one_request(target, &mut sender))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+        let result = tokio::time::timeout(
+            timeout,
+            one_request(target, &mut sender, &mut opened, started),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
         if result.is_err() {
             sender = None;
             // Do not spin while nothing answers.
@@ -182,6 +191,7 @@ async fn request_loop(
         outcomes.push(Outcome {
             at,
             done: started.elapsed(),
+            connection_opened: opened,
             result,
         });
     }
@@ -191,8 +201,11 @@ async fn request_loop(
 async fn one_request(
     target: SocketAddr,
     sender: &mut Option<http1::SendRequest<Empty<Bytes>>>,
+    opened: &mut Option<Duration>,
+    started: Instant,
 ) -> Result<String, String> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        *opened = Some(started.elapsed());
         let stream = TcpStream::connect(target)
             .await
             .map_err(|e| format!("connect: {e}"))?;

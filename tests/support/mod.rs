@@ -6,4 +6,5 @@ pub mod client;
 pub mod load;
 pub mod netns;
 pub mod prom;
+pub mod tls;
 pub mod vigil;

@@ -74,7 +74,7 @@ pub fn spawn(pool: &UpstreamPool) -> Option<CheckerHandle> {
 /// One check of one server.
 async fn probe(peer: &Peer, check: &HealthCheck, connect_timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let mut sender = conn::connect(peer.server.addr, connect_timeout)
+        let mut sender = conn::connect(peer.server.addr, peer.tls.as_ref(), connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
         let host = check

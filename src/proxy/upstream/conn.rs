@@ -25,6 +25,7 @@ use tokio::time::Sleep;
 
 use super::pool::Peer;
 use crate::proxy::body::{Body, BoxError};
+use crate::proxy::tls::UpstreamConnector;
 
 /// A request sender for one HTTP/1.1 connection to an upstream server.
 pub type Sender = SendRequest<Body>;
@@ -39,6 +40,11 @@ pub enum ConnectError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP handshake with {addr}: {source}")]
     Handshake {
         addr: SocketAddr,
@@ -46,15 +52,37 @@ pub enum ConnectError {
     },
 }
 
-/// Opens a TCP connection and starts an HTTP/1.1 client on it.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// Opens a TCP connection, then TLS when `tls` is given, and starts an
+/// HTTP/1.1 client on it. `timeout` bounds TCP connect and TLS handshake
+/// together, as nginx's proxy_connect_timeout does.
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<&UpstreamConnector>,
+    timeout: Duration,
+) -> Result<Sender, ConnectError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout { addr, timeout }),
         Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
         Ok(Ok(s)) => s,
     };
     // Small requests and responses must not wait for Nagle.
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => handshake(addr, stream).await,
+        Some(tls) => match tokio::time::timeout_at(deadline, tls.connect(stream)).await {
+            Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+            Ok(Err(source)) => Err(ConnectError::Tls { addr, source }),
+            Ok(Ok(stream)) => handshake(addr, stream).await,
+        },
+    }
+}
+
+/// Starts hyper's HTTP/1.1 client on an open connection.
+async fn handshake<IO>(addr: SocketAddr, stream: IO) -> Result<Sender, ConnectError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -10,6 +10,7 @@ use super::balance::{self, HashRing, PeerView, SmoothWeighted};
 use super::conn::IdleConnections;
 use super::health::PassiveHealth;
 use crate::config::{BalanceMethod, UpstreamConfig, UpstreamServer};
+use crate::proxy::tls::UpstreamConnector;
 
 /// One upstream server and its live state.
 #[derive(Debug)]
@@ -24,12 +25,23 @@ pub struct Peer {
     /// marking it down would only turn errors into "no live upstreams".
     passive_applies: bool,
     pub idle: IdleConnections,
+    /// How to open TLS to this server; `None` for plain HTTP.
+    pub tls: Option<UpstreamConnector>,
 }
 
 impl Peer {
-    fn new(server: UpstreamServer, config: &UpstreamConfig, passive_applies: bool) -> Self {
+    fn new(
+        server: UpstreamServer,
+        config: &UpstreamConfig,
+        passive_applies: bool,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let tls = tls
+            .zip(server.tls_name.clone())
+            .map(|(client, name)| UpstreamConnector::new(client.clone(), name));
         Self {
             passive: Mutex::new(PassiveHealth::new(server.max_fails, server.fail_timeout)),
+            tls,
             server,
             active: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
@@ -110,6 +122,15 @@ impl UpstreamPool {
     /// servers that `previous` already had with identical settings.
     pub fn new(config: Arc<UpstreamConfig>, previous: Option<&UpstreamPool>) -> Self {
         let single = config.servers.len() == 1;
+        // One client config per pool, so TLS sessions resume across its
+        // connections.
+        let client = config
+            .tls
+            .as_ref()
+            .map(crate::proxy::tls::upstream::client_config);
+        // Idle connections were made with the old TLS settings; a peer is
+        // only taken over when they did not change.
+        let previous = previous.filter(|p| p.config.tls == config.tls);
         let peers: Vec<Arc<Peer>> = config
             .servers
             .iter()
@@ -118,7 +139,9 @@ impl UpstreamPool {
                     .and_then(|p| p.peers.iter().find(|old| old.server == *s))
                     .filter(|old| old.idle_settings_match(&config))
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(Peer::new(s.clone(), &config, !single)))
+                    .unwrap_or_else(|| {
+                        Arc::new(Peer::new(s.clone(), &config, !single, client.as_ref()))
+                    })
             })
             .collect();
         let primaries: Vec<usize> = (0..peers.len())
