@@ -15,7 +15,13 @@ mod facts;
 #[allow(dead_code)]
 mod mime;
 #[allow(dead_code)]
+mod percent;
+#[allow(dead_code)]
 mod range;
+#[allow(dead_code)]
+mod rel_path;
+#[allow(dead_code)]
+mod try_files;
 #[allow(dead_code)]
 mod validators;
 
