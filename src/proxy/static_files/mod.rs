@@ -7,13 +7,19 @@
 #[allow(dead_code)]
 mod accept_encoding;
 #[allow(dead_code)]
+mod cache;
+#[allow(dead_code)]
 mod conditional;
 #[allow(dead_code)]
 mod decision;
 #[allow(dead_code)]
 mod facts;
 #[allow(dead_code)]
+mod file_body;
+#[allow(dead_code)]
 mod mime;
+#[allow(dead_code)]
+mod open;
 #[allow(dead_code)]
 mod percent;
 #[allow(dead_code)]
