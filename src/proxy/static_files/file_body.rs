@@ -29,6 +29,8 @@ use http_body::{Frame, SizeHint};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use super::chunk_pool;
+
 /// Bytes read per chunk: large enough that the per-read costs (syscall,
 /// allocation, a hyper frame) are small next to the copy; small enough
 /// that a response in flight holds little memory.
@@ -168,7 +170,7 @@ impl FileBody {
 /// makes the server abort the connection.
 pub(crate) fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Bytes> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
-    let mut buf = Vec::with_capacity(len);
+    let mut buf = chunk_pool::buffer(len);
     while buf.len() < len {
         match pread(file, &mut buf, offset, len, 0) {
             Ok(0) => return Err(shrank()),
@@ -177,7 +179,7 @@ pub(crate) fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Byte
             Err(e) => return Err(e),
         }
     }
-    Ok(Bytes::from(buf))
+    Ok(chunk_pool::freeze(buf))
 }
 
 /// Reads up to `len` bytes at `offset` that are already in the page cache,
@@ -186,7 +188,7 @@ pub(crate) fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Byte
 /// returned so the caller can stop trying.
 fn read_cached(file: &File, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
-    let mut buf = Vec::with_capacity(len);
+    let mut buf = chunk_pool::buffer(len);
     while buf.len() < len {
         match pread(file, &mut buf, offset, len, libc::RWF_NOWAIT) {
             Ok(0) => return Err(shrank()),
@@ -197,7 +199,7 @@ fn read_cached(file: &File, offset: u64, len: u64) -> io::Result<Option<Bytes>> 
             Err(e) => return Err(e),
         }
     }
-    Ok((!buf.is_empty()).then(|| Bytes::from(buf)))
+    Ok((!buf.is_empty()).then(|| chunk_pool::freeze(buf)))
 }
 
 /// One `preadv2` into the spare capacity of `buf` (up to `len` bytes in

@@ -28,6 +28,7 @@
 
 mod accept_encoding;
 mod cache;
+mod chunk_pool;
 mod conditional;
 mod decision;
 mod facts;
