@@ -14,10 +14,13 @@
 //! staleness.
 //!
 //! Why that is safe: entries are only ever created by the confined open of
-//! `open.rs`, and a hit must find the same inode again, i.e. a file that
-//! was proven to lie below the base. If a symlink is swapped in to point
-//! elsewhere, `stat` follows it to another inode and the request takes the
-//! slow, confined path.
+//! `open.rs`, relative to one base directory, and a hit must come from a
+//! site with that same base and find the same inode again, i.e. a file
+//! that was proven to lie below *this* base. (Keyed by path alone, a site
+//! with `root /srv` would cache `/srv/a/link` -> `/srv/b/f`, and a site
+//! with `root /srv/a` would then serve that file from outside its root.)
+//! If a symlink is swapped in to point elsewhere, `stat` follows it to
+//! another inode and the request takes the slow, confined path.
 //!
 //! Bounds: files above [`Limits::max_file`] are never cached; the total of
 //! cached bytes and the number of entries are capped; when a cap is hit
@@ -97,6 +100,8 @@ pub(crate) enum Known {
 
 #[derive(Debug)]
 struct Entry {
+    /// The base directory the confined open was relative to.
+    base: PathBuf,
     known: Known,
     last_used: AtomicU64,
 }
@@ -143,25 +148,30 @@ impl FileCache {
         size <= self.limits.max_file
     }
 
-    /// What is known about `path`, unverified: callers revalidate with
-    /// [`still_same`] / [`still_absent`].
-    pub fn get(&self, path: &Path) -> Option<Known> {
+    /// What is known about `path` as seen from below `base`, unverified:
+    /// callers revalidate with [`still_same`] / [`still_absent`].
+    pub fn get(&self, base: &Path, path: &Path) -> Option<Known> {
         let inner = self
             .inner
             .read()
             .unwrap_or_else(|poison| poison.into_inner());
         let entry = inner.entries.get(path)?;
+        if entry.base != base {
+            return None;
+        }
         entry.last_used.store(self.tick(), Ordering::Relaxed);
         Some(entry.known.clone())
     }
 
-    pub fn insert(&self, path: PathBuf, known: Known) {
+    /// Records what a confined open relative to `base` found at `path`.
+    pub fn insert(&self, base: &Path, path: PathBuf, known: Known) {
         if let Known::File(f) = &known {
             if !self.fits(f.content.len() as u64) {
                 return;
             }
         }
         let entry = Arc::new(Entry {
+            base: base.to_path_buf(),
             known,
             last_used: AtomicU64::new(self.tick()),
         });
@@ -283,16 +293,20 @@ mod tests {
             max_entries: 8,
         });
         let (big, known) = file(tmp.path(), "big", "01234567890");
-        cache.insert(big.clone(), known);
-        assert!(cache.get(&big).is_none(), "over max_file");
+        cache.insert(tmp.path(), big.clone(), known);
+        assert!(cache.get(tmp.path(), &big).is_none(), "over max_file");
         for i in 0..20 {
             let (p, known) = file(tmp.path(), &format!("f{i}"), "0123456789");
-            cache.insert(p, known);
+            cache.insert(tmp.path(), p, known);
             let (entries, bytes) = cache.totals();
             assert!(entries <= 8 && bytes <= 40, "{entries} {bytes}");
         }
         for i in 0..20 {
-            cache.insert(tmp.path().join(format!("absent{i}")), Known::Absent);
+            cache.insert(
+                tmp.path(),
+                tmp.path().join(format!("absent{i}")),
+                Known::Absent,
+            );
             assert!(cache.totals().0 <= 8);
         }
     }
@@ -306,10 +320,14 @@ mod tests {
             max_entries: 4,
         });
         let (hot, known) = file(tmp.path(), "hot", "x");
-        cache.insert(hot.clone(), known);
+        cache.insert(tmp.path(), hot.clone(), known);
         for i in 0..10 {
-            assert!(cache.get(&hot).is_some(), "evicted after {i}");
-            cache.insert(tmp.path().join(format!("cold{i}")), Known::Absent);
+            assert!(cache.get(tmp.path(), &hot).is_some(), "evicted after {i}");
+            cache.insert(
+                tmp.path(),
+                tmp.path().join(format!("cold{i}")),
+                Known::Absent,
+            );
         }
     }
 
@@ -318,10 +336,25 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cache = FileCache::new(Limits::DEFAULT);
         let (p, known) = file(tmp.path(), "a", "12345");
-        cache.insert(p.clone(), known.clone());
-        cache.insert(p.clone(), known);
+        cache.insert(tmp.path(), p.clone(), known.clone());
+        cache.insert(tmp.path(), p.clone(), known);
         assert_eq!(cache.totals(), (1, 5));
-        cache.insert(p, Known::Absent);
+        cache.insert(tmp.path(), p, Known::Absent);
         assert_eq!(cache.totals(), (1, 0));
+    }
+
+    #[test]
+    fn entries_belong_to_the_base_they_were_found_under() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = FileCache::new(Limits::DEFAULT);
+        let (p, known) = file(tmp.path(), "a", "x");
+        cache.insert(tmp.path(), p.clone(), known);
+        assert!(cache.get(tmp.path(), &p).is_some());
+        assert!(
+            cache.get(&tmp.path().join("."), &p).is_some(),
+            "same directory, same components"
+        );
+        assert!(cache.get(Path::new("/"), &p).is_none());
+        assert!(cache.get(&tmp.path().join("sub"), &p).is_none());
     }
 }

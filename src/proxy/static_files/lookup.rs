@@ -3,7 +3,7 @@
 //! candidates, the index files and the sidecars, `fstat`, and reading the
 //! first chunk), instead of one `tokio::fs` hop per system call.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use http::StatusCode;
@@ -148,7 +148,7 @@ fn index(base: &BaseDir, job: &Job, cache: &FileCache, uri: &str, rel: &RelPath)
             Ok(mut opened) if opened.is_regular() => {
                 // The redirected request will want this file next: caching
                 // it now lets that request skip the hop.
-                if let Err(e) = remember(cache, file.under(&job.base), &mut opened) {
+                if let Err(e) = remember(cache, &job.base, file.under(&job.base), &mut opened) {
                     tracing::warn!(path = file.as_fs_str(), error = %e, "reading index file");
                 }
                 let mut target = encode_path(&format!("{uri}{name}"));
@@ -172,7 +172,7 @@ fn serve_file(
     rel: &RelPath,
     mut opened: Opened,
 ) -> Found {
-    let mut cached = match remember(cache, rel.under(&job.base), &mut opened) {
+    let mut cached = match remember(cache, &job.base, rel.under(&job.base), &mut opened) {
         Ok(cached) => cached,
         Err(e) => return read_failed(rel, &e),
     };
@@ -184,7 +184,7 @@ fn serve_file(
         let key = sidecar.under(&job.base);
         match open_beneath(base, &sidecar, job.confinement) {
             Ok(mut side) if side.is_regular() => {
-                cached = match remember(cache, key, &mut side) {
+                cached = match remember(cache, &job.base, key, &mut side) {
                     Ok(c) => c,
                     Err(e) => return read_failed(&sidecar, &e),
                 };
@@ -192,7 +192,7 @@ fn serve_file(
                 encoding = Some(coding);
                 break;
             }
-            Err(OpenError::NotFound) => cache.insert(key, Known::Absent),
+            Err(OpenError::NotFound) => cache.insert(&job.base, key, Known::Absent),
             // A directory, a FIFO, a symlink leading out: not a sidecar.
             _ => {}
         }
@@ -230,6 +230,7 @@ fn serve_file(
 /// cache (they are streamed).
 fn remember(
     cache: &FileCache,
+    base: &Path,
     key: PathBuf,
     opened: &mut Opened,
 ) -> std::io::Result<Option<CachedFile>> {
@@ -243,7 +244,7 @@ fn remember(
         validators: Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
         content,
     };
-    cache.insert(key, Known::File(file.clone()));
+    cache.insert(base, key, Known::File(file.clone()));
     Ok(Some(file))
 }
 

@@ -210,7 +210,7 @@ fn from_cache(
     let (uri, rel) = plan.first_file()?;
     let base = rel_path::base_dir(&site.base);
     let key = rel.under(base);
-    let Known::File(mut chosen) = cache.get(&key)? else {
+    let Known::File(mut chosen) = cache.get(base, &key)? else {
         return None;
     };
     if !still_same(&key, &chosen.id) {
@@ -219,7 +219,7 @@ fn from_cache(
     let mut encoding = None;
     for coding in facts.encodings.iter() {
         let key = rel.with_suffix(coding.suffix())?.under(base);
-        match cache.get(&key)? {
+        match cache.get(base, &key)? {
             Known::Absent if still_absent(&key) => continue,
             Known::File(sidecar) if still_same(&key, &sidecar.id) => {
                 chosen = sidecar;

@@ -648,13 +648,13 @@ async fn cached_answers_equal_fresh_ones() {
         }
         assert_eq!(answers[0], answers[1], "{uri} {headers:?}");
     }
-    assert!(cache.get(&s.root().join("hello.txt")).is_some());
+    assert!(cache.get(&s.root(), &s.root().join("hello.txt")).is_some());
     assert!(matches!(
-        cache.get(&s.root().join("app.js.br")),
+        cache.get(&s.root(), &s.root().join("app.js.br")),
         Some(Known::File(_))
     ));
     assert!(matches!(
-        cache.get(&s.root().join("style.css.br")),
+        cache.get(&s.root(), &s.root().join("style.css.br")),
         Some(Known::Absent)
     ));
 }
@@ -839,4 +839,33 @@ async fn hits_skip_the_lookup_until_something_changes() {
     // A change sends the next request to the lookup.
     s.write("app.js.gz", "NEW-GZ-BYTES");
     assert_eq!(cache_answer(cache, &st, "/app.js", &gzip), None);
+}
+
+/// A file cached by a site whose root is wider must not leak, through the
+/// shared cache, to a site for which the same path leads out of its root.
+#[tokio::test]
+async fn the_cache_does_not_carry_files_across_roots() {
+    let s = site();
+    let narrow = static_site(&s);
+    let mut wide = static_site(&s);
+    wide.base = FileBase::Root(s.tmp.path().to_path_buf());
+    let cache = fresh_cache();
+    let how = Confinement::detect();
+    // For the wide site, root/link_out -> ../secret.txt stays inside.
+    let Served::Response(r) =
+        request_with(cache, how, &wide, Method::GET, "/root/link_out", &[]).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.body, "TOP-SECRET");
+    // For the narrow site the same file path leads out: refused, cached or not.
+    for _ in 0..2 {
+        let Served::Response(r) =
+            request_with(cache, how, &narrow, Method::GET, "/link_out", &[]).await
+        else {
+            panic!()
+        };
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        assert!(r.body.is_empty());
+    }
 }
