@@ -17,6 +17,10 @@
 # side closes connections during the run.
 set -euo pipefail
 
+# PIN=0 WORKERS=2: no pinning, two workers each and two wrk threads (all
+# three share both cores), the unpinned variant of the comparison.
+pin=${PIN:-1}
+workers=${WORKERS:-1}
 rounds=${1:-5}
 secs=${2:-8}
 conns=${3:-50}
@@ -31,7 +35,7 @@ head -c 1024 /dev/urandom >"$work/www/1k.bin"
 head -c 1048576 /dev/urandom >"$work/www/1m.bin"
 
 cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $workers;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 events { worker_connections 4096; }
@@ -54,6 +58,12 @@ http {
 }
 EOF
 
+on() { # cpu-list command...: pinned or not
+    local cpus=$1
+    shift
+    if [ "$pin" = 1 ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+
 cpu_ticks() { # pids... -> utime+stime
     local sum=0
     for p in "$@"; do sum=$((sum + $(awk '{print $14+$15}' "/proc/$p/stat"))); done
@@ -69,22 +79,27 @@ rss_kb() {
 run() { # server path
     local server=$1 path=$2 port pids
     if [ "$server" = nginx ]; then
-        taskset -c 1 nginx -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log"
+        on 1 nginx -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log"
         sleep 0.5
         port=18082
         pids="$(cat "$work/nginx/nginx.pid") $(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
     else
-        taskset -c 1 "$vigil_bin" 127.0.0.1:18081 "$work/www" 1 2>>"$work/vigil.err" &
+        # Not through `on`: $! must be the server itself, not a subshell.
+        if [ "$pin" = 1 ]; then
+            taskset -c 1 "$vigil_bin" 127.0.0.1:18081 "$work/www" "$workers" 2>>"$work/vigil.err" &
+        else
+            "$vigil_bin" 127.0.0.1:18081 "$work/www" "$workers" 2>>"$work/vigil.err" &
+        fi
         sleep 0.5
         port=18081
         pids=$!
     fi
     # shellcheck disable=SC2086
     {
-        taskset -c 0 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null
+        on 0 wrk -t"$workers" -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null
         local before after out reqs
         before=$(cpu_ticks $pids)
-        out=$(taskset -c 0 wrk -t1 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port$path")
+        out=$(on 0 wrk -t"$workers" -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port$path")
         after=$(cpu_ticks $pids)
         reqs=$(awk '/requests in/{print $1}' <<<"$out")
         printf '%-5s %-7s rps=%-9s p50=%-8s p99=%-8s cpu_us/req=%-6s rss_kb=%s\n' "$server" "$path" \

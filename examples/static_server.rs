@@ -51,8 +51,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             site_root(&site)
         );
         loop {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
+            // accept(2) fails transiently (ECONNABORTED when a client
+            // resets first, EMFILE under fd pressure): keep serving.
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
             let site = site.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| {

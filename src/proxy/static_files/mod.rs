@@ -5,26 +5,28 @@
 //!
 //! The pipeline of [`serve`], phase by phase:
 //!
-//! 1. [`facts`]: read the request once into owned facts (method,
-//!    precondition fields, Range, Accept-Encoding via [`accept_encoding`]).
-//! 2. [`try_files`]: expand `try_files` templates into candidate URIs;
-//!    [`rel_path`] maps each URI below the base (`root` or `alias`),
+//! 1. `facts`: read the request once into owned facts (method,
+//!    precondition fields, Range, Accept-Encoding via `accept_encoding`).
+//! 2. `try_files`: expand `try_files` templates into candidate URIs;
+//!    `rel_path` maps each URI below the base (`root` or `alias`),
 //!    refusing alias-prefix tricks.
 //! 3. Fast path, on the async thread: the first candidate is a small file
-//!    in the [`cache`] and one `stat` shows it unchanged → answer from
+//!    in the `cache` and one `stat` shows it unchanged → answer from
 //!    memory.
-//! 4. Otherwise one blocking-pool hop, [`lookup`]: [`open`] each
+//! 4. Otherwise one blocking-pool hop, `lookup`: `open` each
 //!    candidate confined below the base (`openat2` + `RESOLVE_BENEATH`),
 //!    apply nginx's directory rules (301 to add a slash, index files, 403),
 //!    pick a `.br`/`.gz` sidecar, read the first chunk.
-//! 5. For an existing file, [`decision`] applies RFC 9110: [`conditional`]
-//!    requests (304/412) then [`range`]s (206/416), using the
-//!    [`validators`] (nginx-format ETag, Last-Modified).
-//! 6. [`response`] builds the head (with [`mime`] types and `expires`);
-//!    bodies come from memory or stream from disk ([`file_body`]).
+//! 5. For an existing file, `decision` applies RFC 9110: `conditional`
+//!    requests (304/412) then `range`s (206/416), using the
+//!    `validators` (nginx-format ETag, Last-Modified).
+//! 6. `response` builds the head (with `mime` types and `expires`);
+//!    bodies come from memory or stream from disk (`file_body`: chunks
+//!    read inline from the page cache, buffers from `chunk_pool`).
 //!
-//! Everything but `open`, `lookup`, `cache` and `file_body` is pure and
-//! tested on its own.
+//! Everything but `open`, `lookup`, `cache`, `chunk_pool` and `file_body`
+//! is pure and tested on its own; `tests` runs the whole pipeline on real
+//! directory trees, and `tests/static_files.rs` holds the traversal corpus.
 
 mod accept_encoding;
 mod cache;
