@@ -15,7 +15,9 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Targets declared in Cargo.toml must exist for cargo to read the manifest.
 COPY benches ./benches
+COPY bench/failover.rs ./bench/failover.rs
 RUN cargo build --release --locked --bin vigil \
  && strip target/release/vigil
 

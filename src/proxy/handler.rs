@@ -210,19 +210,10 @@ async fn route(
                     let Ok(p) = NormalizedPath::parse(uri.path()) else {
                         return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
                     };
-                    // The redirected URI keeps the original query unless it
-                    // brings its own (nginx try_files semantics).
-                    if uri.query().is_none() {
-                        if let Some(q) = parts.uri.query() {
-                            if let Ok(u) = format!("{}?{q}", uri.path()).parse() {
-                                parts.uri = u;
-                            }
-                        } else {
-                            parts.uri = uri;
-                        }
-                    } else {
-                        parts.uri = uri;
-                    }
+                    // The target carries exactly the query nginx would
+                    // keep (an index redirect keeps the request's; a
+                    // try_files URI only what its template says).
+                    parts.uri = uri;
                     path = p;
                     match table.find(path.as_str()) {
                         Some(i) => index = i,

@@ -1,0 +1,186 @@
+//! `Content-Type` from a URI's extension, as nginx's `mime.types` gives it.
+//!
+//! Users porting an nginx site expect the exact types nginx sent (caches,
+//! CDNs and `X-Content-Type-Options: nosniff` checks key on them), so the
+//! table nginx ships (`/etc/nginx/mime.types`, nginx 1.22) is consulted
+//! first. Extensions nginx does not list fall back to `mime_guess` rather
+//! than to `application/octet-stream`: nginx would answer with its
+//! `default_type`, but a browser refuses e.g. a `.mjs` module served as
+//! `octet-stream`, so a known type is the more useful answer there. Like
+//! nginx without a `charset` directive, no `charset` parameter is added.
+
+use http::HeaderValue;
+
+/// The type nginx's `default_type` is set to in the stock `nginx.conf`.
+const DEFAULT: &str = "application/octet-stream";
+
+/// The `Content-Type` for the file a URI path names.
+pub(crate) fn content_type(uri_path: &str) -> HeaderValue {
+    let Some(ext) = extension(uri_path) else {
+        return HeaderValue::from_static(DEFAULT);
+    };
+    // nginx lowercases the extension before the lookup
+    // (ngx_http_set_content_type); extensions longer than any known one
+    // cannot match, so skip the allocation for them.
+    if ext.len() > 16 {
+        return HeaderValue::from_static(DEFAULT);
+    }
+    let lower = ext.to_ascii_lowercase();
+    let essence = nginx_type(&lower)
+        .or_else(|| mime_guess::from_ext(&lower).first_raw())
+        .unwrap_or(DEFAULT);
+    HeaderValue::from_static(essence)
+}
+
+/// The extension of the last path segment, as nginx computes `exten`:
+/// what follows the last `.` of the last segment (`/a.b/c` has none).
+fn extension(uri_path: &str) -> Option<&str> {
+    let last = uri_path.rsplit('/').next().unwrap_or(uri_path);
+    let (_, ext) = last.rsplit_once('.')?;
+    (!ext.is_empty()).then_some(ext)
+}
+
+/// nginx 1.22 `mime.types`, verbatim.
+fn nginx_type(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        "html" | "htm" | "shtml" => "text/html",
+        "css" => "text/css",
+        "xml" => "text/xml",
+        "gif" => "image/gif",
+        "jpeg" | "jpg" => "image/jpeg",
+        "js" => "application/javascript",
+        "atom" => "application/atom+xml",
+        "rss" => "application/rss+xml",
+        "mml" => "text/mathml",
+        "txt" => "text/plain",
+        "jad" => "text/vnd.sun.j2me.app-descriptor",
+        "wml" => "text/vnd.wap.wml",
+        "htc" => "text/x-component",
+        "avif" => "image/avif",
+        "png" => "image/png",
+        "svg" | "svgz" => "image/svg+xml",
+        "tif" | "tiff" => "image/tiff",
+        "wbmp" => "image/vnd.wap.wbmp",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "jng" => "image/x-jng",
+        "bmp" => "image/x-ms-bmp",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "jar" | "war" | "ear" => "application/java-archive",
+        "json" => "application/json",
+        "hqx" => "application/mac-binhex40",
+        "doc" => "application/msword",
+        "pdf" => "application/pdf",
+        "ps" | "eps" | "ai" => "application/postscript",
+        "rtf" => "application/rtf",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "kml" => "application/vnd.google-earth.kml+xml",
+        "kmz" => "application/vnd.google-earth.kmz",
+        "xls" => "application/vnd.ms-excel",
+        "eot" => "application/vnd.ms-fontobject",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "odg" => "application/vnd.oasis.opendocument.graphics",
+        "odp" => "application/vnd.oasis.opendocument.presentation",
+        "ods" => "application/vnd.oasis.opendocument.spreadsheet",
+        "odt" => "application/vnd.oasis.opendocument.text",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "wmlc" => "application/vnd.wap.wmlc",
+        "wasm" => "application/wasm",
+        "7z" => "application/x-7z-compressed",
+        "cco" => "application/x-cocoa",
+        "jardiff" => "application/x-java-archive-diff",
+        "jnlp" => "application/x-java-jnlp-file",
+        "run" => "application/x-makeself",
+        "pl" | "pm" => "application/x-perl",
+        "prc" | "pdb" => "application/x-pilot",
+        "rar" => "application/x-rar-compressed",
+        "rpm" => "application/x-redhat-package-manager",
+        "sea" => "application/x-sea",
+        "swf" => "application/x-shockwave-flash",
+        "sit" => "application/x-stuffit",
+        "tcl" | "tk" => "application/x-tcl",
+        "der" | "pem" | "crt" => "application/x-x509-ca-cert",
+        "xpi" => "application/x-xpinstall",
+        "xhtml" => "application/xhtml+xml",
+        "xspf" => "application/xspf+xml",
+        "zip" => "application/zip",
+        "bin" | "exe" | "dll" | "deb" | "dmg" | "iso" | "img" | "msi" | "msp" | "msm" => {
+            "application/octet-stream"
+        }
+        "mid" | "midi" | "kar" => "audio/midi",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "m4a" => "audio/x-m4a",
+        "ra" => "audio/x-realaudio",
+        "3gpp" | "3gp" => "video/3gpp",
+        "ts" => "video/mp2t",
+        "mp4" => "video/mp4",
+        "mpeg" | "mpg" => "video/mpeg",
+        "mov" => "video/quicktime",
+        "webm" => "video/webm",
+        "flv" => "video/x-flv",
+        "m4v" => "video/x-m4v",
+        "mng" => "video/x-mng",
+        "asx" | "asf" => "video/x-ms-asf",
+        "wmv" => "video/x-ms-wmv",
+        "avi" => "video/x-msvideo",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(path: &str) -> String {
+        content_type(path).to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn nginx_types_win_over_mime_guess() {
+        for (path, want) in [
+            ("/index.html", "text/html"),
+            ("/a/INDEX.HTM", "text/html"),
+            ("/app.js", "application/javascript"),
+            ("/feed.xml", "text/xml"),
+            ("/style.css", "text/css"),
+            ("/notes.txt", "text/plain"),
+            ("/favicon.ico", "image/x-icon"),
+            ("/pic.bmp", "image/x-ms-bmp"),
+            ("/font.woff2", "font/woff2"),
+            ("/data.json", "application/json"),
+            ("/mod.wasm", "application/wasm"),
+            ("/cert.pem", "application/x-x509-ca-cert"),
+            ("/setup.exe", "application/octet-stream"),
+            ("/clip.ts", "video/mp2t"),
+        ] {
+            assert_eq!(ct(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn unknown_to_nginx_falls_back_to_mime_guess_then_octet_stream() {
+        assert_eq!(ct("/module.mjs"), "application/javascript");
+        assert_eq!(ct("/table.csv"), "text/csv");
+        assert_eq!(ct("/README"), "application/octet-stream");
+        assert_eq!(ct("/file."), "application/octet-stream");
+        assert_eq!(ct("/a.b/c"), "application/octet-stream");
+        assert_eq!(ct("/x.nosuchextension"), "application/octet-stream");
+        assert_eq!(
+            ct("/x.averyveryverylongextensionname"),
+            "application/octet-stream"
+        );
+        assert_eq!(ct("/"), "application/octet-stream");
+    }
+
+    #[test]
+    fn extension_is_taken_from_the_last_segment_like_nginx() {
+        assert_eq!(extension("/a/b.tar.gz"), Some("gz"));
+        assert_eq!(extension("/.htaccess"), Some("htaccess"));
+        assert_eq!(extension("/dir.d/file"), None);
+        assert_eq!(extension("/dir/"), None);
+    }
+}
