@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use vigil::app::App;
+
 use vigil::config::Config;
 
 #[derive(Parser)]

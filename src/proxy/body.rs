@@ -20,7 +20,9 @@ pub enum Body {
     Empty,
     /// A body already in memory; `None` once sent.
     Full(Option<Bytes>),
-    /// A stream: a file, an upstream response.
+    /// An upstream response, unboxed: the common proxied case.
+    Upstream(super::upstream::conn::UpstreamBody),
+    /// A stream: a file, anything else.
     Stream(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Body {
         match self {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Full(b) => write!(f, "Body::Full({:?} bytes)", b.as_ref().map(Bytes::len)),
+            Body::Upstream(_) => f.write_str("Body::Upstream"),
             Body::Stream(_) => f.write_str("Body::Stream"),
         }
     }
@@ -70,6 +73,7 @@ impl http_body::Body for Body {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Upstream(u) => Pin::new(u).poll_frame(cx),
             Body::Stream(s) => Pin::new(s).poll_frame(cx),
         }
     }
@@ -78,6 +82,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
+            Body::Upstream(u) => u.is_end_stream(),
             Body::Stream(s) => s.is_end_stream(),
         }
     }
@@ -86,6 +91,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Upstream(u) => u.size_hint(),
             Body::Stream(s) => s.size_hint(),
         }
     }

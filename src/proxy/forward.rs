@@ -238,8 +238,16 @@ async fn attempt(
             },
         }
     }
-    let mut sender = match conn::connect(peer.server.addr, peer.tls.as_ref(), connect_timeout).await
-    {
+    // Boxed: dialing (TCP, TLS, HTTP handshake) needs a large future but
+    // happens rarely with keep-alive; inline it would make every
+    // request's future, which hyper moves into place per request, that
+    // much larger.
+    let dial = Box::pin(conn::connect(
+        peer.server.addr,
+        peer.tls.as_ref(),
+        connect_timeout,
+    ));
+    let mut sender = match dial.await {
         Ok(s) => s,
         Err(conn::ConnectError::Timeout { .. }) => {
             return Err(AttemptError::unsent(Failure::ConnectTimeout, req));
@@ -286,7 +294,7 @@ fn finish_response(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     let body = UpstreamBody::new(incoming, sender, in_flight, read_timeout);
-    Response::from_parts(parts, Body::stream(body))
+    Response::from_parts(parts, Body::Upstream(body))
 }
 
 /// Copies bytes both ways between an upgraded client and upstream.
@@ -537,5 +545,38 @@ mod tests {
             StatusCode::GATEWAY_TIMEOUT
         );
         assert_eq!(Failure::NoLiveUpstreams.status(), StatusCode::BAD_GATEWAY);
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    fn size4<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "forward: {}",
+            size4(
+                forward
+                    as fn(
+                        &'static Pool,
+                        &'static ProxyPass,
+                        ForwardRequest<'static>,
+                        &'static mut ForwardReport,
+                    ) -> _
+            )
+        );
+        eprintln!(
+            "attempt: {}",
+            size4(attempt as fn(&'static Peer, Request<Body>, Duration, Duration) -> _)
+        );
+        fn size1<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        eprintln!("ready: {}", size1(conn::ready as fn(Sender) -> _));
     }
 }

@@ -41,6 +41,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The address the client connected to (a VIP, say).
     pub local: SocketAddr,
+    /// The client's IP as a header value (X-Forwarded-For, X-Real-IP),
+    /// made once per connection rather than once per request.
+    pub peer_header: http::HeaderValue,
     /// The configured listen address (selects the virtual-host table).
     pub listener: SocketAddr,
     pub tls: bool,
@@ -250,6 +253,7 @@ async fn route(
                 };
                 let client = ClientInfo {
                     addr: conn.peer.ip(),
+                    addr_header: &conn.peer_header,
                     scheme: conn.scheme(),
                     host,
                 };
@@ -560,5 +564,33 @@ impl http_body::Body for LoggedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    fn size3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "handle: {}",
+            size3(handle as fn(Arc<Runtime>, &'static ConnInfo, Request<Incoming>) -> _)
+        );
+        eprintln!(
+            "static serve: {}",
+            size3(
+                static_files::serve
+                    as fn(
+                        &'static static_files::StaticSite,
+                        &'static Parts,
+                        &'static NormalizedPath,
+                    ) -> _
+            )
+        );
     }
 }

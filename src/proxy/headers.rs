@@ -12,86 +12,120 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Always hop-by-hop.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
+/// Whether `name` is hop-by-hop whatever `Connection` says.
+fn always_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+    )
+}
 
 /// Removes hop-by-hop fields, including those named by `Connection`.
 /// Returns the `Upgrade` value when the message asked for a protocol
 /// upgrade (`Connection: upgrade` + `Upgrade: x`), so the caller can carry
 /// that one hop-by-hop pair across on purpose.
+///
+/// Runs on every request and response, so it first looks for the fields
+/// in one pass over the names (most messages carry none, or only
+/// `Connection`) and removes only what is there.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let mut found: [Option<HeaderName>; 9] = Default::default();
+    let mut n = 0;
+    for name in headers.keys() {
+        if n < found.len() && always_hop_by_hop(name) {
+            found[n] = Some(name.clone());
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return None;
+    }
     let mut upgrade = None;
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| {
-            let token = token.trim();
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
             if token.eq_ignore_ascii_case("upgrade") {
                 upgrade = headers.get(header::UPGRADE).cloned();
+            } else if token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.is_empty()
+            {
+                // Options, or a field removed below anyway.
+            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                listed.push(name);
             }
-            HeaderName::from_bytes(token.as_bytes()).ok()
-        })
-        .collect();
+        }
+    }
     for name in listed {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in found.into_iter().flatten() {
         headers.remove(name);
     }
-    headers.remove(header::PROXY_AUTHENTICATE);
     upgrade
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// What the forwarding headers say about the client.
 pub struct ClientInfo<'a> {
     pub addr: IpAddr,
+    /// `addr` as a header value, made once per connection.
+    pub addr_header: &'a HeaderValue,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The host the client asked for (authority or Host), if any.
     pub host: Option<&'a str>,
 }
 
+/// The client address as a header value (once per connection).
+pub fn addr_header(addr: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&addr.to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
 /// Adds `X-Forwarded-For` (appended, as nginx's
 /// `$proxy_add_x_forwarded_for`), `X-Real-IP`, `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`.
 pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
-    let ip = client.addr.to_string();
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let forwarded_for = {
-        let previous: Vec<&str> = headers
-            .get_all(&xff)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if previous.is_empty() {
-            ip.clone()
-        } else {
-            format!("{}, {ip}", previous.join(", "))
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        None => client.addr_header.clone(),
+        Some(_) => {
+            let mut joined = String::new();
+            for v in headers.get_all(&X_FORWARDED_FOR) {
+                if let Ok(v) = v.to_str() {
+                    joined.push_str(v);
+                    joined.push_str(", ");
+                }
+            }
+            joined.push_str(client.addr_header.to_str().unwrap_or("-"));
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| client.addr_header.clone())
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(xff, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(HeaderName::from_static("x-real-ip"), v);
-    }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(client.scheme),
-    );
-    if let Some(v) = client.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+    headers.insert(X_FORWARDED_FOR, forwarded_for);
+    headers.insert(X_REAL_IP, client.addr_header.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+    if let Some(host) = client.host {
+        // The Host header's own value when that is where the host came
+        // from (a cheap clone), else a copy of the authority.
+        let value = match headers.get(header::HOST) {
+            Some(v) if v.as_bytes() == host.as_bytes() => Some(v.clone()),
+            _ => HeaderValue::from_str(host).ok(),
+        };
+        if let Some(v) = value {
+            headers.insert(X_FORWARDED_HOST, v);
+        }
     }
 }
 
@@ -151,10 +185,12 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
+        let ip = "192.0.2.7".parse().unwrap();
         add_forwarding(
             &mut h,
             &ClientInfo {
-                addr: "192.0.2.7".parse().unwrap(),
+                addr: ip,
+                addr_header: &addr_header(ip),
                 scheme: "https",
                 host: Some("shop.example"),
             },
@@ -165,10 +201,12 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "shop.example");
 
         let mut h = HeaderMap::new();
+        let ip = "::1".parse().unwrap();
         add_forwarding(
             &mut h,
             &ClientInfo {
-                addr: "::1".parse().unwrap(),
+                addr: ip,
+                addr_header: &addr_header(ip),
                 scheme: "http",
                 host: None,
             },

@@ -465,6 +465,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
         let conn = ConnInfo {
             peer,
+            peer_header: super::headers::addr_header(peer.ip()),
             local: stream.local_addr().unwrap_or(ctx.addr),
             listener: ctx.addr,
             tls: tls.is_some(),
@@ -523,7 +524,10 @@ async fn serve_connection<IO>(
                 is_h2.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             let lifecycle = lifecycle.clone();
-            async move {
+            // Boxed: the request future is a few KB; hyper moves the
+            // service future into place for every request, and a box
+            // makes that move a pointer copy.
+            Box::pin(async move {
                 let mut response = handler::handle(rt, &conn, req).await;
                 if !h2 && *lifecycle.borrow() != Lifecycle::Serving {
                     response.headers_mut().insert(
@@ -532,7 +536,7 @@ async fn serve_connection<IO>(
                     );
                 }
                 Ok::<_, Infallible>(response)
-            }
+            })
         })
     };
     let builder = http_builder(&settings);

@@ -33,6 +33,9 @@ pub(crate) struct Job {
 }
 
 /// What the file system said.
+// Built once per lookup and moved once: boxing `File` would cost an
+// allocation per response to save a copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Found {
     /// `try_files`: no candidate exists; the fallback decides.
