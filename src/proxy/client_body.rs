@@ -2,7 +2,6 @@
 //! buffered whole, with nginx's `client_max_body_size` (413) and
 //! `client_body_timeout` (408) enforced while it flows.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -12,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 
 use super::body::BoxError;
+use super::stall_timer::StallTimer;
 
 /// How a client body stream ended early, seen by the forwarder after the
 /// upstream request failed, to answer 413 / 408 instead of 502.
@@ -51,9 +50,7 @@ pub struct ClientBody {
     /// 0 = unlimited.
     limit: u64,
     seen: u64,
-    timeout: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    timer_armed: bool,
+    timer: StallTimer,
     verdict: BodyVerdict,
 }
 
@@ -73,9 +70,7 @@ impl ClientBody {
                 inner,
                 limit,
                 seen: 0,
-                timeout,
-                timer: None,
-                timer_armed: false,
+                timer: StallTimer::new(timeout),
                 verdict: verdict.clone(),
             },
             verdict,
@@ -94,7 +89,7 @@ impl http_body::Body for ClientBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer_armed = false;
+                this.timer.progress();
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.limit > 0 && this.seen > this.limit {
@@ -109,16 +104,9 @@ impl http_body::Body for ClientBody {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                let timeout = this.timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if !this.timer_armed {
-                    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
-                    this.timer_armed = true;
-                }
-                if timer.as_mut().poll(cx).is_ready() {
+                if this.timer.expired(cx) {
                     this.verdict.set(BodyProblem::Timeout);
+                    let timeout = this.timer.timeout();
                     return Poll::Ready(Some(Err(ClientBodyError::Timeout(timeout).into())));
                 }
                 Poll::Pending

@@ -11,6 +11,7 @@ pub mod respond;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod stall_timer;
 pub mod static_files;
 pub mod tls;
 pub mod upstream;

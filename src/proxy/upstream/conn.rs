@@ -8,7 +8,6 @@
 //! connection is obtained first (connect errors leave the request intact)
 //! and `try_send_request` gives the request back when it was never written.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -21,10 +20,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 use super::pool::Peer;
 use crate::proxy::body::{Body, BoxError};
+use crate::proxy::stall_timer::StallTimer;
 use crate::proxy::tls::UpstreamConnector;
 
 /// A request sender for one HTTP/1.1 connection to an upstream server.
@@ -224,11 +223,8 @@ pub struct UpstreamBody {
     inner: Incoming,
     sender: Option<Sender>,
     in_flight: Option<InFlight>,
-    read_timeout: Duration,
-    /// Created on the first wait and re-armed on later ones, so a body that
-    /// arrives in many chunks does not allocate a timer per chunk.
-    timer: Option<Pin<Box<Sleep>>>,
-    timer_armed: bool,
+    /// `read_timeout` between chunks.
+    timer: StallTimer,
 }
 
 /// The upstream went quiet for longer than `read_timeout` mid-body.
@@ -247,9 +243,7 @@ impl UpstreamBody {
             inner,
             sender: Some(sender),
             in_flight: Some(in_flight),
-            read_timeout,
-            timer: None,
-            timer_armed: false,
+            timer: StallTimer::new(read_timeout),
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -262,7 +256,6 @@ impl UpstreamBody {
         if let (Some(sender), Some(in_flight)) = (self.sender.take(), self.in_flight.take()) {
             in_flight.peer().idle.put(sender, Instant::now());
         }
-        self.timer = None;
     }
 }
 
@@ -277,7 +270,7 @@ impl http_body::Body for UpstreamBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.timer_armed = false;
+                this.timer.progress();
                 if this.inner.is_end_stream() {
                     this.finish();
                 }
@@ -294,18 +287,10 @@ impl http_body::Body for UpstreamBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let timeout = this.read_timeout;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                if !this.timer_armed {
-                    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
-                    this.timer_armed = true;
-                }
-                if timer.as_mut().poll(cx).is_ready() {
+                if this.timer.expired(cx) {
                     this.sender = None;
                     this.in_flight = None;
-                    return Poll::Ready(Some(Err(ReadTimeout(timeout).into())));
+                    return Poll::Ready(Some(Err(ReadTimeout(this.timer.timeout()).into())));
                 }
                 Poll::Pending
             }
