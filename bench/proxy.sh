@@ -7,12 +7,14 @@
 #   (c) a 1 MiB static file,
 #   (d) (a) over HTTPS (keep-alive), when certs can be made.
 #
-# Usage: bench/proxy.sh [seconds-per-run]   (default 10)
+# Usage: bench/proxy.sh [seconds-per-run]   (default 10; ROUNDS=3 runs of
+#        each server per scenario, alternating; medians are printed)
 # Environment: CONNECTIONS (64), THREADS (2), PORT_BASE (19100).
 # Needs: nginx, wrk (installed with apt-get if missing), cargo.
 set -euo pipefail
 
 DURATION=${1:-10}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -179,19 +181,36 @@ run_wrk() {
 }
 
 NGINX_MASTER=$(cat "$WORK/nginx-proxy.pid")
-printf "\nvigil %s vs nginx %s — %ss per run, %s connections, %s wrk threads, %s cores\n" \
-  "$("$VIGIL" --version | awk '{print $2}')" "$("$NGINX" -v 2>&1 | sed 's|.*/||')" "$DURATION" "$CONNECTIONS" "$THREADS" "$(nproc)"
+printf "\nvigil %s vs nginx %s — %s rounds of %ss per server and scenario, %s connections, %s wrk threads, %s cores, load average %s\n" \
+  "$("$VIGIL" --version | awk '{print $2}')" "$("$NGINX" -v 2>&1 | sed 's|.*/||')" "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
 printf "%-28s %12s %9s %9s %9s | %12s %9s %9s %9s | %7s %7s %7s\n" \
   scenario "nginx req/s" "p50 ms" "p99 ms" "RSS MiB" "vigil req/s" "p50 ms" "p99 ms" "RSS MiB" "req/s×" "p99×" "RSS×"
 
+# One scenario: ROUNDS alternating runs (nginx, vigil, nginx, vigil...)
+# so that load from anything else on the machine hits both alike; the
+# median of each column is printed. RSS is read after each run (peak of
+# the runs).
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 scenario() {
   local name=$1 path=$2 nport=$3 vport=$4 scheme=${5:-http}
+  local n_out="" v_out="" n_rss=0 v_rss=0 r line n_err="" v_err=""
   wrk -t1 -c4 -d1s "$scheme://127.0.0.1:$nport$path" >/dev/null 2>&1 || true   # warm up
-  read -r n_rps n_p50 n_p99 n_err <<<"$(run_wrk "$scheme://127.0.0.1:$nport$path")"
-  local n_rss; n_rss=$(rss_kb "$NGINX_MASTER")
   wrk -t1 -c4 -d1s "$scheme://127.0.0.1:$vport$path" >/dev/null 2>&1 || true
-  read -r v_rps v_p50 v_p99 v_err <<<"$(run_wrk "$scheme://127.0.0.1:$vport$path")"
-  local v_rss; v_rss=$(rss_kb "$VIGIL_PID")
+  for r in $(seq 1 "$ROUNDS"); do
+    line=$(run_wrk "$scheme://127.0.0.1:$nport$path"); n_out+="$line"$'\n'
+    [[ "$line" == *ERR* ]] && n_err="${line#* ERR}"
+    n_rss=$(( $(rss_kb "$NGINX_MASTER") > n_rss ? $(rss_kb "$NGINX_MASTER") : n_rss ))
+    line=$(run_wrk "$scheme://127.0.0.1:$vport$path"); v_out+="$line"$'\n'
+    [[ "$line" == *ERR* ]] && v_err="${line#* ERR}"
+    v_rss=$(( $(rss_kb "$VIGIL_PID") > v_rss ? $(rss_kb "$VIGIL_PID") : v_rss ))
+  done
+  local n_rps n_p50 n_p99 v_rps v_p50 v_p99
+  n_rps=$(printf "%s" "$n_out" | awk 'NF {print $1}' | median)
+  n_p50=$(printf "%s" "$n_out" | awk 'NF {print $2}' | median)
+  n_p99=$(printf "%s" "$n_out" | awk 'NF {print $3}' | median)
+  v_rps=$(printf "%s" "$v_out" | awk 'NF {print $1}' | median)
+  v_p50=$(printf "%s" "$v_out" | awk 'NF {print $2}' | median)
+  v_p99=$(printf "%s" "$v_out" | awk 'NF {print $3}' | median)
   awk -v name="$name" -v nr="$n_rps" -v n50="$n_p50" -v n99="$n_p99" -v nm="$n_rss" \
       -v vr="$v_rps" -v v50="$v_p50" -v v99="$v_p99" -v vm="$v_rss" 'BEGIN {
     printf "%-28s %12.0f %9.2f %9.2f %9.1f | %12.0f %9.2f %9.2f %9.1f | %7.2f %7.2f %7.2f\n",
