@@ -178,6 +178,10 @@ http {{
 /// keepalived with the same VRRP settings as vigil, and the usual
 /// `vrrp_script chk_nginx` (interval 1, weight -60, fall 2, rise 2):
 /// 150 - 60 = 90 < 100, so a failing check hands the VIP to the backup.
+/// (keepalived 2.2.7 takes whole seconds only, `interval` ≥ 1: a check
+/// once a second is as fast as it goes; `fall 1` is the only shortcut.)
+/// As a Backup, keepalived discards the lowered advert and takes over
+/// when its Master_Down_Timer expires (RFC 5798 §6.4.2).
 pub fn keepalived_config(lab: &Lab, name: &str, priority: u8, master: bool) -> String {
     let state = if master { "MASTER" } else { "BACKUP" };
     let advert = format!("{}.{}", ADVERT_MS / 1000, (ADVERT_MS % 1000) / 100);
