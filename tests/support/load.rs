@@ -132,6 +132,29 @@ pub fn start_with(
     timeout: Duration,
     fresh: bool,
 ) -> Load {
+    start_paced(
+        lab,
+        client,
+        target,
+        connections,
+        timeout,
+        fresh,
+        Duration::ZERO,
+    )
+}
+
+/// Like [`start_with`], each loop waiting `pace` after every request: a
+/// steady load that leaves CPU to the daemons under test (benchmarks on a
+/// small shared machine). `Duration::ZERO` sends back to back.
+pub fn start_paced(
+    lab: &Lab,
+    client: &Node,
+    target: SocketAddr,
+    connections: usize,
+    timeout: Duration,
+    fresh: bool,
+    pace: Duration,
+) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let flag = stop.clone();
@@ -142,7 +165,16 @@ pub fn start_with(
             .expect("runtime");
         rt.block_on(async move {
             let loops: Vec<_> = (0..connections)
-                .map(|_| tokio::spawn(request_loop(target, flag.clone(), started, timeout, fresh)))
+                .map(|_| {
+                    tokio::spawn(request_loop(
+                        target,
+                        flag.clone(),
+                        started,
+                        timeout,
+                        fresh,
+                        pace,
+                    ))
+                })
                 .collect();
             let mut report = Report::default();
             for l in loops {
@@ -165,6 +197,7 @@ async fn request_loop(
     started: Instant,
     timeout: Duration,
     fresh: bool,
+    pace: Duration,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     let mut sender: Option<http1::SendRequest<Empty<Bytes>>> = None;
@@ -194,6 +227,9 @@ async fn request_loop(
             connection_opened: opened,
             result,
         });
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
     }
     outcomes
 }
