@@ -443,19 +443,23 @@ impl App {
         })
     }
 
-    /// When an instance stops being Master, connections to its VIPs are
-    /// dead ends: close them (see `Server::release_addresses`).
+    /// Before an instance removes its VIPs, connections to them are closed
+    /// (see `Server::release_addresses`), while the FINs can still leave
+    /// from those addresses; the removal waits up to 100 ms for that.
     fn watch_transitions(self: &Arc<Self>) {
         let Some(speaker) = self.speaker() else {
             return;
         };
         let app = Arc::downgrade(self);
-        speaker.on_transition(Arc::new(move |_name, from, to, vips| {
-            if from == vrrp::State::Master && to != vrrp::State::Master {
-                if let Some(app) = app.upgrade() {
-                    app.server.release_addresses(vips);
-                }
-            }
+        speaker.on_release(Arc::new(move |vips| {
+            let app = app.clone();
+            Box::pin(async move {
+                let Some(app) = app.upgrade() else { return };
+                app.server.release_addresses(&vips);
+                app.server
+                    .wait_released(&vips, std::time::Duration::from_millis(100))
+                    .await;
+            })
         }));
     }
 

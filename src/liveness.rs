@@ -187,7 +187,10 @@ pub async fn monitor(app: Weak<App>, heartbeats: Arc<Heartbeats>) {
         let mut failure = None;
         if let Some((worker, silent)) = heartbeats.stalest() {
             if silent > timeout {
-                failure = Some(format!("worker {worker} unresponsive for {silent:?}"));
+                // No duration in the text: the reason must stay the same
+                // while the condition lasts (it is compared and logged on
+                // change).
+                failure = Some(format!("worker {worker} unresponsive for over {timeout:?}"));
             }
         }
         if failure.is_none() {

@@ -50,6 +50,8 @@ pub struct Server {
     /// Local addresses this node no longer holds (VIPs handed to a peer):
     /// connections to them are closed.
     released: watch::Sender<Arc<Vec<std::net::IpAddr>>>,
+    /// Open connections per local address.
+    by_local: Arc<LocalCounts>,
 }
 
 /// Where the proxy is between serving and stopping (see `drain`).
@@ -114,6 +116,7 @@ impl Server {
             lifecycle: watch::channel(Lifecycle::Serving).0,
             holding: std::sync::atomic::AtomicBool::new(false),
             released: watch::channel(Arc::new(Vec::new())).0,
+            by_local: Arc::default(),
         };
         server.sync_listeners()?;
         Ok(server)
@@ -226,6 +229,14 @@ impl Server {
         }
     }
 
+    /// Waits (up to `timeout`) until no connection to `addrs` is open.
+    pub async fn wait_released(&self, addrs: &[std::net::IpAddr], timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.by_local.count(addrs) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Closes every remaining connection gracefully (idle ones at once,
     /// busy ones after their current response).
     pub fn close_connections(&self) {
@@ -326,6 +337,7 @@ impl Server {
                 permits: self.permits.clone(),
                 lifecycle: self.lifecycle.subscribe(),
                 released: self.released.subscribe(),
+                by_local: self.by_local.clone(),
             };
             handle.spawn(async move {
                 // Registering with the reactor must happen on the worker.
@@ -437,6 +449,7 @@ struct AcceptContext {
     permits: Arc<Semaphore>,
     lifecycle: watch::Receiver<Lifecycle>,
     released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
+    by_local: Arc<LocalCounts>,
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
@@ -471,22 +484,27 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             tls: tls.is_some(),
         };
         let runtime = ctx.runtime.clone();
-        let stop = ctx.stop.clone();
-        let lifecycle = ctx.lifecycle.clone();
         let mut released = ctx.released.clone();
         released.mark_unchanged();
+        let control = ConnControl {
+            stop: ctx.stop.clone(),
+            lifecycle: ctx.lifecycle.clone(),
+            released,
+            fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
+            _local: ctx.by_local.register(conn.local.ip()),
+        };
         let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         ctx.connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
-                None => serve_connection(stream, conn, runtime, stop, lifecycle, released).await,
+                None => serve_connection(stream, conn, runtime, control).await,
                 Some(acceptor) => {
                     let timeout = runtime.load().config.http.client_header_timeout;
-                    let handshake = tls::handshake(&acceptor, stream, timeout, peer, &stop);
+                    let handshake = tls::handshake(&acceptor, stream, timeout, peer, &control.stop);
                     if let Some(stream) = handshake.await {
-                        serve_connection(stream, conn, runtime, stop, lifecycle, released).await;
+                        serve_connection(stream, conn, runtime, control).await;
                     }
                 }
             }
@@ -496,16 +514,78 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
     }
 }
 
+/// What a connection task watches besides its own traffic.
+struct ConnControl {
+    /// The listener is going away (shutdown, reload removed it).
+    stop: CancellationToken,
+    lifecycle: watch::Receiver<Lifecycle>,
+    /// Addresses this node gave up.
+    released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
+    /// The client socket, to ask the kernel for bytes not read yet.
+    fd: std::os::fd::RawFd,
+    /// Counts this connection under its local address while it lives.
+    _local: LocalAddrGuard,
+}
+
+/// Bytes the client sent that nobody has read yet (FIONREAD).
+fn unread_bytes(fd: std::os::fd::RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int; the fd belongs to the connection
+    // whose task calls this, so it is open.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc == 0 { n.max(0) as usize } else { 0 }
+}
+
+/// Open connections per local address (to know when the connections to a
+/// VIP being given up are gone).
+#[derive(Debug, Default)]
+pub struct LocalCounts(std::sync::Mutex<HashMap<std::net::IpAddr, usize>>);
+
+impl LocalCounts {
+    fn register(self: &Arc<Self>, ip: std::net::IpAddr) -> LocalAddrGuard {
+        *self.lock().entry(ip).or_default() += 1;
+        LocalAddrGuard {
+            counts: self.clone(),
+            ip,
+        }
+    }
+
+    fn count(&self, ips: &[std::net::IpAddr]) -> usize {
+        let counts = self.lock();
+        ips.iter().filter_map(|ip| counts.get(ip)).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct LocalAddrGuard {
+    counts: Arc<LocalCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for LocalAddrGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn serve_connection<IO>(
     stream: IO,
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
-    stop: CancellationToken,
-    mut lifecycle: watch::Receiver<Lifecycle>,
-    mut released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
+    mut control: ConnControl,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    use std::sync::atomic::Ordering::Relaxed;
     let local_ip = conn.local.ip();
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
@@ -513,23 +593,29 @@ async fn serve_connection<IO>(
     // HTTP/2 connection is told to go with GOAWAY, an HTTP/1.1 one with
     // `Connection: close` on its next response.
     let is_h2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // HTTP/1.1: the next response closes the connection.
+    let close_after = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let service = {
-        let lifecycle = lifecycle.clone();
+        let lifecycle = control.lifecycle.clone();
         let is_h2 = is_h2.clone();
+        let close_after = close_after.clone();
         service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let rt = runtime.load_full();
             let conn = conn.clone();
             let h2 = req.version() == http::Version::HTTP_2;
             if h2 {
-                is_h2.store(true, std::sync::atomic::Ordering::Relaxed);
+                is_h2.store(true, Relaxed);
             }
             let lifecycle = lifecycle.clone();
+            let close_after = close_after.clone();
             // Boxed: the request future is a few KB; hyper moves the
             // service future into place for every request, and a box
             // makes that move a pointer copy.
             Box::pin(async move {
                 let mut response = handler::handle(rt, &conn, req).await;
-                if !h2 && *lifecycle.borrow() != Lifecycle::Serving {
+                let closing =
+                    *lifecycle.borrow() != Lifecycle::Serving || close_after.load(Relaxed);
+                if !h2 && closing {
                     response.headers_mut().insert(
                         http::header::CONNECTION,
                         http::HeaderValue::from_static("close"),
@@ -543,34 +629,37 @@ async fn serve_connection<IO>(
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     loop {
-        tokio::select! {
+        let close = tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection error");
                 }
                 return;
             }
-            _ = stop.cancelled() => break,
-            changed = released.changed() => {
-                if changed.is_err() {
-                    continue;
-                }
-                if released.borrow_and_update().contains(&local_ip) {
-                    tracing::debug!(%local_ip, "address given up: closing connection");
-                    break;
-                }
+            _ = control.stop.cancelled() => true,
+            changed = control.released.changed() => {
+                changed.is_ok() && control.released.borrow_and_update().contains(&local_ip)
             }
-            changed = lifecycle.changed() => {
-                if changed.is_err() {
-                    break;
+            changed = control.lifecycle.changed() => match changed {
+                Err(_) => true,
+                Ok(()) => {
+                    let state = *control.lifecycle.borrow_and_update();
+                    state == Lifecycle::Closing
+                        || (state == Lifecycle::Draining && is_h2.load(Relaxed))
                 }
-                let state = *lifecycle.borrow_and_update();
-                let h2 = is_h2.load(std::sync::atomic::Ordering::Relaxed);
-                if state == Lifecycle::Closing || (state == Lifecycle::Draining && h2) {
-                    break;
-                }
-            }
+            },
+        };
+        if !close {
+            continue;
         }
+        // hyper counts a connection whose next request is still in the
+        // socket buffer as idle and would close it unread (a reset for the
+        // client). Answer that request first, with `Connection: close`.
+        if !is_h2.load(Relaxed) && unread_bytes(control.fd) > 0 && !control.stop.is_cancelled() {
+            close_after.store(true, Relaxed);
+            continue;
+        }
+        break;
     }
     connection.as_mut().graceful_shutdown();
     if let Err(e) = connection.await {

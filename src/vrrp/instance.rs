@@ -96,20 +96,26 @@ pub(crate) struct Shared {
     pub hook: Arc<HookSlot>,
 }
 
-/// Called on every state change with the instance name, the old and new
-/// state and the instance's VIPs.
-pub type TransitionHook = Arc<dyn Fn(&str, State, State, &[IpAddr]) + Send + Sync>;
+/// Called with an instance's VIPs just before this node removes them (it
+/// leaves Master, or finds it was frozen while Master). The proxy closes
+/// its connections to those addresses while it can still reach the
+/// clients from them; the removal waits for the returned future.
+pub type ReleaseHook = Arc<
+    dyn Fn(Vec<IpAddr>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
-/// Where the speaker keeps its [`TransitionHook`], shared by instances.
+/// Where the speaker keeps its [`ReleaseHook`], shared by instances.
 #[derive(Default)]
-pub struct HookSlot(std::sync::RwLock<Option<TransitionHook>>);
+pub struct HookSlot(std::sync::RwLock<Option<ReleaseHook>>);
 
 impl HookSlot {
-    pub fn set(&self, hook: TransitionHook) {
+    pub fn set(&self, hook: ReleaseHook) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
-    pub fn get(&self) -> Option<TransitionHook> {
+    pub fn get(&self) -> Option<ReleaseHook> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -375,10 +381,7 @@ impl Runner {
         // The peer holds the VIP now: connections to it here are dead ends
         // already; let the proxy close them before the next response goes
         // out with keep-alive.
-        if let Some(hook) = self.shared.hook.get() {
-            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
-            hook(self.name(), State::Master, State::Backup, &vips);
-        }
+        self.release_vips().await;
         set_track(
             &self.shared,
             "freeze",
@@ -608,7 +611,18 @@ impl Runner {
         due
     }
 
+    /// Lets the proxy close connections to our VIPs (see [`ReleaseHook`]).
+    async fn release_vips(&self) {
+        if let Some(hook) = self.shared.hook.get() {
+            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
+            hook(vips).await;
+        }
+    }
+
     async fn remove_vips(&mut self) {
+        // First the connections (their FINs still leave from the VIP),
+        // then the addresses.
+        self.release_vips().await;
         for vip in self.shared.config.all_vips() {
             if let Err(e) = self.io.vips.remove(self.io.ifindex, vip).await {
                 error!(
@@ -695,10 +709,6 @@ impl Runner {
         });
         if to != State::Initialize {
             self.notify(to, false);
-        }
-        if let Some(hook) = self.shared.hook.get() {
-            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
-            hook(self.name(), from, to, &vips);
         }
     }
 

@@ -44,7 +44,7 @@ pub mod vip;
 pub use config::{VrrpConfig, VrrpFile, validate};
 pub use error::VrrpError;
 pub use freebind::set_freebind;
-pub use instance::{Counters, TransitionHook, TransitionRecord};
+pub use instance::{Counters, ReleaseHook, TransitionRecord};
 pub use machine::State;
 pub use run::run_standalone;
 pub use speaker::{CounterSnapshot, InstanceStatus, Speaker};

@@ -17,9 +17,7 @@ use super::announce::FrameSender;
 use super::config::{InstanceConfig, Vip, VrrpConfig};
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::error::VrrpError;
-use super::instance::{
-    self, Command, HookSlot, Io, Packet, Shared, TransitionHook, TransitionRecord,
-};
+use super::instance::{self, Command, HookSlot, Io, Packet, ReleaseHook, Shared, TransitionRecord};
 use super::machine::{OWNER_PRIORITY, State};
 use super::netif;
 use super::packet::Version;
@@ -133,9 +131,9 @@ impl Speaker {
         Ok(speaker)
     }
 
-    /// Registers `hook`, called on every state change of every instance
-    /// (the proxy uses it to close connections to VIPs it gives up).
-    pub fn on_transition(&self, hook: TransitionHook) {
+    /// Registers `hook`, called before any instance removes its VIPs (the
+    /// proxy closes its connections to them first).
+    pub fn on_release(&self, hook: ReleaseHook) {
         self.inner.hook.set(hook);
     }
 
