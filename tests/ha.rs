@@ -477,11 +477,19 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
     );
     let from_b = report.first_served_by_after("be-b", t0).expect("b served");
     assert!(from_b - t0 < Duration::from_secs(2), "{:?}", from_b - t0);
-    // Nothing fails once b holds the VIP.
+    // Until the VIP moved, a answered 502 (its pool is empty); no request
+    // was lost otherwise: a closed its keep-alive connections before it
+    // removed the VIP, so no client sent into a reset.
+    let lost: Vec<_> = report
+        .failures()
+        .into_iter()
+        .filter(|o| !matches!(&o.result, Err(e) if e.starts_with("status 502")))
+        .collect();
+    assert!(lost.is_empty(), "{lost:?}");
     let late: Vec<_> = report
         .failures()
         .into_iter()
-        .filter(|o| o.at > from_b + Duration::from_millis(100))
+        .filter(|o| o.at > from_b)
         .collect();
     assert!(late.is_empty(), "{late:?}");
 }
