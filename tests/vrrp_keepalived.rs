@@ -127,11 +127,16 @@ fn setup(tag: &str, x: u8, variant: Variant, vigil_priority: u8, keepalived_prio
 
 impl Setup {
     fn start_vigil(&self, run: usize) -> u32 {
-        self.lab.spawn(
-            &self.vigil,
-            &[VIGIL, "run", "-c", &self.vigil_cfg],
-            &format!("vigil-{run}.log"),
-        )
+        let log = format!("vigil-{run}.log");
+        let pid = self
+            .lab
+            .spawn(&self.vigil, &[VIGIL, "run", "-c", &self.vigil_cfg], &log);
+        // As for keepalived: budgets count from a running state machine.
+        self.lab
+            .wait_until(Duration::from_secs(10), "vigil started", || {
+                self.lab.read(&log).contains("VRRP instance started")
+            });
+        pid
     }
 
     /// keepalived in the foreground; its VRRP work happens in a child
@@ -141,7 +146,8 @@ impl Setup {
         let pid = self.lab.path("ka.pid").display().to_string();
         let vrrp_pid = self.lab.path("vrrp.pid").display().to_string();
         let _ = std::fs::remove_file(&vrrp_pid);
-        self.lab.spawn(
+        let log = format!("keepalived-{run}.log");
+        let spawned = self.lab.spawn(
             &self.keepalived,
             &[
                 "keepalived",
@@ -157,8 +163,16 @@ impl Setup {
                 "-r",
                 &vrrp_pid,
             ],
-            &format!("keepalived-{run}.log"),
-        )
+            &log,
+        );
+        // Timing budgets count from when keepalived runs its VRRP state
+        // machine, not from the spawn: on a loaded CI machine its start-up
+        // alone can take a second or two.
+        self.lab
+            .wait_until(Duration::from_secs(10), "keepalived started", || {
+                self.lab.read(&log).contains("Startup complete")
+            });
+        spawned
     }
 
     /// SIGKILL of keepalived as a whole: its VRRP child first (killing only
