@@ -206,8 +206,18 @@ impl Setup {
                 self.on(master) && (other_may_hold || !self.on(other))
             });
         let mac = self.lab.mac(master, "eth0");
+        // A client ignores ARP updates within `locktime` (1 s) of the last
+        // one. When the old master's late gratuitous ARP (vigil's second
+        // burst at 1.2 s) lands just before the new master's first burst,
+        // only the new master's *second* burst corrects the client: vigil's
+        // at 1.2 s, keepalived's at its `garp_master_delay` (5 s).
+        let second_burst = if std::ptr::eq(master, &self.keepalived) {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(1200)
+        };
         self.lab.wait_until(
-            Duration::from_secs(3),
+            second_burst + Duration::from_secs(2),
             &format!("{what}: client reaches VIP via {}", master.name),
             || {
                 self.lab.ping(&self.client, &self.vip)
