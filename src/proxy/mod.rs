@@ -10,6 +10,7 @@ pub mod headers;
 pub mod respond;
 pub mod router;
 pub mod runtime;
+pub mod sendfile;
 pub mod server;
 pub mod stall_timer;
 pub mod static_files;

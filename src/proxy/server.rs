@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
+use super::sendfile::{SendfileHandle, SendfileStream};
 use super::tls;
 use super::workers::Workers;
 use crate::config::HttpSettings;
@@ -499,12 +500,15 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         ctx.connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
-                None => serve_connection(stream, conn, runtime, control).await,
+                None => {
+                    let (stream, sendfile) = SendfileStream::new(stream);
+                    serve_connection(stream, conn, runtime, control, Some(sendfile)).await
+                }
                 Some(acceptor) => {
                     let timeout = runtime.load().config.http.client_header_timeout;
                     let handshake = tls::handshake(&acceptor, stream, timeout, peer, &control.stop);
                     if let Some(stream) = handshake.await {
-                        serve_connection(stream, conn, runtime, control).await;
+                        serve_connection(stream, conn, runtime, control, None).await;
                     }
                 }
             }
@@ -582,6 +586,7 @@ async fn serve_connection<IO>(
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
     mut control: ConnControl,
+    sendfile: Option<SendfileHandle>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -599,12 +604,16 @@ async fn serve_connection<IO>(
         let lifecycle = control.lifecycle.clone();
         let is_h2 = is_h2.clone();
         let close_after = close_after.clone();
-        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let rt = runtime.load_full();
             let conn = conn.clone();
             let h2 = req.version() == http::Version::HTTP_2;
             if h2 {
                 is_h2.store(true, Relaxed);
+            } else if let Some(handle) = &sendfile {
+                // Static files may go out with sendfile (HTTP/1 only: see
+                // proxy::sendfile).
+                req.extensions_mut().insert(handle.clone());
             }
             let lifecycle = lifecycle.clone();
             let close_after = close_after.clone();
@@ -672,6 +681,9 @@ fn http_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
+        // Body chunks are queued and written as handed over (never copied
+        // into a flat buffer): proxy::sendfile depends on it.
+        .writev(true)
         .timer(TokioTimer::new())
         .header_read_timeout(http.client_header_timeout)
         .max_buf_size(http.max_header_size.max(8192))

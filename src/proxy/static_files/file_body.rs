@@ -22,6 +22,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::chunk_pool;
+use crate::proxy::sendfile::{self, SendfileHandle};
 
 /// Bytes read per chunk: large enough that the per-read costs (syscall,
 /// allocation, a hyper frame) are small next to the copy; small enough
@@ -67,6 +69,9 @@ pub(crate) struct FileBody {
     /// Cleared when the file system does not support `RWF_NOWAIT`.
     try_cached: bool,
     runtime: Handle,
+    /// Plain HTTP/1.1 connection: file ranges go out with `sendfile(2)`
+    /// (see `proxy::sendfile`), through a second descriptor of the file.
+    sendfile: Option<(SendfileHandle, Arc<File>)>,
 }
 
 impl FileBody {
@@ -79,7 +84,18 @@ impl FileBody {
             remaining,
             try_cached: true,
             runtime: Handle::current(),
+            sendfile: None,
         }
+    }
+
+    /// Sends the file's ranges with `sendfile(2)` on `handle`'s connection
+    /// when they are in the page cache (the kernel moves the pages; nothing
+    /// is copied here). Falls back to reading if the file cannot be shared.
+    pub fn with_sendfile(mut self, handle: SendfileHandle) -> Self {
+        if let Some(shared) = self.file.as_ref().and_then(|f| f.try_clone().ok()) {
+            self.sendfile = Some((handle, Arc::new(shared)));
+        }
+        self
     }
 }
 
@@ -106,6 +122,22 @@ impl http_body::Body for FileBody {
                 Some(Segment::Bytes(b)) => return Poll::Ready(Some(Ok(this.sent(b)))),
                 Some(Segment::File { len: 0, .. }) => {}
                 Some(Segment::File { offset, len }) => {
+                    if let Some((handle, shared)) = &this.sendfile {
+                        // Only when the range's first page is cached: a
+                        // cold file is read ahead off this thread instead,
+                        // where sendfile would wait for the disk on it.
+                        if is_cached(shared, offset)? {
+                            let n = len.min(sendfile::CHUNK as u64);
+                            if len > n {
+                                this.segments.push_front(Segment::File {
+                                    offset: offset + n,
+                                    len: len - n,
+                                });
+                            }
+                            let chunk = handle.chunk(shared, offset, n as usize);
+                            return Poll::Ready(Some(Ok(this.sent(chunk))));
+                        }
+                    }
                     let Some(file) = this.file.take() else {
                         return Poll::Ready(Some(Err(io::Error::other(
                             "file body without a file",
@@ -232,6 +264,20 @@ fn pread(
     // the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// Whether the byte at `offset` is in the page cache (a one-byte
+/// `RWF_NOWAIT` read). A file system without `RWF_NOWAIT` answers yes: the
+/// question cannot be asked there, and serving beats refusing.
+fn is_cached(file: &File, offset: u64) -> io::Result<bool> {
+    let mut byte = Vec::with_capacity(1);
+    match pread(file, &mut byte, offset, 1, libc::RWF_NOWAIT) {
+        Ok(0) => Err(shrank()),
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 fn shrank() -> io::Error {

@@ -30,6 +30,8 @@ pub(crate) struct Job {
     pub facts: RequestFacts,
     pub now: SystemTime,
     pub confinement: Confinement,
+    /// The connection can take files by `sendfile` (plain HTTP/1.1).
+    pub sendfile: Option<crate::proxy::sendfile::SendfileHandle>,
 }
 
 /// What the file system said.
@@ -221,7 +223,7 @@ fn serve_file(
             None => return Found::Status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     } else {
-        match stream(opened, &reply.segments) {
+        match stream(opened, &reply.segments, job.sendfile.clone()) {
             Ok(body) => body,
             Err(e) => return read_failed(rel, &e),
         }
@@ -253,7 +255,11 @@ fn remember(
 
 /// A streamed body whose first chunk is read now, in this hop: a file up to
 /// [`CHUNK`] bytes is then complete and closed before the hop returns.
-fn stream(mut opened: Opened, segments: &[Segment]) -> std::io::Result<Body> {
+fn stream(
+    mut opened: Opened,
+    segments: &[Segment],
+    sendfile: Option<crate::proxy::sendfile::SendfileHandle>,
+) -> std::io::Result<Body> {
     let mut segments = segments.to_vec();
     if let Some(i) = segments
         .iter()
@@ -279,7 +285,11 @@ fn stream(mut opened: Opened, segments: &[Segment]) -> std::io::Result<Body> {
             .ok_or_else(|| std::io::Error::other("segment bounds"))?;
         return Ok(Body::full(bytes));
     }
-    Ok(Body::stream(FileBody::new(Some(opened.file), segments)))
+    let body = FileBody::new(Some(opened.file), segments);
+    Ok(Body::stream(match sendfile {
+        Some(handle) => body.with_sendfile(handle),
+        None => body,
+    }))
 }
 
 fn refused(base: &std::path::Path, e: OpenError) -> StatusCode {

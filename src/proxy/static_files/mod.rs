@@ -172,6 +172,10 @@ async fn serve_with(
         facts,
         now,
         confinement,
+        sendfile: req
+            .extensions
+            .get::<crate::proxy::sendfile::SendfileHandle>()
+            .cloned(),
     };
     let found = match tokio::task::spawn_blocking(move || lookup::run(&job, cache)).await {
         Ok(found) => found,

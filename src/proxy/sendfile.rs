@@ -1,0 +1,251 @@
+//! Zero-copy static files on plain HTTP/1.1 connections: `sendfile(2)`
+//! underneath hyper.
+//!
+//! hyper writes response bodies from `Bytes` it is handed and offers no
+//! way to pass a file. So a file body on such a connection yields
+//! *placeholder* chunks — slices of one static, all-zero [`PLACEHOLDER`]
+//! region, with the right lengths so hyper's framing and accounting stay
+//! exact — and records, in the connection's [`SendfileQueue`], which file
+//! range each placeholder stands for. The connection's socket wrapper,
+//! [`SendfileStream`], recognises placeholder memory when hyper writes it
+//! and sends the file range with `sendfile(2)` instead: the kernel moves the
+//! pages, nothing is copied through user space, and no read buffer is
+//! held per response.
+//!
+//! Safety of the trick rests on two facts, both checked:
+//! - hyper queues body chunks and writes them in order with vectored
+//!   writes (its "queue" write strategy, forced on these connections), so
+//!   placeholder bytes reach the socket wrapper as they were handed over;
+//! - every placeholder write is matched against the front of the queue
+//!   (same range, same progress). Any mismatch is an error that aborts the
+//!   connection: it can never turn into zeros on the wire.
+//!
+//! Entries cannot go stale: hyper keeps an HTTP/1 connection open only
+//! after a response body has ended, and it writes everything it buffered
+//! before the connection goes on; a body that fails ends the connection.
+//!
+//! Only HTTP/1.x requests on connections without TLS get a queue (TLS
+//! must encrypt in user space; HTTP/2 interleaves streams).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Largest placeholder chunk (also the largest `sendfile` per write).
+pub const CHUNK: usize = 256 * 1024;
+
+/// The memory placeholder chunks point into. Never sent as such.
+static PLACEHOLDER: [u8; CHUNK] = [0; CHUNK];
+
+/// One file range waiting to be sent in place of a placeholder chunk.
+#[derive(Debug)]
+struct Pending {
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+    sent: usize,
+}
+
+/// The file ranges a connection owes, in body order.
+#[derive(Debug, Default)]
+pub struct SendfileQueue(Mutex<VecDeque<Pending>>);
+
+/// What a request carries (in its extensions) when its connection can
+/// send files with `sendfile`.
+#[derive(Debug, Clone)]
+pub struct SendfileHandle(Arc<SendfileQueue>);
+
+impl SendfileHandle {
+    /// A placeholder chunk for `len` bytes (at most [`CHUNK`]) of `file`
+    /// from `offset`, to be yielded as body data.
+    pub fn chunk(&self, file: &Arc<File>, offset: u64, len: usize) -> Bytes {
+        let len = len.min(CHUNK);
+        self.0.lock().push_back(Pending {
+            file: file.clone(),
+            offset,
+            len,
+            sent: 0,
+        });
+        Bytes::from_static(&PLACEHOLDER[..len])
+    }
+}
+
+impl SendfileQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where `slice` starts inside the placeholder region, if it is there.
+fn placeholder_offset(slice: &[u8]) -> Option<usize> {
+    let start = PLACEHOLDER.as_ptr() as usize;
+    let at = slice.as_ptr() as usize;
+    (at >= start && at + slice.len() <= start + CHUNK && !slice.is_empty()).then(|| at - start)
+}
+
+/// A client TCP connection that can send queued file ranges.
+#[derive(Debug)]
+pub struct SendfileStream {
+    stream: TcpStream,
+    queue: Arc<SendfileQueue>,
+}
+
+impl SendfileStream {
+    pub fn new(stream: TcpStream) -> (Self, SendfileHandle) {
+        let queue = Arc::new(SendfileQueue::default());
+        (
+            Self {
+                stream,
+                queue: queue.clone(),
+            },
+            SendfileHandle(queue),
+        )
+    }
+
+    /// Sends (part of) the placeholder `slice`, which starts `offset`
+    /// bytes into its chunk.
+    fn poll_send_file(
+        &mut self,
+        cx: &mut Context<'_>,
+        slice: &[u8],
+        offset: usize,
+    ) -> Poll<io::Result<usize>> {
+        let (file, position, len) = {
+            let queue = self.queue.lock();
+            let Some(front) = queue.front() else {
+                return Poll::Ready(Err(mismatch("placeholder written with nothing queued")));
+            };
+            // hyper advances past what each write took, so an in-step
+            // write is exactly the unsent rest of the front range.
+            if front.sent != offset || slice.len() != front.len - front.sent {
+                return Poll::Ready(Err(mismatch("placeholder out of step with its file range")));
+            }
+            (
+                front.file.clone(),
+                front.offset + front.sent as u64,
+                slice.len(),
+            )
+        };
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            let sent = self.stream.try_io(Interest::WRITABLE, || {
+                let mut off = position as libc::off_t;
+                // SAFETY: both fds are open for the call (the file is held by
+                // the queue entry, the socket by `self`); `off` is a valid
+                // out-pointer.
+                let n = unsafe {
+                    libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut off, len)
+                };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match sent {
+                Ok(0) => {
+                    // The file is shorter than promised (truncated while
+                    // being served): Content-Length cannot be met.
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    )));
+                }
+                Ok(n) => {
+                    let mut queue = self.queue.lock();
+                    if let Some(front) = queue.front_mut() {
+                        front.sent += n;
+                        if front.sent == front.len {
+                            queue.pop_front();
+                        }
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+fn mismatch(what: &str) -> io::Error {
+    io::Error::other(format!("sendfile: {what}; closing the connection"))
+}
+
+impl AsyncRead for SendfileStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendfileStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match placeholder_offset(buf) {
+            Some(offset) => self.poll_send_file(cx, buf, offset),
+            None => Pin::new(&mut self.stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Every proxied response passes here too: no allocation.
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else {
+            return Poll::Ready(Ok(0));
+        };
+        if let Some(offset) = placeholder_offset(first) {
+            return self.poll_send_file(cx, first, offset);
+        }
+        // Ordinary bytes up to the first placeholder, in one writev.
+        let plain = bufs
+            .iter()
+            .position(|b| placeholder_offset(b).is_some())
+            .unwrap_or(bufs.len());
+        Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..plain])
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_memory_is_recognised_and_nothing_else() {
+        let b = Bytes::from_static(&PLACEHOLDER[..100]);
+        assert_eq!(placeholder_offset(&b), Some(0));
+        assert_eq!(placeholder_offset(&b[10..]), Some(10));
+        let copy = b.to_vec();
+        assert_eq!(placeholder_offset(&copy), None, "a copy is ordinary bytes");
+        assert_eq!(placeholder_offset(&[]), None);
+    }
+}
