@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::runtime::Runtime;
-use crate::proxy::server::{BindError, Server};
+use crate::proxy::server::{BindError, Hold, Server};
 use crate::vrrp::{self, Speaker, VrrpError};
 
 /// Why vigil could not start.
@@ -233,7 +233,7 @@ impl App {
         let settle = grace.min(std::time::Duration::from_secs(1));
         let started = std::time::Instant::now();
         self.server.set_draining(true);
-        self.server.hold_new_connections(true);
+        self.server.hold_new_connections(Hold::Drain, true);
         tracing::info!(
             connections = self.server.connections(),
             "draining; new connections held off"
@@ -278,7 +278,7 @@ impl App {
     pub fn undrain(&self) {
         self.standby.store(false, Ordering::Relaxed);
         self.server.set_draining(false);
-        self.server.hold_new_connections(false);
+        self.server.hold_new_connections(Hold::Drain, false);
         if let Some(speaker) = self.speaker() {
             speaker.set_standby(false);
         }
@@ -446,6 +446,11 @@ impl App {
     /// Before an instance removes its VIPs, connections to them are closed
     /// (see `Server::release_addresses`), while the FINs can still leave
     /// from those addresses; the removal waits up to 100 ms for that.
+    /// Meanwhile new connections are held off: one accepted now could not
+    /// be answered once the VIP is gone (replies from a removed address
+    /// are not routed), and would hang until the client's timeout. A held
+    /// SYN is retried by the client's TCP a second later and reaches
+    /// the new master.
     fn watch_transitions(self: &Arc<Self>) {
         let Some(speaker) = self.speaker() else {
             return;
@@ -455,10 +460,17 @@ impl App {
             let app = app.clone();
             Box::pin(async move {
                 let Some(app) = app.upgrade() else { return };
+                app.server.hold_new_connections(Hold::Release, true);
                 app.server.release_addresses(&vips);
                 app.server
                     .wait_released(&vips, std::time::Duration::from_millis(100))
                     .await;
+                // The VIPs are removed as soon as this returns; lift the
+                // hold once they surely are.
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    app.server.hold_new_connections(Hold::Release, false);
+                });
             })
         }));
     }

@@ -46,13 +46,36 @@ pub struct Server {
     permits: Arc<Semaphore>,
     /// Draining state, watched by every connection.
     lifecycle: watch::Sender<Lifecycle>,
-    /// New connections are being held off (SYNs dropped).
-    holding: std::sync::atomic::AtomicBool,
+    /// Why new connections are being held off (SYNs dropped), if at all.
+    holds: Mutex<Holds>,
     /// Local addresses this node no longer holds (VIPs handed to a peer):
     /// connections to them are closed.
     released: watch::Sender<Arc<Vec<std::net::IpAddr>>>,
     /// Open connections per local address.
     by_local: Arc<LocalCounts>,
+}
+
+/// Why new connections are held off (see `Server::hold_new_connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// A planned stop or `vigil drain`: on until `undrain`.
+    Drain,
+    /// A VIP is being given up: each `on` is matched by one `off` once
+    /// the VIP is gone. Counted, as several VRRP instances may release
+    /// at once.
+    Release,
+}
+
+#[derive(Debug, Default)]
+struct Holds {
+    drain: bool,
+    releases: usize,
+}
+
+impl Holds {
+    fn any(&self) -> bool {
+        self.drain || self.releases > 0
+    }
 }
 
 /// Where the proxy is between serving and stopping (see `drain`).
@@ -115,7 +138,7 @@ impl Server {
             root: CancellationToken::new(),
             permits: Arc::new(Semaphore::new(max_connections)),
             lifecycle: watch::channel(Lifecycle::Serving).0,
-            holding: std::sync::atomic::AtomicBool::new(false),
+            holds: Mutex::new(Holds::default()),
             released: watch::channel(Arc::new(Vec::new())).0,
             by_local: Arc::default(),
         };
@@ -207,12 +230,23 @@ impl Server {
     /// are not affected. Refusing (closing the listener, a RST) would fail
     /// the request; accepting would start a connection that the VIP move
     /// is about to cut. Undone with `false`.
-    pub fn hold_new_connections(&self, hold: bool) {
-        self.holding
-            .store(hold, std::sync::atomic::Ordering::Relaxed);
-        for l in self.lock_listeners().values() {
+    pub fn hold_new_connections(&self, hold: Hold, on: bool) {
+        // Listeners first, then holds: the order `spawn_listener` takes them.
+        let listeners = self.lock_listeners();
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let was = holds.any();
+        match hold {
+            Hold::Drain => holds.drain = on,
+            Hold::Release if on => holds.releases += 1,
+            Hold::Release => holds.releases = holds.releases.saturating_sub(1),
+        }
+        let now = holds.any();
+        if was == now {
+            return;
+        }
+        for l in listeners.values() {
             for s in &l.sockets {
-                if let Err(e) = set_syn_drop(s, hold) {
+                if let Err(e) = set_syn_drop(s, now) {
                     tracing::warn!(error = %e, "cannot set the SYN filter on a listener");
                 }
             }
@@ -324,7 +358,7 @@ impl Server {
             .iter()
             .filter_map(|s| s.try_clone().ok().map(Socket::from))
             .collect();
-        if self.holding.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.holds.lock().unwrap_or_else(|e| e.into_inner()).any() {
             for d in &dups {
                 let _ = set_syn_drop(d, true);
             }
@@ -487,7 +521,12 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         let runtime = ctx.runtime.clone();
         let mut released = ctx.released.clone();
         released.mark_unchanged();
+        // Accepted while its address is being given up (the kernel
+        // completed the handshake before the SYN hold): answer what the
+        // client sends now, then close, before the address goes.
+        let doomed = released.borrow().contains(&conn.local.ip());
         let control = ConnControl {
+            doomed,
             stop: ctx.stop.clone(),
             lifecycle: ctx.lifecycle.clone(),
             released,
@@ -520,6 +559,8 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
 
 /// What a connection task watches besides its own traffic.
 struct ConnControl {
+    /// Its local address was already released when it was accepted.
+    doomed: bool,
     /// The listener is going away (shutdown, reload removed it).
     stop: CancellationToken,
     lifecycle: watch::Receiver<Lifecycle>,
@@ -599,7 +640,7 @@ async fn serve_connection<IO>(
     // `Connection: close` on its next response.
     let is_h2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // HTTP/1.1: the next response closes the connection.
-    let close_after = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let close_after = Arc::new(std::sync::atomic::AtomicBool::new(control.doomed));
     let service = {
         let lifecycle = control.lifecycle.clone();
         let is_h2 = is_h2.clone();
