@@ -466,9 +466,11 @@ impl App {
                     .wait_released(&vips, std::time::Duration::from_millis(100))
                     .await;
                 // The VIPs are removed as soon as this returns; lift the
-                // hold once they surely are.
+                // hold once they surely are (and should one come back, its
+                // connections are ordinary ones).
                 tokio::spawn(async move {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    app.server.forget_released(&vips);
                     app.server.hold_new_connections(Hold::Release, false);
                 });
             })

@@ -11,7 +11,8 @@
 //! 3. SIGSTOP of the master: the backup serves within Master_Down_Interval
 //!    plus a margin, and SIGCONT causes no second outage;
 //! 4. every upstream of the master dies: its priority drops and the backup
-//!    takes over while the master process stays up;
+//!    takes over while the master process stays up; when they return it
+//!    preempts, and keep-alive connections to it work as before;
 //! 5. a tracked interface goes down: FAULT, the VIP moves;
 //! 6. wedged workers (event loops blocked): the self-probe fails and the
 //!    backup takes over fast.
@@ -492,6 +493,29 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
         .filter(|o| o.at > from_b)
         .collect();
     assert!(late.is_empty(), "{late:?}");
+
+    // The upstream comes back: a preempts, and its connections to the VIP
+    // it once gave up are ordinary keep-alive ones again.
+    let backend = ha.lab.path("a-backend.toml");
+    ha.lab.spawn(
+        &ha.a.node,
+        &[VIGIL, "run", "-c", backend.to_str().unwrap()],
+        "a-backend-2.log",
+    );
+    ha.wait_vip_on(true, Duration::from_secs(5));
+    let url = format!("http://{}/", ha.vip);
+    let mut curl = vec!["curl", "-s", "--max-time", "5", "-w", "%{num_connects}\n"];
+    curl.extend([url.as_str(), url.as_str(), url.as_str()]);
+    ha.lab.wait_until(Duration::from_secs(3), "a answers", || {
+        let out = ha.lab.exec(&ha.client, &curl);
+        String::from_utf8_lossy(&out.stdout).starts_with("be-a")
+    });
+    let out = ha.lab.exec(&ha.client, &curl);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text, "be-a\n1\nbe-a\n0\nbe-a\n0\n",
+        "three requests on one connection to a"
+    );
 }
 
 #[test]

@@ -264,6 +264,23 @@ impl Server {
         }
     }
 
+    /// `addrs` are gone from this node (or back for good): connections
+    /// accepted for them from now on are ordinary again.
+    pub fn forget_released(&self, addrs: &[std::net::IpAddr]) {
+        self.released.send_if_modified(|list| {
+            if !list.iter().any(|a| addrs.contains(a)) {
+                return false;
+            }
+            *list = Arc::new(
+                list.iter()
+                    .filter(|a| !addrs.contains(a))
+                    .copied()
+                    .collect(),
+            );
+            true
+        });
+    }
+
     /// Waits (up to `timeout`) until no connection to `addrs` is open.
     pub async fn wait_released(&self, addrs: &[std::net::IpAddr], timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
