@@ -255,6 +255,8 @@ fn remember(
 
 /// A streamed body whose first chunk is read now, in this hop: a file up to
 /// [`CHUNK`] bytes is then complete and closed before the hop returns.
+/// Larger files on a connection that takes `sendfile` are not read here
+/// at all: the kernel sends them from the page cache.
 fn stream(
     mut opened: Opened,
     segments: &[Segment],
@@ -265,7 +267,9 @@ fn stream(
         .iter()
         .position(|s| matches!(s, Segment::File { .. }))
     {
-        if let Segment::File { offset, len } = segments[i] {
+        if let Segment::File { offset, len } = segments[i]
+            && (sendfile.is_none() || len <= CHUNK)
+        {
             let n = len.min(CHUNK);
             let head = read_at(&mut opened.file, offset, n)?;
             segments[i] = Segment::Bytes(head);
