@@ -100,40 +100,16 @@ async fn whole_files_ranges_and_heads_mixed_on_one_connection() {
         assert_eq!(head.header("content-length"), Some(&*BIG.to_string()));
         assert!(head.body.is_empty());
 
-        let r = conn
-            .send(request(
-                "GET",
-                "/big.bin",
-                &[("range", "bytes=1000-300999")],
-                "",
-            ))
-            .await
-            .unwrap();
+        let r = range(&mut conn, "bytes=1000-300999").await;
         assert_eq!(r.status, 206);
         same("single range", &r.body, &s.big[1000..301_000]);
 
         // A suffix range that crosses several sendfile chunks.
-        let r = conn
-            .send(request(
-                "GET",
-                "/big.bin",
-                &[("range", "bytes=-2000000")],
-                "",
-            ))
-            .await
-            .unwrap();
+        let r = range(&mut conn, "bytes=-2000000").await;
         assert_eq!(r.status, 206);
         same("suffix range", &r.body, &s.big[BIG - 2_000_000..]);
 
-        let r = conn
-            .send(request(
-                "GET",
-                "/big.bin",
-                &[("range", "bytes=0-99,4000000-4399999")],
-                "",
-            ))
-            .await
-            .unwrap();
+        let r = range(&mut conn, "bytes=0-99,4000000-4399999").await;
         assert_eq!(r.status, 206);
         let body = &r.body[..];
         let first = find(body, &s.big[..100]).expect("first part present");
@@ -145,6 +121,12 @@ async fn whole_files_ranges_and_heads_mixed_on_one_connection() {
     }
     assert!(!conn.is_closed());
     drop(s.vigil);
+}
+
+async fn range(conn: &mut Conn, spec: &str) -> client::Reply {
+    conn.send(request("GET", "/big.bin", &[("range", spec)], ""))
+        .await
+        .unwrap()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
