@@ -263,9 +263,12 @@ fn nopreempt_master_return_keeps_the_current_master() {
             ..Opts::default()
         },
     );
-    let a_pid = p.start(&p.a);
+    // B first: with nopreempt it would not take the VIP from an A that
+    // won the race to Master, so the start order decides the election.
     let b_pid = p.start(&p.b);
     p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    let a_pid = p.start(&p.a);
+    p.expect_stable(&p.b, &p.a, Duration::from_millis(500));
     p.lab.kill(b_pid);
     p.expect_master(&p.a, &p.b, mdi_100ms(100) + MARGIN, "SIGKILL", true);
     // B returns with the higher priority but nopreempt: A keeps the VIP.
