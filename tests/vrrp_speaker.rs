@@ -175,8 +175,10 @@ fn speaker_api_against_a_peer() {
                     assert_eq!(state(&speaker), State::Fault, "standby never takes the VIP");
                     assert!(on_b() && !on_a());
                     speaker.set_standby(false);
+                    // The VIP is added before the transition is recorded:
+                    // wait for both, or `before` below could miss it.
                     until(Duration::from_secs(2), "a back after standby", || {
-                        on_a() && !on_b()
+                        on_a() && !on_b() && state(&speaker) == State::Master
                     })
                     .await;
 
