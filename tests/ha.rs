@@ -463,7 +463,9 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
     // a: 150 - 100 = 50 < b's 100: b preempts at once (Skew_Time).
     let took = ha.wait_vip_on(false, Duration::from_secs(3));
     eprintln!("VIP moved {took:?} after a's upstreams died");
-    std::thread::sleep(Duration::from_millis(500));
+    // Long enough for a SYN that a held off during the hand-over to be
+    // retried (after 1 s) and reach b.
+    std::thread::sleep(Duration::from_millis(1500));
     let report = load.stop();
     eprintln!("upstreams dead: {}", report.summary());
     // a is still up, as a backup with its lowered priority.

@@ -589,6 +589,20 @@ struct ConnControl {
     _local: LocalAddrGuard,
 }
 
+/// How long a connection that has not sent its first request yet is given
+/// to send it when the connection is asked to close: well inside the 100 ms
+/// a VIP release waits for connections, so the answer still gets out.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(40);
+
+/// Waits (polling FIONREAD: hyper owns the socket's readiness) until the
+/// client has sent something, or `grace` has passed.
+async fn await_first_bytes(fd: std::os::fd::RawFd, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while unread_bytes(fd) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Bytes the client sent that nobody has read yet (FIONREAD).
 fn unread_bytes(fd: std::os::fd::RawFd) -> usize {
     let mut n: libc::c_int = 0;
@@ -658,11 +672,15 @@ async fn serve_connection<IO>(
     let is_h2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // HTTP/1.1: the next response closes the connection.
     let close_after = Arc::new(std::sync::atomic::AtomicBool::new(control.doomed));
+    // A request has reached the service on this connection.
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let service = {
         let lifecycle = control.lifecycle.clone();
         let is_h2 = is_h2.clone();
         let close_after = close_after.clone();
+        let served = served.clone();
         service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            served.store(true, Relaxed);
             let rt = runtime.load_full();
             let conn = conn.clone();
             let h2 = req.version() == http::Version::HTTP_2;
@@ -722,9 +740,17 @@ async fn serve_connection<IO>(
         // hyper counts a connection whose next request is still in the
         // socket buffer as idle and would close it unread (a reset for the
         // client). Answer that request first, with `Connection: close`.
-        if !is_h2.load(Relaxed) && unread_bytes(control.fd) > 0 && !control.stop.is_cancelled() {
-            close_after.store(true, Relaxed);
-            continue;
+        if !is_h2.load(Relaxed) && !control.stop.is_cancelled() {
+            if !served.load(Relaxed) {
+                // Just opened: its first request is likely on the way, and
+                // closing now would fail a request the client has not even
+                // sent (no client retries that). Give it a moment.
+                await_first_bytes(control.fd, FIRST_REQUEST_GRACE).await;
+            }
+            if unread_bytes(control.fd) > 0 {
+                close_after.store(true, Relaxed);
+                continue;
+            }
         }
         break;
     }
