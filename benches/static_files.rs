@@ -41,7 +41,7 @@ async fn fetch(site: &StaticSite, path: &str, headers: &[(&str, &str)]) -> usize
     }
     let (parts, ()) = b.body(()).expect("request").into_parts();
     let path = NormalizedPath::parse(parts.uri.path()).expect("path");
-    match serve(site, &parts, &path).await {
+    match serve(site, &parts, &path, None).await {
         Outcome::Response(r) => r
             .into_body()
             .collect()

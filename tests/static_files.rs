@@ -109,7 +109,7 @@ async fn fetch(site: &StaticSite, raw_path: &str) -> Vec<(StatusCode, Bytes)> {
             seen.push((StatusCode::BAD_REQUEST, Bytes::new()));
             return seen;
         };
-        match serve(site, &parts, &normalized).await {
+        match serve(site, &parts, &normalized, None).await {
             Outcome::Response(r) => {
                 let (head, body) = r.into_parts();
                 seen.push((head.status, body.collect().await.unwrap().to_bytes()));

@@ -208,13 +208,13 @@ impl Setup {
         let mac = self.lab.mac(master, "eth0");
         // A client ignores ARP updates within `locktime` (1 s) of the last
         // one. When the old master's late gratuitous ARP (vigil's second
-        // burst at 1.2 s) lands just before the new master's first burst,
+        // burst) lands just before the new master's first burst,
         // only the new master's *second* burst corrects the client: vigil's
-        // at 1.2 s, keepalived's at its `garp_master_delay` (5 s).
+        // at GARP_SECOND_BURST, keepalived's at its `garp_master_delay` (5 s).
         let second_burst = if std::ptr::eq(master, &self.keepalived) {
             Duration::from_secs(5)
         } else {
-            Duration::from_millis(1200)
+            vigil::vrrp::config::GARP_SECOND_BURST
         };
         self.lab.wait_until(
             second_burst + Duration::from_secs(2),

@@ -30,6 +30,7 @@ use super::headers::ClientInfo;
 use super::respond;
 use super::router::normalize_host;
 use super::runtime::Runtime;
+use super::sendfile::SendfileHandle;
 use super::static_files::{self, Outcome};
 use super::uri_path::NormalizedPath;
 use crate::config::template::{Var, Vars};
@@ -47,9 +48,20 @@ pub struct ConnInfo {
     /// The configured listen address (selects the virtual-host table).
     pub listener: SocketAddr,
     pub tls: bool,
+    /// Plain connections: static files may go out with `sendfile` (see
+    /// `proxy::sendfile`).
+    pub sendfile: Option<SendfileHandle>,
 }
 
 impl ConnInfo {
+    /// The connection's `sendfile` queue, for an HTTP/1 request: HTTP/2
+    /// interleaves streams in frames, so its bodies must be real bytes.
+    fn sendfile(&self, version: http::Version) -> Option<&SendfileHandle> {
+        self.sendfile
+            .as_ref()
+            .filter(|_| version != http::Version::HTTP_2)
+    }
+
     fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -200,30 +212,32 @@ async fn route(
         };
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
-            Action::Static(site) => match static_files::serve(site, &parts, &path).await {
-                Outcome::Response(r) => return r,
-                Outcome::Named(name) => match table.named(&name) {
-                    Some(i) => index = i,
-                    None => return respond::status(StatusCode::INTERNAL_SERVER_ERROR),
-                },
-                Outcome::Redirect(target) => {
-                    let Ok(uri) = target.parse::<Uri>() else {
-                        return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
-                    };
-                    let Ok(p) = NormalizedPath::parse(uri.path()) else {
-                        return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
-                    };
-                    // The target carries exactly the query nginx would
-                    // keep (an index redirect keeps the request's; a
-                    // try_files URI only what its template says).
-                    parts.uri = uri;
-                    path = p;
-                    match table.find(path.as_str()) {
+            Action::Static(site) => {
+                match static_files::serve(site, &parts, &path, conn.sendfile(parts.version)).await {
+                    Outcome::Response(r) => return r,
+                    Outcome::Named(name) => match table.named(&name) {
                         Some(i) => index = i,
-                        None => return respond::status(StatusCode::NOT_FOUND),
+                        None => return respond::status(StatusCode::INTERNAL_SERVER_ERROR),
+                    },
+                    Outcome::Redirect(target) => {
+                        let Ok(uri) = target.parse::<Uri>() else {
+                            return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                        };
+                        let Ok(p) = NormalizedPath::parse(uri.path()) else {
+                            return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                        };
+                        // The target carries exactly the query nginx would
+                        // keep (an index redirect keeps the request's; a
+                        // try_files URI only what its template says).
+                        parts.uri = uri;
+                        path = p;
+                        match table.find(path.as_str()) {
+                            Some(i) => index = i,
+                            None => return respond::status(StatusCode::NOT_FOUND),
+                        }
                     }
                 }
-            },
+            }
             Action::Proxy(pass) => {
                 let Some(pool) = rt.pools.get(&pass.upstream) else {
                     return respond::status(StatusCode::INTERNAL_SERVER_ERROR);

@@ -248,4 +248,53 @@ mod tests {
         assert_eq!(placeholder_offset(&copy), None, "a copy is ordinary bytes");
         assert_eq!(placeholder_offset(&[]), None);
     }
+
+    async fn pair() -> (SendfileStream, SendfileHandle, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (stream, handle) = SendfileStream::new(server);
+        (stream, handle, client)
+    }
+
+    /// Placeholders go out as the file's bytes, ordinary bytes as they are,
+    /// in the order written.
+    #[tokio::test]
+    async fn placeholders_become_file_ranges_on_the_wire() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let contents: Vec<u8> = (0..CHUNK * 2).map(|i| (i % 251) as u8).collect();
+        let mut tmp = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut tmp, &contents).unwrap();
+        let file = Arc::new(tmp);
+        let (mut stream, handle, mut client) = pair().await;
+        let whole = handle.chunk(&file, 10, CHUNK);
+        let tail = handle.chunk(&file, CHUNK as u64 + 10, 1000);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        stream.write_all(b"head:").await.unwrap();
+        stream.write_all(&whole).await.unwrap();
+        stream.write_all(&tail).await.unwrap();
+        stream.shutdown().await.unwrap();
+        drop(stream);
+        let got = reader.await.unwrap();
+        let mut want = b"head:".to_vec();
+        want.extend_from_slice(&contents[10..CHUNK + 10]);
+        want.extend_from_slice(&contents[CHUNK + 10..CHUNK + 1010]);
+        assert!(got == want, "bytes on the wire differ from the file ranges");
+    }
+
+    /// A placeholder nobody queued is an error, never zeros on the wire.
+    #[tokio::test]
+    async fn an_unqueued_placeholder_is_refused() {
+        use tokio::io::AsyncWriteExt;
+        let (mut stream, _handle, _client) = pair().await;
+        let stray = Bytes::from_static(&PLACEHOLDER[..100]);
+        let err = stream.write_all(&stray).await.unwrap_err();
+        assert!(err.to_string().contains("nothing queued"), "{err}");
+    }
 }

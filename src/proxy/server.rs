@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
-use super::sendfile::{SendfileHandle, SendfileStream};
+use super::sendfile::SendfileStream;
 use super::tls;
 use super::workers::Workers;
 use crate::config::HttpSettings;
@@ -534,6 +534,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             local: stream.local_addr().unwrap_or(ctx.addr),
             listener: ctx.addr,
             tls: tls.is_some(),
+            sendfile: None,
         };
         let runtime = ctx.runtime.clone();
         let mut released = ctx.released.clone();
@@ -558,13 +559,17 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             match tls {
                 None => {
                     let (stream, sendfile) = SendfileStream::new(stream);
-                    serve_connection(stream, conn, runtime, control, Some(sendfile)).await
+                    let conn = ConnInfo {
+                        sendfile: Some(sendfile),
+                        ..conn
+                    };
+                    serve_connection(stream, conn, runtime, control).await
                 }
                 Some(acceptor) => {
                     let timeout = runtime.load().config.http.client_header_timeout;
                     let handshake = tls::handshake(&acceptor, stream, timeout, peer, &control.stop);
                     if let Some(stream) = handshake.await {
-                        serve_connection(stream, conn, runtime, control, None).await;
+                        serve_connection(stream, conn, runtime, control).await;
                     }
                 }
             }
@@ -658,7 +663,6 @@ async fn serve_connection<IO>(
     conn: ConnInfo,
     runtime: Arc<ArcSwap<Runtime>>,
     mut control: ConnControl,
-    sendfile: Option<SendfileHandle>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -679,17 +683,13 @@ async fn serve_connection<IO>(
         let is_h2 = is_h2.clone();
         let close_after = close_after.clone();
         let served = served.clone();
-        service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
             served.store(true, Relaxed);
             let rt = runtime.load_full();
             let conn = conn.clone();
             let h2 = req.version() == http::Version::HTTP_2;
             if h2 {
                 is_h2.store(true, Relaxed);
-            } else if let Some(handle) = &sendfile {
-                // Static files may go out with sendfile (HTTP/1 only: see
-                // proxy::sendfile).
-                req.extensions_mut().insert(handle.clone());
             }
             let lifecycle = lifecycle.clone();
             let close_after = close_after.clone();

@@ -88,6 +88,17 @@ impl FileBody {
         }
     }
 
+    /// Puts back what is left of the file segment at `offset` (`len`
+    /// bytes) once its first `taken` bytes are on their way.
+    fn put_back(&mut self, offset: u64, len: u64, taken: u64) {
+        if len > taken {
+            self.segments.push_front(Segment::File {
+                offset: offset + taken,
+                len: len - taken,
+            });
+        }
+    }
+
     /// Sends the file's ranges with `sendfile(2)` on `handle`'s connection
     /// when they are in the page cache (the kernel moves the pages; nothing
     /// is copied here). Falls back to reading if the file cannot be shared.
@@ -128,13 +139,8 @@ impl http_body::Body for FileBody {
                         // where sendfile would wait for the disk on it.
                         if is_cached(shared, offset)? {
                             let n = len.min(sendfile::CHUNK as u64);
-                            if len > n {
-                                this.segments.push_front(Segment::File {
-                                    offset: offset + n,
-                                    len: len - n,
-                                });
-                            }
                             let chunk = handle.chunk(shared, offset, n as usize);
+                            this.put_back(offset, len, n);
                             return Poll::Ready(Some(Ok(this.sent(chunk))));
                         }
                     }
@@ -147,13 +153,7 @@ impl http_body::Body for FileBody {
                     if this.try_cached {
                         match read_cached(&file, offset, n) {
                             Ok(Some(chunk)) => {
-                                let got = chunk.len() as u64;
-                                if len > got {
-                                    this.segments.push_front(Segment::File {
-                                        offset: offset + got,
-                                        len: len - got,
-                                    });
-                                }
+                                this.put_back(offset, len, chunk.len() as u64);
                                 this.file = Some(file);
                                 return Poll::Ready(Some(Ok(this.sent(chunk))));
                             }
@@ -164,12 +164,7 @@ impl http_body::Body for FileBody {
                             Err(e) => return Poll::Ready(Some(Err(e))),
                         }
                     }
-                    if len > n {
-                        this.segments.push_front(Segment::File {
-                            offset: offset + n,
-                            len: len - n,
-                        });
-                    }
+                    this.put_back(offset, len, n);
                     let mut file = file;
                     this.reading = Some(this.runtime.spawn_blocking(move || {
                         let chunk = read_at(&mut file, offset, n);

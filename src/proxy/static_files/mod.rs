@@ -58,6 +58,7 @@ use self::open::Confinement;
 use self::response::{LocationHeaders, Representation};
 use self::try_files::{Plan, expand_fallback};
 use super::body::Body;
+use super::sendfile::SendfileHandle;
 use super::uri_path::NormalizedPath;
 
 /// A location's static-file settings, validated.
@@ -131,8 +132,22 @@ pub enum Outcome {
 ///
 /// Status responses (403, 404, 405, 500, a `=code` fallback) have empty
 /// bodies: error pages are the handler's business (`error_page`).
-pub async fn serve(site: &StaticSite, req: &request::Parts, path: &NormalizedPath) -> Outcome {
-    serve_with(FileCache::global(), Confinement::detect(), site, req, path).await
+/// `sendfile`: the connection can take file ranges by `sendfile(2)`.
+pub async fn serve(
+    site: &StaticSite,
+    req: &request::Parts,
+    path: &NormalizedPath,
+    sendfile: Option<&SendfileHandle>,
+) -> Outcome {
+    serve_with(
+        FileCache::global(),
+        Confinement::detect(),
+        site,
+        req,
+        path,
+        sendfile,
+    )
+    .await
 }
 
 async fn serve_with(
@@ -141,6 +156,7 @@ async fn serve_with(
     site: &StaticSite,
     req: &request::Parts,
     path: &NormalizedPath,
+    sendfile: Option<&SendfileHandle>,
 ) -> Outcome {
     let facts = RequestFacts::new(req, site.gzip_static);
     // Without try_files nothing but a file can come out of this location,
@@ -172,10 +188,7 @@ async fn serve_with(
         facts,
         now,
         confinement,
-        sendfile: req
-            .extensions
-            .get::<crate::proxy::sendfile::SendfileHandle>()
-            .cloned(),
+        sendfile: sendfile.cloned(),
     };
     let found = match tokio::task::spawn_blocking(move || lookup::run(&job, cache)).await {
         Ok(found) => found,

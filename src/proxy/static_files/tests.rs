@@ -111,7 +111,7 @@ async fn request_with(
     }
     let (parts, ()) = b.body(()).unwrap().into_parts();
     let path = NormalizedPath::parse(parts.uri.path()).unwrap();
-    match serve_with(cache, how, site, &parts, &path).await {
+    match serve_with(cache, how, site, &parts, &path, None).await {
         Outcome::Response(r) => {
             let (head, body) = r.into_parts();
             let body = body.collect().await.unwrap().to_bytes();
