@@ -67,7 +67,8 @@ impl App {
     pub async fn start_with(config_path: &Path, config: Config) -> Result<Arc<App>, StartError> {
         let admin_addr = config.admin.as_ref().map(|a| a.listen);
         let vrrp_config = config.vrrp.clone();
-        let access_log = AccessLog::open(&config.log).map_err(StartError::AccessLog)?;
+        let access_log =
+            AccessLog::open(&config.log, config.http.workers).map_err(StartError::AccessLog)?;
         let runtime = Runtime::build(config, 1, None, access_log);
         // Listeners first: with IP_FREEBIND they bind the VIP before VRRP
         // may make this node master, so it serves from the first instant.
@@ -135,7 +136,8 @@ impl App {
         let access_log = if current.access_log.same_as(&config.log) {
             current.access_log.clone()
         } else {
-            AccessLog::open(&config.log).map_err(|e| e.to_string())?
+            // Workers are only started once, so the running count sizes it.
+            AccessLog::open(&config.log, current.config.http.workers).map_err(|e| e.to_string())?
         };
         if config.http.workers != current.config.http.workers {
             tracing::warn!(
@@ -190,11 +192,13 @@ impl App {
         let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
         let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(StartError::Signals)?;
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: draining, then resigning"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: draining, then resigning"); break; }
                 _ = hup.recv() => { let _ = self.reload().await; }
+                _ = usr1.recv() => { self.reopen_logs(); }
                 _ = self.stop_requested.notified() => { tracing::info!("drain requested: draining, then resigning"); break; }
             }
         }
@@ -221,6 +225,15 @@ impl App {
         self.server.close_connections();
         self.server.shutdown(grace).await;
         self.lock_admin().take();
+        // Last: the requests that just finished are in the workers' buffers.
+        self.server.runtime().access_log.flush().await;
+    }
+
+    /// `SIGUSR1` (logrotate's `postrotate`, as for nginx): the access log
+    /// file is opened again by name; what was buffered goes to the old one.
+    pub fn reopen_logs(&self) {
+        tracing::info!("SIGUSR1: reopening the access log");
+        self.server.runtime().access_log.reopen();
     }
 
     /// Empties the proxy before the VIP moves. Busy connections are told

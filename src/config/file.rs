@@ -50,6 +50,10 @@ pub struct LogFile {
     pub access_log: Option<String>,
     /// `"combined"` or `"json"`.
     pub access_log_format: Option<String>,
+    /// Per-worker buffer; full buffers are written whole (nginx `buffer=`).
+    pub access_log_buffer: Option<ByteSize>,
+    /// Longest a line waits in a buffer (nginx `flush=`).
+    pub access_log_flush: Option<ConfigDuration>,
     /// tracing level for everything else: error, warn, info, debug, trace.
     pub level: Option<String>,
 }

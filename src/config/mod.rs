@@ -95,6 +95,11 @@ pub struct HttpSettings {
 pub struct LogSettings {
     pub access_log: AccessLogTarget,
     pub access_log_format: AccessLogFormat,
+    /// Bytes each worker collects before the buffer is written (0: every
+    /// line is handed to the writer at once).
+    pub access_log_buffer: usize,
+    /// Longest a line waits in a worker's buffer.
+    pub access_log_flush: Duration,
     pub level: String,
 }
 

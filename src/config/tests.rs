@@ -360,3 +360,29 @@ fn location_patterns() {
     assert!(p("x").is_err());
     assert!(p("=").is_err());
 }
+
+#[test]
+fn access_log_buffering_keys() {
+    let base = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n";
+    let c = parse(base).unwrap();
+    assert_eq!(c.log.access_log_buffer, 64 * 1024);
+    assert_eq!(c.log.access_log_flush, Duration::from_secs(1));
+    let c = parse(&format!(
+        "[log]\naccess_log_buffer = \"256k\"\naccess_log_flush = \"250ms\"\n{base}"
+    ))
+    .unwrap();
+    assert_eq!(c.log.access_log_buffer, 256 * 1024);
+    assert_eq!(c.log.access_log_flush, Duration::from_millis(250));
+    let c = parse(&format!("[log]\naccess_log_buffer = 0\n{base}")).unwrap();
+    assert_eq!(c.log.access_log_buffer, 0);
+    assert_problem(
+        &format!("[log]\naccess_log_buffer = \"17m\"\n{base}"),
+        "log.access_log_buffer",
+        "16m",
+    );
+    assert_problem(
+        &format!("[log]\naccess_log_flush = \"0\"\n{base}"),
+        "log.access_log_flush",
+        "more than 0",
+    );
+}

@@ -181,6 +181,20 @@ impl Validator<'_> {
                 AccessLogFormat::Combined
             }
         };
+        let access_log_buffer = f.access_log_buffer.map_or(64 * 1024, |b| b.0);
+        if access_log_buffer > MAX_ACCESS_LOG_BUFFER {
+            self.problems.add(
+                "log.access_log_buffer",
+                format!("{access_log_buffer} bytes is more than the 16m a buffer may hold"),
+            );
+        }
+        let access_log_flush = dur(f.access_log_flush, 1);
+        if access_log_flush.is_zero() {
+            self.problems.add(
+                "log.access_log_flush",
+                "must be more than 0 (e.g. \"1s\"); lines would never wait, so use access_log_buffer = 0 for that",
+            );
+        }
         let level = f.level.clone().unwrap_or_else(|| "info".into());
         if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
             self.problems.add(
@@ -191,6 +205,8 @@ impl Validator<'_> {
         LogSettings {
             access_log,
             access_log_format,
+            access_log_buffer: access_log_buffer.min(MAX_ACCESS_LOG_BUFFER) as usize,
+            access_log_flush,
             level,
         }
     }
@@ -1270,6 +1286,10 @@ impl ServerDefaults {
             .unwrap_or_else(|| vec![DEFAULT_INDEX.to_owned()])
     }
 }
+
+/// A worker's access-log buffer is allocated whole; past this it only
+/// costs memory (nginx's own limit is far lower in practice: 64k).
+const MAX_ACCESS_LOG_BUFFER: u64 = 16 << 20;
 
 fn dur(v: Option<units::ConfigDuration>, default_secs: u64) -> Duration {
     v.map_or(Duration::from_secs(default_secs), |d| d.0)
