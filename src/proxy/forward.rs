@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::body::Body;
-use super::client_body::{BodyProblem, ClientBody};
+use super::client_body::{ClientBody, Upload};
 use super::headers::{self, ClientInfo};
 use super::respond;
 use super::runtime::Pool;
@@ -95,9 +95,9 @@ pub async fn forward(
     }
 
     let has_body = !http_body::Body::is_end_stream(&body);
-    let (body, verdict) = if has_body {
-        let (b, v) = ClientBody::new(body, max_body_size, body_timeout);
-        (Body::stream(b), Some(v))
+    let (body, upload) = if has_body {
+        let (b, u) = ClientBody::new(body, max_body_size, body_timeout);
+        (Body::stream(b), Some(u))
     } else {
         (Body::empty(), None)
     };
@@ -146,7 +146,14 @@ pub async fn forward(
                 .inc();
         }
         let attempt_start = Instant::now();
-        let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        let outcome = attempt(
+            &peer,
+            req,
+            config.connect_timeout,
+            config.read_timeout,
+            upload.as_ref(),
+        )
+        .await;
         let answered = outcome.as_ref().ok().map(|(response, _)| response.status());
         let code = match (&answered, &outcome) {
             (Some(status), _) => status.as_str(),
@@ -191,12 +198,12 @@ pub async fn forward(
                 request: back,
             }) => {
                 report.attempts.push((peer.server.addr, None));
-                if let Some(problem) = verdict.as_ref().and_then(|v| v.problem()) {
-                    // The client's body was the problem, not the server.
-                    return respond::status(match problem {
-                        BodyProblem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                        BodyProblem::Timeout => StatusCode::REQUEST_TIMEOUT,
-                    });
+                if let Some(status) = upload.as_ref().and_then(Upload::client_fault) {
+                    // The client's body was the problem, not the server:
+                    // nothing is counted against it (nginx: 400 / 408 /
+                    // 413 / 499, no server marked failed).
+                    tracing::debug!(upstream = %config.name, server = %peer.server.label, %status, error = %failure, "request body failed");
+                    return respond::status(status);
                 }
                 peer.record_failure(Instant::now());
                 tracing::warn!(upstream = %config.name, server = %peer.server.label, error = %failure, "upstream attempt failed");
@@ -225,6 +232,7 @@ async fn attempt(
     req: Request<Body>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    upload: Option<&Upload>,
 ) -> Result<(Response<Incoming>, Sender), AttemptError> {
     let mut req = req;
     let cached = match peer.idle.take(Instant::now()) {
@@ -232,7 +240,7 @@ async fn attempt(
         None => None,
     };
     if let Some(mut sender) = cached {
-        match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+        match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
             Err(_) => return Err(AttemptError::sent(Failure::ResponseTimeout)),
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut e)) => match e.take_message() {
@@ -259,7 +267,7 @@ async fn attempt(
         }
         Err(e) => return Err(AttemptError::unsent(Failure::Connect(e), req)),
     };
-    match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+    match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
         Err(_) => Err(AttemptError::sent(Failure::ResponseTimeout)),
         Ok(Ok(response)) => Ok((response, sender)),
         Ok(Err(mut e)) => {
@@ -270,6 +278,29 @@ async fn attempt(
             })
         }
     }
+}
+
+/// Waits for the response head with `read_timeout`, which (as nginx's
+/// `proxy_read_timeout`) only starts once the request body has been sent:
+/// a slow but steady upload is the client's pace, bounded by
+/// `client_body_timeout` between chunks, and no reason to give up on the
+/// server.
+async fn after_upload<F: std::future::Future>(
+    read_timeout: Duration,
+    upload: Option<&Upload>,
+    response: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let Some(upload) = upload else {
+        return tokio::time::timeout(read_timeout, response).await;
+    };
+    tokio::pin!(response);
+    if upload.outcome().is_none() {
+        tokio::select! {
+            r = response.as_mut() => return Ok(r),
+            () = upload.settled() => {}
+        }
+    }
+    tokio::time::timeout(read_timeout, response).await
 }
 
 fn finish_response(
@@ -558,6 +589,10 @@ mod future_sizes {
         std::mem::size_of::<F>()
     }
 
+    fn size5<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
     fn size1<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
         std::mem::size_of::<F>()
     }
@@ -576,7 +611,10 @@ mod future_sizes {
                     &'static mut ForwardReport,
                 ) -> _,
         );
-        let attempt = size4(attempt as fn(&'static Peer, Request<Body>, Duration, Duration) -> _);
+        let attempt = size5(
+            attempt
+                as fn(&'static Peer, Request<Body>, Duration, Duration, Option<&'static Upload>) -> _,
+        );
         let ready = size1(conn::ready as fn(Sender) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");

@@ -1,0 +1,144 @@
+//! Hostile clients (issue 13): each test sends the exact input that used
+//! to hurt vigil, through a running vigil, and checks both what the client
+//! is answered and that the upstream pool is untouched (or that the
+//! connection is closed, as it should be).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::backend::{Backend, free_port};
+use support::client::Conn;
+use support::vigil::TestVigil;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Two servers that any single failure takes out for 30 s, so a fault
+/// wrongly blamed on a server shows at once.
+async fn strict_pool(http: &str) -> (TestVigil, SocketAddr, Backend, Backend) {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let port = free_port();
+    let config = format!(
+        r#"
+[log]
+access_log = "off"
+
+[http]
+{http}
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+
+[upstream.app]
+read_timeout = "500ms"
+servers = [
+  {{ addr = "{}", max_fails = 1, fail_timeout = "30s" }},
+  {{ addr = "{}", max_fails = 1, fail_timeout = "30s" }},
+]
+"#,
+        a.addr, b.addr
+    );
+    let vigil = TestVigil::start(&config).await;
+    let addr = vigil.first_addr();
+    (vigil, addr, a, b)
+}
+
+/// Both servers are still in the pool and serve ordinary requests.
+async fn pool_intact(vigil: &TestVigil, a: &Backend, b: &Backend) {
+    let pool = vigil.app.server.runtime().pools["app"].clone();
+    assert_eq!(pool.available_count(), 2, "a server was taken out");
+    let (a0, b0) = (a.requests(), b.requests());
+    let mut conn = Conn::open(vigil.first_addr()).await;
+    for _ in 0..6 {
+        assert_eq!(conn.get("/ok").await.status, 200);
+    }
+    assert!(a.requests() > a0 && b.requests() > b0, "traffic not spread");
+}
+
+/// Writes `bytes`, then reads the answer until the server closes or
+/// `wait` passes.
+async fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_chunk_size_is_400_and_ejects_nobody() {
+    let (vigil, addr, a, b) = strict_pool("").await;
+    for _ in 0..4 {
+        let reply = exchange(
+            addr,
+            b"POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nG\r\nhello\r\n0\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    }
+    pool_intact(&vigil, &a, &b).await;
+}
+
+#[tokio::test]
+async fn an_abort_mid_upload_ejects_nobody() {
+    let (vigil, addr, a, b) = strict_pool("").await;
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(&[b'x'; 5000]).await.unwrap();
+        // Long enough for vigil to open the upstream request.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pool_intact(&vigil, &a, &b).await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_408_and_ejects_nobody() {
+    let (vigil, addr, a, b) = strict_pool("client_body_timeout = \"300ms\"").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let reply = String::from_utf8_lossy(&out);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    pool_intact(&vigil, &a, &b).await;
+}
+
+/// `read_timeout = 500ms`, an upload taking three times that: the
+/// timeout waits for the body, as nginx's proxy_read_timeout does.
+#[tokio::test]
+async fn read_timeout_starts_after_a_slow_upload() {
+    let (vigil, addr, a, b) = strict_pool("").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let chunks = 15;
+    s.write_all(
+        format!("POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", chunks * 1000)
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..chunks {
+        s.write_all(&[b'y'; 1000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let reply = String::from_utf8_lossy(&out);
+    assert!(start.elapsed() > Duration::from_millis(1000));
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with(&"y".repeat(chunks * 1000)), "body lost");
+    pool_intact(&vigil, &a, &b).await;
+}
