@@ -124,8 +124,11 @@ async fn read_timeout_starts_after_a_slow_upload() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let chunks = 15;
     s.write_all(
-        format!("POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", chunks * 1000)
-            .as_bytes(),
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            chunks * 1000
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();

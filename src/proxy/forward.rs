@@ -613,7 +613,13 @@ mod future_sizes {
         );
         let attempt = size5(
             attempt
-                as fn(&'static Peer, Request<Body>, Duration, Duration, Option<&'static Upload>) -> _,
+                as fn(
+                    &'static Peer,
+                    Request<Body>,
+                    Duration,
+                    Duration,
+                    Option<&'static Upload>,
+                ) -> _,
         );
         let ready = size1(conn::ready as fn(Sender) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
