@@ -145,3 +145,169 @@ async fn read_timeout_starts_after_a_slow_upload() {
     assert!(reply.ends_with(&"y".repeat(chunks * 1000)), "body lost");
     pool_intact(&vigil, &a, &b).await;
 }
+
+/// A vigil with `client_header_timeout = 400ms` in front of one backend.
+async fn short_header_timeout() -> (TestVigil, SocketAddr, Backend) {
+    let a = Backend::start("a").await;
+    let port = free_port();
+    let config = format!(
+        r#"
+[log]
+access_log = "off"
+
+[http]
+client_header_timeout = "400ms"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+
+[upstream.app]
+servers = [{{ addr = "{}" }}]
+"#,
+        a.addr
+    );
+    let vigil = TestVigil::start(&config).await;
+    let addr = vigil.first_addr();
+    (vigil, addr, a)
+}
+
+/// Reads until the server closes; the time that took, if within `limit`.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_client_header_timeout() {
+    let (_vigil, addr, _a) = short_header_timeout().await;
+    // Never a byte; the first bytes of the HTTP/2 preface (the protocol
+    // is still unknown); a keep-alive connection gone quiet after one
+    // request.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut preface = TcpStream::connect(addr).await.unwrap();
+    preface.write_all(b"PRI * HT").await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("partial preface", &mut preface),
+        ("idle keep-alive", &mut idle),
+    ] {
+        let took = closed_within(s, Duration::from_secs(5)).await;
+        assert!(took.is_some(), "{name} connection still open after 5 s");
+    }
+}
+
+/// vigil as its own process with 64 fds: silent connections exhaust
+/// them; accept backs off and logs at most once a second, counts the
+/// failures in /metrics, and serves again once the silent connections
+/// are timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fd_exhaustion_backs_off_logs_sparsely_and_recovers() {
+    let a = Backend::start("a").await;
+    let port = free_port();
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[log]
+access_log = "off"
+
+[http]
+client_header_timeout = "2s"
+workers = 1
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+  [[server.location]]
+  path = "/"
+  proxy_pass = "app"
+
+[upstream.app]
+servers = [{{ addr = "{}" }}]
+"#,
+            a.addr
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("vigil.log")).unwrap();
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} run -c {}",
+            env!("CARGO_BIN_EXE_vigil"),
+            config.display()
+        ))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(admin).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "vigil did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // More silent connections than vigil has fds: the kernel completes
+    // them all (backlog), vigil cannot accept the rest.
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let text = std::fs::read_to_string(dir.path().join("vigil.log")).unwrap();
+    let lines = text.matches("accept failed").count();
+    assert!((1..=3).contains(&lines), "{lines} accept-failure lines:\n{text}");
+    // Silent connections time out (2 s from accept), fds come back, and
+    // the connections still queued are served: a client gets through.
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        exchange(
+            addr,
+            b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(10),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let metrics = exchange(
+        admin,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let emfile = metrics
+        .lines()
+        .find(|l| l.starts_with("vigil_accept_errors_total{reason=\"emfile\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(emfile >= 1.0, "EMFILE not counted:\n{metrics}");
+    drop(silent);
+}

@@ -1,6 +1,7 @@
 //! The reverse proxy: listeners (plain or TLS), routing, static files,
 //! forwarding to upstream pools (plain or TLS).
 
+pub mod accept_backoff;
 pub mod access_log;
 pub mod body;
 pub mod client_body;

@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept_backoff::{self, AcceptBackoff};
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
 use super::sendfile::SendfileStream;
@@ -505,6 +506,7 @@ struct AcceptContext {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let permit = tokio::select! {
             _ = ctx.stop.cancelled() => return,
@@ -518,13 +520,28 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
+                    crate::metrics::get()
+                        .accept_errors
+                        .with_label_values(&[accept_backoff::reason(&e)])
+                        .inc();
+                    if accept_backoff::is_per_connection(&e) {
+                        continue;
+                    }
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(addr = %ctx.addr, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let after = backoff.failed(std::time::Instant::now());
+                    if let Some(unlogged) = after.log {
+                        tracing::warn!(addr = %ctx.addr, error = %e, unlogged, "accept failed; backing off");
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        _ = ctx.stop.cancelled() => return,
+                        _ = tokio::time::sleep(after.pause) => {}
+                    }
                     continue;
                 }
             },
         };
+        backoff.succeeded();
         // The runtime current at accept time decides TLS and certificates,
         // so a reload applies to new connections only.
         let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
@@ -544,6 +561,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         // client sends now, then close, before the address goes.
         let doomed = released.borrow().contains(&conn.local.ip());
         let control = ConnControl {
+            accepted: tokio::time::Instant::now(),
             doomed,
             stop: ctx.stop.clone(),
             lifecycle: ctx.lifecycle.clone(),
@@ -581,6 +599,9 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
 
 /// What a connection task watches besides its own traffic.
 struct ConnControl {
+    /// When it was accepted: `client_header_timeout` runs from here until
+    /// the first request head is in.
+    accepted: tokio::time::Instant,
     /// Its local address was already released when it was accepted.
     doomed: bool,
     /// The listener is going away (shutdown, reload removed it).
@@ -668,6 +689,7 @@ async fn serve_connection<IO>(
 {
     use std::sync::atomic::Ordering::Relaxed;
     let local_ip = conn.local.ip();
+    let peer = conn.peer;
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
     // Set by the service once the first request shows the protocol: an
@@ -713,12 +735,28 @@ async fn serve_connection<IO>(
     let builder = http_builder(&settings);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // hyper's own header timeout starts only once it knows the protocol
+    // (HTTP/1 vs the HTTP/2 preface): a connection that never sends a byte
+    // would be kept forever and hold an fd (issue 13: 2,200 silent
+    // connections exhausted a 2,000-fd limit). nginx's
+    // client_header_timeout runs from accept; so does this.
+    let first_request = tokio::time::sleep_until(control.accepted + settings.client_header_timeout);
+    tokio::pin!(first_request);
+    let mut first_request_due = true;
     loop {
         let close = tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection error");
                 }
+                return;
+            }
+            () = first_request.as_mut(), if first_request_due => {
+                first_request_due = false;
+                if served.load(Relaxed) {
+                    continue;
+                }
+                tracing::debug!(peer = %peer, "no request within client_header_timeout; closing");
                 return;
             }
             _ = control.stop.cancelled() => true,
