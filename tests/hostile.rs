@@ -197,7 +197,9 @@ async fn silent_connections_are_closed_after_client_header_timeout() {
     let mut preface = TcpStream::connect(addr).await.unwrap();
     preface.write_all(b"PRI * HT").await.unwrap();
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     for (name, s) in [
         ("silent", &mut silent),
         ("partial preface", &mut preface),
@@ -270,7 +272,10 @@ servers = [{{ addr = "{}" }}]
     let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
     let start = Instant::now();
     while TcpStream::connect(admin).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "vigil did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "vigil did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // More silent connections than vigil has fds: the kernel completes
@@ -282,7 +287,10 @@ servers = [{{ addr = "{}" }}]
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let text = std::fs::read_to_string(dir.path().join("vigil.log")).unwrap();
     let lines = text.matches("accept failed").count();
-    assert!((1..=3).contains(&lines), "{lines} accept-failure lines:\n{text}");
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} accept-failure lines:\n{text}"
+    );
     // Silent connections time out (2 s from accept), fds come back, and
     // the connections still queued are served: a client gets through.
     let reply = tokio::time::timeout(

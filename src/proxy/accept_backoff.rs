@@ -39,9 +39,7 @@ pub struct AfterFailure {
 impl AcceptBackoff {
     /// A failed accept at `now`.
     pub fn failed(&mut self, now: Instant) -> AfterFailure {
-        let pause = self
-            .pause
-            .map_or(FIRST_PAUSE, |p| (p * 2).min(MAX_PAUSE));
+        let pause = self.pause.map_or(FIRST_PAUSE, |p| (p * 2).min(MAX_PAUSE));
         self.pause = Some(pause);
         let log = match self.last_log {
             Some(at) if now.duration_since(at) < LOG_EVERY => {
@@ -112,8 +110,17 @@ mod tests {
 
     #[test]
     fn reasons_name_fd_exhaustion() {
-        assert_eq!(reason(&io::Error::from_raw_os_error(libc::EMFILE)), "emfile");
-        assert_eq!(reason(&io::Error::from_raw_os_error(libc::ENFILE)), "enfile");
-        assert_eq!(reason(&io::Error::from_raw_os_error(libc::ECONNABORTED)), "other");
+        assert_eq!(
+            reason(&io::Error::from_raw_os_error(libc::EMFILE)),
+            "emfile"
+        );
+        assert_eq!(
+            reason(&io::Error::from_raw_os_error(libc::ENFILE)),
+            "enfile"
+        );
+        assert_eq!(
+            reason(&io::Error::from_raw_os_error(libc::ECONNABORTED)),
+            "other"
+        );
     }
 }
