@@ -319,3 +319,36 @@ servers = [{{ addr = "{}" }}]
     assert!(emfile >= 1.0, "EMFILE not counted:\n{metrics}");
     drop(silent);
 }
+
+fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags, 0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// PING and SETTINGS floods (CVE-2019-9512 / -9515 shaped) get the
+/// connection closed; an ordinary HTTP/2 client is served meanwhile.
+#[tokio::test]
+async fn h2_ping_and_settings_floods_are_closed() {
+    let (_vigil, addr, _a) = short_header_timeout().await;
+    for (kind, payload, label) in [(6u8, vec![0u8; 8], "ping"), (4u8, vec![], "settings")] {
+        let counter = vigil::metrics::get()
+            .http2_flood_closed
+            .with_label_values(&[label]);
+        let before = counter.get();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        bytes.extend(h2_frame(4, 0, &[]));
+        for _ in 0..2000 {
+            bytes.extend(h2_frame(kind, 0, &payload));
+        }
+        // vigil may close before it has read everything.
+        let _ = s.write_all(&bytes).await;
+        let took = closed_within(&mut s, Duration::from_secs(5)).await;
+        assert!(took.is_some(), "{label} flood: connection still open");
+        assert!(counter.get() > before, "{label} flood not counted");
+        let r = support::client::get_h2(addr, "t", "/x").await;
+        assert_eq!(r.status, 200);
+    }
+}

@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod body;
 pub mod client_body;
 pub mod forward;
+pub mod h2_flood;
 pub mod handler;
 pub mod headers;
 pub mod respond;

@@ -733,6 +733,7 @@ async fn serve_connection<IO>(
         })
     };
     let builder = http_builder(&settings);
+    let stream = super::h2_flood::FloodGuard::new(stream);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     // hyper's own header timeout starts only once it knows the protocol
