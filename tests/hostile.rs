@@ -157,6 +157,7 @@ access_log = "off"
 
 [http]
 client_header_timeout = "400ms"
+max_header_size = "8k"
 
 [[server]]
 listen = ["127.0.0.1:{port}"]
@@ -351,4 +352,50 @@ async fn h2_ping_and_settings_floods_are_closed() {
         let r = support::client::get_h2(addr, "t", "/x").await;
         assert_eq!(r.status, 200);
     }
+}
+
+/// RFC 9112 §3.2 Host rules, 414 and 501, through a running vigil; the
+/// backend sees only what vigil routed on.
+#[tokio::test]
+async fn host_target_and_coding_rules() {
+    let (vigil, addr, a) = short_header_timeout().await;
+    let ask = |bytes: &'static [u8]| exchange(addr, bytes, Duration::from_secs(3));
+    for (input, want) in [
+        (&b"GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"[..], "HTTP/1.1 400"),
+        (b"GET /x HTTP/1.1\r\nHost: t@evil\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "HTTP/1.1 501",
+        ),
+    ] {
+        let reply = ask(input).await;
+        assert!(reply.starts_with(want), "{}: {reply}", String::from_utf8_lossy(input));
+    }
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(10_000));
+    let reply = exchange(addr, long.as_bytes(), Duration::from_secs(3)).await;
+    assert!(reply.starts_with("HTTP/1.1 414"), "{reply}");
+    assert_eq!(a.requests(), 0, "a refused request reached the backend");
+    // Absolute form: the target's host is routed on and forwarded.
+    let reply =
+        ask(b"GET http://public.test/x HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n")
+            .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"host\":\"public.test\""), "{reply}");
+    assert!(!reply.contains("admin.test"), "{reply}");
+    // HTTP/2: a host header that contradicts :authority.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://shop.test/x")
+        .header("host", "admin.test")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    drop(vigil);
 }

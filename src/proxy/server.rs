@@ -809,7 +809,10 @@ fn http_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
         .writev(true)
         .timer(TokioTimer::new())
         .header_read_timeout(http.client_header_timeout)
-        .max_buf_size(http.max_header_size.max(8192))
+        // Twice the limit: a head between one and two limits is parsed and
+        // refused by `request_checks` with the precise status (414 for a
+        // long target, 431 for big fields); beyond that hyper says 431.
+        .max_buf_size((2 * http.max_header_size).max(16384))
         .keep_alive(true);
     builder
         .http2()
