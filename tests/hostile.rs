@@ -399,3 +399,49 @@ async fn host_target_and_coding_rules() {
     assert_eq!(resp.status(), 400);
     drop(vigil);
 }
+
+/// `Upgrade` is passed on only where the location says `websocket =
+/// true`; elsewhere a WebSocket server never sees the upgrade, so nothing
+/// is tunnelled past the routing rules.
+#[tokio::test]
+async fn upgrade_is_tunnelled_only_where_the_location_opts_in() {
+    let (ws_addr, _task) = support::backend::websocket_echo().await;
+    let port = free_port();
+    let config = format!(
+        r#"
+[log]
+access_log = "off"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+  [[server.location]]
+  path = "/ws"
+  proxy_pass = "http://{ws_addr}"
+  websocket = true
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://{ws_addr}"
+"#
+    );
+    let vigil = TestVigil::start(&config).await;
+    let addr = vigil.first_addr();
+    let handshake = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    let opted_in = exchange(
+        addr,
+        handshake("/ws").as_bytes(),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(opted_in.starts_with("HTTP/1.1 101"), "{opted_in}");
+    let other = exchange(addr, handshake("/x").as_bytes(), Duration::from_millis(500)).await;
+    assert!(
+        !other.starts_with("HTTP/1.1 101"),
+        "tunnelled without opt-in: {other}"
+    );
+    assert!(other.starts_with("HTTP/1.1 "), "{other}");
+}

@@ -74,7 +74,12 @@ pub async fn forward(
 
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = prepare_headers(&mut parts.headers, set_headers, &client);
-    let upgrade = upgrade.filter(|_| parts.version == Version::HTTP_11 && client_upgrade.is_some());
+    // Only where the location opts in: a tunnel takes the connection past
+    // every routing rule (issue 13: `Upgrade: h2c` reached a location
+    // that `= /bad/admin` refused).
+    let upgrade = upgrade.filter(|_| {
+        pass.websocket && parts.version == Version::HTTP_11 && client_upgrade.is_some()
+    });
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -527,6 +532,7 @@ mod tests {
                 with: w.into(),
             }),
             set_headers: Vec::new(),
+            websocket: false,
         }
     }
 
