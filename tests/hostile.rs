@@ -445,3 +445,77 @@ listen = ["127.0.0.1:{port}"]
     );
     assert!(other.starts_with("HTTP/1.1 "), "{other}");
 }
+
+/// A backend that answers every request with `response` and closes.
+async fn raw_backend(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let response = std::sync::Arc::new(response);
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&response).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Upstream response framing and size limits: both Content-Length and
+/// Transfer-Encoding → Content-Length dropped; a 500 KiB head or 150
+/// header fields → 502.
+#[tokio::test]
+async fn upstream_response_framing_and_head_limits() {
+    let smuggle = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n".to_vec();
+    let mut huge = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    huge.extend(format!("X-Big: {}\r\n\r\nok", "h".repeat(500 * 1024)).into_bytes());
+    let mut many = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    for i in 0..150 {
+        many.extend(format!("X-H{i}: v\r\n").into_bytes());
+    }
+    many.extend(b"\r\nok");
+    let mut backends = Vec::new();
+    for r in [smuggle, huge, many] {
+        backends.push(raw_backend(r).await);
+    }
+    let port = free_port();
+    let config = format!(
+        r#"
+[log]
+access_log = "off"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+  [[server.location]]
+  path = "/both"
+  proxy_pass = "http://{}"
+  [[server.location]]
+  path = "/huge"
+  proxy_pass = "http://{}"
+  [[server.location]]
+  path = "/many"
+  proxy_pass = "http://{}"
+"#,
+        backends[0].0, backends[1].0, backends[2].0
+    );
+    let vigil = TestVigil::start(&config).await;
+    let addr = vigil.first_addr();
+    let r = support::client::get(addr, "/both").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello world");
+    assert_ne!(r.header("content-length"), Some("5"));
+    for path in ["/huge", "/many"] {
+        let r = support::client::get(addr, path).await;
+        assert_eq!(r.status, 502, "{path}");
+    }
+}

@@ -333,6 +333,12 @@ fn finish_response(
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade, sender, in_flight));
         return Response::from_parts(parts, Body::empty());
     }
+    // RFC 9112 §6.3: with both, Transfer-Encoding decides the framing (hyper
+    // decoded it so) and Content-Length must go; relayed, it would frame
+    // the client's copy wrongly (issue 13: a body of `HTTP/`).
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
     let body = UpstreamBody::new(incoming, sender, in_flight, read_timeout);
     Response::from_parts(parts, Body::Upstream(body))
