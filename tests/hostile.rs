@@ -122,11 +122,13 @@ async fn a_stalled_body_is_408_and_ejects_nobody() {
 async fn read_timeout_starts_after_a_slow_upload() {
     let (vigil, addr, a, b) = strict_pool("").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let chunks = 15;
+    // Larger than what is read before the upstream is picked, so the
+    // rest streams to a server that waits for it.
+    let (chunks, size) = (15, 10_000);
     s.write_all(
         format!(
             "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            chunks * 1000
+            chunks * size
         )
         .as_bytes(),
     )
@@ -134,7 +136,7 @@ async fn read_timeout_starts_after_a_slow_upload() {
     .unwrap();
     let start = Instant::now();
     for _ in 0..chunks {
-        s.write_all(&[b'y'; 1000]).await.unwrap();
+        s.write_all(&vec![b'y'; size]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut out = Vec::new();
@@ -142,7 +144,36 @@ async fn read_timeout_starts_after_a_slow_upload() {
     let reply = String::from_utf8_lossy(&out);
     assert!(start.elapsed() > Duration::from_millis(1000));
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(reply.ends_with(&"y".repeat(chunks * 1000)), "body lost");
+    assert!(reply.ends_with(&"y".repeat(chunks * size)), "body lost");
+    pool_intact(&vigil, &a, &b).await;
+}
+
+/// A slow small upload is read whole before a server is picked: no
+/// upstream connection waits on the client meanwhile.
+#[tokio::test]
+async fn a_slow_small_upload_holds_no_upstream_connection() {
+    let (vigil, addr, a, b) = strict_pool("").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 10000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..9 {
+        s.write_all(&[b'z'; 1000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(
+        a.requests() + b.requests(),
+        0,
+        "a server is waiting on the upload"
+    );
+    s.write_all(&[b'z'; 1000]).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let reply = String::from_utf8_lossy(&out);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with(&"z".repeat(10_000)), "body lost");
     pool_intact(&vigil, &a, &b).await;
 }
 

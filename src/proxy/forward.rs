@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::body::Body;
-use super::client_body::{ClientBody, Upload};
+use super::client_body::{self, ClientBody, Prebuffered, Upload};
 use super::headers::{self, ClientInfo};
 use super::respond;
 use super::runtime::Pool;
@@ -102,7 +102,14 @@ pub async fn forward(
     let has_body = !http_body::Body::is_end_stream(&body);
     let (body, upload) = if has_body {
         let (b, u) = ClientBody::new(body, max_body_size, body_timeout);
-        (Body::stream(b), Some(u))
+        // Boxed: reading the body start is a rare, larger future.
+        let body = match Box::pin(client_body::prebuffer(b, client_body::PREBUFFER)).await {
+            Prebuffered::Whole(bytes) => Body::full(bytes),
+            Prebuffered::Partial(b) => Body::stream(b),
+            // Refused before any server saw it: nothing to blame on one.
+            Prebuffered::Failed(status) => return respond::status(status),
+        };
+        (body, Some(u))
     } else {
         (Body::empty(), None)
     };

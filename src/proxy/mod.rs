@@ -9,6 +9,7 @@ pub mod forward;
 pub mod h2_flood;
 pub mod handler;
 pub mod headers;
+pub mod memory;
 pub mod request_checks;
 pub mod respond;
 pub mod router;

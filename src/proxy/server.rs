@@ -144,6 +144,9 @@ impl Server {
             by_local: Arc::default(),
         };
         server.sync_listeners()?;
+        if let Some(handle) = server.workers.handles().next() {
+            handle.spawn(super::memory::trim_after_closes());
+        }
         Ok(server)
     }
 
