@@ -48,7 +48,7 @@ ATTACK="$ROOT/bench/hostile_attack.py"
 
 PORT_BASE=${PORT_BASE:-19300}
 B1=$((PORT_BASE + 1)); B2=$((PORT_BASE + 2)); NGINX_P=$((PORT_BASE + 3)); VIGIL_P=$((PORT_BASE + 4))
-ADMIN=$((PORT_BASE + 5))
+ADMIN=$((PORT_BASE + 5)); NGINX_H2=$((PORT_BASE + 6))
 mkdir -p "$WORK/logs"
 
 # Two backends (one nginx, two ports); /api/echo swallows bodies.
@@ -70,7 +70,7 @@ http {
 CONF
 
 # Equivalent settings: 10 s header/body timeouts, two servers with
-# max_fails=1 fail_timeout=10s, 60 s read timeout, h2c on the same port.
+# max_fails=1 fail_timeout=10s, 60 s read timeout, h2c.
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes auto;
 worker_rlimit_nofile $NOFILE;
@@ -88,7 +88,10 @@ http {
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:$NGINX_P http2;
+    listen 127.0.0.1:$NGINX_P;
+    # nginx 1.22 does not tell h2c from HTTP/1 on one cleartext port
+    # (vigil does): the floods go to a second port of the same server.
+    listen 127.0.0.1:$NGINX_H2 http2;
     location /api/ {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -162,13 +165,15 @@ printf "\nvigil %s vs nginx %s — %ss per attack, ulimit -n %s, %s cores, load 
 printf "%-26s | %8s %8s %8s | %8s %8s %8s\n" attack "nginx ok%" "p99 ms" "CPU s" "vigil ok%" "p99 ms" "CPU s"
 
 run_attack() { # name mode count
-  local name=$1 mode=$2 count=$3 server port procs before after line out=()
+  local name=$1 mode=$2 count=$3 server port target procs before after line out=()
   for server in nginx vigil; do
     if [ "$server" = nginx ]; then port=$NGINX_P; else port=$VIGIL_P; fi
+    target=$port
+    if [ "$server" = nginx ] && [ "${mode#h2-}" != "$mode" ]; then target=$NGINX_H2; fi
     procs=$(procs_of "$server")
     before=$(cpu_ticks $procs)
     if [ "$mode" != none ]; then
-      python3 "$ATTACK" "$mode" 127.0.0.1 "$port" "$count" "$DURATION" > "$WORK/attack-$server-$mode.out" 2>&1 &
+      python3 "$ATTACK" "$mode" 127.0.0.1 "$target" "$count" "$DURATION" > "$WORK/attack-$server-$mode.out" 2>&1 &
       sleep 2
       line=$(normal_client $((DURATION - 3)) "$port")
       wait $! || true

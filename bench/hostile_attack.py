@@ -5,7 +5,7 @@ frames written by hand), so the bench needs no extra packages.
 
 usage: hostile_attack.py MODE HOST PORT COUNT SECONDS
 modes: slow-header, slow-body, silent, h2-settings, h2-ping,
-       h2-rapid-reset, h2-continuation, bad-chunk
+       h2-rapid-reset, h2-continuation, bad-chunk, idle-keepalive
 Prints one line: "<mode> connections=<opened> closed_by_server=<n>".
 """
 import asyncio
@@ -110,6 +110,18 @@ def continuation_opener():
     return batch
 
 
+async def idle_keepalive(host, port, deadline):
+    """One request, then the connection stays open and quiet."""
+    r, w = await connect(host, port)
+    try:
+        w.write(b"GET /api/x HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.wait_for(r.read(4096), 10)
+        await asyncio.sleep(max(0, deadline - time.monotonic()))
+    except (OSError, asyncio.TimeoutError):
+        pass
+    w.close()
+
+
 async def bad_chunk(host, port, deadline):
     req = b"POST /api/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nG\r\nhello\r\n0\r\n\r\n"
     while time.monotonic() < deadline:
@@ -142,6 +154,8 @@ async def main():
         job = lambda: flood(host, port, lambda: rapid_reset, deadline)
     elif mode == "h2-continuation":
         job = lambda: flood(host, port, continuation_opener, deadline)
+    elif mode == "idle-keepalive":
+        job = lambda: idle_keepalive(host, port, deadline)
     elif mode == "bad-chunk":
         job = lambda: bad_chunk(host, port, deadline)
     else:
@@ -149,7 +163,7 @@ async def main():
     tasks = []
     for _ in range(count):
         tasks.append(asyncio.ensure_future(job()))
-        if mode in ("slow-header", "slow-body", "silent"):
+        if mode in ("slow-header", "slow-body", "silent", "idle-keepalive"):
             await asyncio.sleep(0.001)
     try:
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), seconds + 5)
