@@ -35,6 +35,11 @@ pub struct Metrics {
     pub config_last_reload_success: IntGauge,
     pub access_log_dropped: IntCounter,
     pub tls_handshake_errors: IntCounter,
+    /// Failed `accept` calls by reason (`emfile`, `enfile`, `other`).
+    pub accept_errors: IntCounterVec,
+    /// HTTP/2 connections closed for flooding control frames, by frame
+    /// type (`settings`, `ping`).
+    pub http2_flood_closed: IntCounterVec,
     pub vrrp_state: IntGaugeVec,
     pub vrrp_priority: IntGaugeVec,
     pub vrrp_become_master: IntCounterVec,
@@ -58,6 +63,19 @@ pub fn get() -> &'static Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
+        let metrics = Self::register();
+        // Known label values exist from the start, at 0, so a rate() over
+        // them works before the first event.
+        for reason in ["emfile", "enfile", "other"] {
+            metrics.accept_errors.with_label_values(&[reason]);
+        }
+        for frame in ["settings", "ping"] {
+            metrics.http2_flood_closed.with_label_values(&[frame]);
+        }
+        metrics
+    }
+
+    fn register() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -167,6 +185,16 @@ impl Metrics {
             tls_handshake_errors: single_counter(
                 "vigil_tls_handshake_errors_total",
                 "TLS handshakes that failed or timed out.",
+            ),
+            accept_errors: counter(
+                "vigil_accept_errors_total",
+                "Failed accepts of client connections, by reason (emfile: process fd limit, enfile: system fd limit, other).",
+                &["reason"],
+            ),
+            http2_flood_closed: counter(
+                "vigil_http2_flood_closed_total",
+                "HTTP/2 connections closed for flooding control frames, by frame type.",
+                &["frame"],
             ),
             vrrp_state: gauge(
                 "vigil_vrrp_state",

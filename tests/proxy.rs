@@ -375,6 +375,10 @@ async fn websocket_echo_through_the_proxy() {
     use tokio_tungstenite::tungstenite::Message;
     let (ws_addr, _task) = support::backend::websocket_echo().await;
     let (config, port) = proxy_config(&format!("servers = [{{ addr = \"{ws_addr}\" }}]"), "");
+    let config = config.replace(
+        "proxy_pass = \"app\"",
+        "proxy_pass = \"app\"\n  websocket = true",
+    );
     let _vigil = TestVigil::start(&config).await;
     let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/chat"))
         .await

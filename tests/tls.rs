@@ -698,7 +698,7 @@ async fn websocket_over_tls() {
         &format!(
             "[log]\naccess_log = \"off\"\n[[server]]\nlisten = [\"127.0.0.1:{port}\"]\n\
              tls = {{ cert = \"example.pem\", key = \"example-key.pem\" }}\n\
-             [[server.location]]\npath = \"/ws\"\nproxy_pass = \"http://{ws_addr}\"\n"
+             [[server.location]]\npath = \"/ws\"\nproxy_pass = \"http://{ws_addr}\"\nwebsocket = true\n"
         ),
     )
     .await;

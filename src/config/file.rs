@@ -121,6 +121,9 @@ pub struct LocationFile {
     #[serde(default)]
     pub add_header: BTreeMap<String, String>,
     pub client_max_body_size: Option<ByteSize>,
+    /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 /// `return = { status = 200, body = "ok\n" }` or

@@ -242,6 +242,11 @@ pub struct ProxyPass {
     pub replace_prefix: Option<ReplacePrefix>,
     /// `proxy_set_header`; an empty value removes the header.
     pub set_headers: Vec<(HeaderName, Template)>,
+    /// `websocket = true`: an `Upgrade` request is passed on with its
+    /// `Upgrade` header and, on a 101, tunnelled. Off by default, as in
+    /// nginx (which tunnels only where the config passes `Upgrade` on):
+    /// a tunnel carries raw bytes past every later routing rule.
+    pub websocket: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

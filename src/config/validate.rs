@@ -746,7 +746,10 @@ impl Validator<'_> {
             ("expires", f.expires.is_some()),
             ("gzip_static", f.gzip_static),
         ];
-        let proxy_only = [("proxy_set_header", !f.proxy_set_header.is_empty())];
+        let proxy_only = [
+            ("proxy_set_header", !f.proxy_set_header.is_empty()),
+            ("websocket", f.websocket),
+        ];
 
         let action = if let Some(r) = &f.return_ {
             for (name, set) in static_only.iter().chain(&proxy_only) {
@@ -977,6 +980,7 @@ impl Validator<'_> {
             upstream,
             replace_prefix,
             set_headers,
+            websocket: f.websocket,
         })
     }
 

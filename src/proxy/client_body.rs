@@ -1,6 +1,12 @@
 //! The client's request body on its way to an upstream: streamed, never
 //! buffered whole, with nginx's `client_max_body_size` (413) and
 //! `client_body_timeout` (408) enforced while it flows.
+//!
+//! The stream also records how the upload went ([`Upload`]), because a
+//! failed upstream request must be blamed on the right side: a body the
+//! client botched (bad chunked framing, an abort mid-upload, a stall) is
+//! the client's fault and never counts against the upstream server
+//! (issue 13: two bad chunks used to take a whole pool out).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,38 +15,111 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http::StatusCode;
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 use super::body::BoxError;
 use super::stall_timer::StallTimer;
 
-/// How a client body stream ended early, seen by the forwarder after the
-/// upstream request failed, to answer 413 / 408 instead of 502.
+/// How a client body stream went, shared between the stream (inside the
+/// upstream request) and the forwarder: it decides the status after a
+/// failed attempt, and when the upstream's `read_timeout` may start.
 #[derive(Debug, Clone, Default)]
-pub struct BodyVerdict(Arc<AtomicU8>);
+pub struct Upload(Arc<UploadState>);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyProblem {
-    TooLarge,
-    Timeout,
+#[derive(Debug, Default)]
+struct UploadState {
+    /// 0 = still flowing; see [`Upload::outcome`] for the rest.
+    outcome: AtomicU8,
+    /// Woken when the outcome leaves "still flowing".
+    settled: Notify,
 }
 
-impl BodyVerdict {
-    pub fn problem(&self) -> Option<BodyProblem> {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Some(BodyProblem::TooLarge),
-            2 => Some(BodyProblem::Timeout),
-            _ => None,
+/// How a request body stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Read to its end.
+    Complete,
+    /// Over `client_max_body_size`.
+    TooLarge,
+    /// No data for `client_body_timeout`.
+    Timeout,
+    /// The framing was broken (a bad chunk size, say).
+    Malformed,
+    /// The client went away mid-body.
+    Aborted,
+}
+
+impl BodyOutcome {
+    fn code(self) -> u8 {
+        match self {
+            BodyOutcome::Complete => 1,
+            BodyOutcome::TooLarge => 2,
+            BodyOutcome::Timeout => 3,
+            BodyOutcome::Malformed => 4,
+            BodyOutcome::Aborted => 5,
         }
     }
 
-    fn set(&self, p: BodyProblem) {
-        let v = match p {
-            BodyProblem::TooLarge => 1,
-            BodyProblem::Timeout => 2,
-        };
-        self.0.store(v, Ordering::Relaxed);
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => BodyOutcome::Complete,
+            2 => BodyOutcome::TooLarge,
+            3 => BodyOutcome::Timeout,
+            4 => BodyOutcome::Malformed,
+            5 => BodyOutcome::Aborted,
+            _ => return None,
+        })
+    }
+
+    /// The answer when the body, not the upstream, failed the request;
+    /// `None` for a complete body. 499 is nginx's "client closed request":
+    /// nobody reads it, but the log says what happened.
+    pub fn client_fault(self) -> Option<StatusCode> {
+        match self {
+            BodyOutcome::Complete => None,
+            BodyOutcome::TooLarge => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            BodyOutcome::Timeout => Some(StatusCode::REQUEST_TIMEOUT),
+            BodyOutcome::Malformed => Some(StatusCode::BAD_REQUEST),
+            BodyOutcome::Aborted => StatusCode::from_u16(499).ok(),
+        }
+    }
+}
+
+impl Upload {
+    /// How the body ended, or `None` while it is still flowing.
+    pub fn outcome(&self) -> Option<BodyOutcome> {
+        BodyOutcome::from_code(self.0.outcome.load(Ordering::Acquire))
+    }
+
+    /// The status to answer if the body failed the request.
+    pub fn client_fault(&self) -> Option<StatusCode> {
+        self.outcome().and_then(BodyOutcome::client_fault)
+    }
+
+    /// Waits until the body has ended, one way or another.
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.0.settled.notified();
+            if self.outcome().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Records the first outcome only: a body that failed stays failed.
+    fn settle(&self, outcome: BodyOutcome) {
+        let first = self
+            .0
+            .outcome
+            .compare_exchange(0, outcome.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.0.settled.notify_waiters();
+        }
     }
 }
 
@@ -51,7 +130,7 @@ pub struct ClientBody {
     limit: u64,
     seen: u64,
     timer: StallTimer,
-    verdict: BodyVerdict,
+    upload: Upload,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,18 +142,31 @@ pub enum ClientBodyError {
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, limit: u64, timeout: Duration) -> (Self, BodyVerdict) {
-        let verdict = BodyVerdict::default();
-        (
-            Self {
-                inner,
-                limit,
-                seen: 0,
-                timer: StallTimer::new(timeout),
-                verdict: verdict.clone(),
-            },
-            verdict,
-        )
+    pub fn new(inner: Incoming, limit: u64, timeout: Duration) -> (Self, Upload) {
+        let upload = Upload::default();
+        let body = Self {
+            inner,
+            limit,
+            seen: 0,
+            timer: StallTimer::new(timeout),
+            upload: upload.clone(),
+        };
+        if body.inner.is_end_stream() {
+            upload.settle(BodyOutcome::Complete);
+        }
+        (body, upload)
+    }
+}
+
+/// Blames a body error hyper reported: the client closing early versus
+/// sending something unparseable.
+fn classify(e: &hyper::Error) -> BodyOutcome {
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        BodyOutcome::Aborted
+    } else if e.is_timeout() {
+        BodyOutcome::Timeout
+    } else {
+        BodyOutcome::Malformed
     }
 }
 
@@ -93,19 +185,28 @@ impl http_body::Body for ClientBody {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.limit > 0 && this.seen > this.limit {
-                        this.verdict.set(BodyProblem::TooLarge);
+                        this.upload.settle(BodyOutcome::TooLarge);
                         return Poll::Ready(Some(
                             Err(ClientBodyError::TooLarge(this.limit).into()),
                         ));
                     }
                 }
+                if this.inner.is_end_stream() {
+                    this.upload.settle(BodyOutcome::Complete);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                this.upload.settle(classify(&e));
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.upload.settle(BodyOutcome::Complete);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if this.timer.expired(cx) {
-                    this.verdict.set(BodyProblem::Timeout);
+                    this.upload.settle(BodyOutcome::Timeout);
                     let timeout = this.timer.timeout();
                     return Poll::Ready(Some(Err(ClientBodyError::Timeout(timeout).into())));
                 }
@@ -120,5 +221,134 @@ impl http_body::Body for ClientBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    /// hyper drops a request body it could not write (the upstream
+    /// connection broke): whatever happens next, the body is not flowing
+    /// any more, and nobody should wait for it.
+    fn drop(&mut self) {
+        self.upload.settle(BodyOutcome::Complete);
+    }
+}
+
+/// Request bodies up to this size are read whole before an upstream
+/// server is picked (nginx buffers every body; `client_body_buffer_size`
+/// is 16k there): a slow client then holds no upstream connection while
+/// it uploads (issue 13: 1,052 upstream connections for slow uploads
+/// where nginx used 2). Larger bodies stream after this much has arrived.
+pub const PREBUFFER: usize = 64 * 1024;
+
+/// The start of a body, read before the upstream request is made.
+pub enum Prebuffered {
+    /// The whole body arrived.
+    Whole(Bytes),
+    /// The first bytes, and the rest still to come.
+    Partial(PrefixedBody),
+    /// The body failed (bad framing, stall, too large, abort) before any
+    /// server was involved: the status to answer.
+    Failed(StatusCode),
+}
+
+/// Reads from `body` until it ends or `cap` bytes have arrived.
+pub async fn prebuffer(mut body: ClientBody, cap: usize) -> Prebuffered {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while buf.len() < cap {
+        match body.frame().await {
+            None => return Prebuffered::Whole(buf.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) => {
+                let status = body.upload.client_fault();
+                return Prebuffered::Failed(status.unwrap_or(StatusCode::BAD_REQUEST));
+            }
+        }
+    }
+    if body.is_end_stream() {
+        return Prebuffered::Whole(buf.freeze());
+    }
+    Prebuffered::Partial(PrefixedBody {
+        prefix: Some(buf.freeze()),
+        rest: body,
+    })
+}
+
+/// Bytes already read, then the rest of the client body.
+pub struct PrefixedBody {
+    prefix: Option<Bytes>,
+    rest: ClientBody,
+}
+
+impl http_body::Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        // Upper first: set_lower asserts lower <= upper.
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint.set_lower(hint.lower() + extra);
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_outcome_sticks() {
+        let upload = Upload::default();
+        assert_eq!(upload.outcome(), None);
+        upload.settle(BodyOutcome::Malformed);
+        upload.settle(BodyOutcome::Complete);
+        assert_eq!(upload.outcome(), Some(BodyOutcome::Malformed));
+        assert_eq!(upload.client_fault(), Some(StatusCode::BAD_REQUEST));
+    }
+
+    #[test]
+    fn client_faults_map_to_client_statuses() {
+        assert_eq!(BodyOutcome::Complete.client_fault(), None);
+        assert_eq!(BodyOutcome::TooLarge.client_fault().unwrap(), 413);
+        assert_eq!(BodyOutcome::Timeout.client_fault().unwrap(), 408);
+        assert_eq!(BodyOutcome::Malformed.client_fault().unwrap(), 400);
+        assert_eq!(BodyOutcome::Aborted.client_fault().unwrap(), 499);
+    }
+
+    #[tokio::test]
+    async fn settled_wakes_a_waiter() {
+        let upload = Upload::default();
+        let waiter = tokio::spawn({
+            let u = upload.clone();
+            async move { u.settled().await }
+        });
+        tokio::task::yield_now().await;
+        upload.settle(BodyOutcome::Aborted);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

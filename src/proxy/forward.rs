@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::body::Body;
-use super::client_body::{BodyProblem, ClientBody};
+use super::client_body::{self, ClientBody, Prebuffered, Upload};
 use super::headers::{self, ClientInfo};
 use super::respond;
 use super::runtime::Pool;
@@ -74,7 +74,12 @@ pub async fn forward(
 
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let upgrade = prepare_headers(&mut parts.headers, set_headers, &client);
-    let upgrade = upgrade.filter(|_| parts.version == Version::HTTP_11 && client_upgrade.is_some());
+    // Only where the location opts in: a tunnel takes the connection past
+    // every routing rule (issue 13: `Upgrade: h2c` reached a location
+    // that `= /bad/admin` refused).
+    let upgrade = upgrade.filter(|_| {
+        pass.websocket && parts.version == Version::HTTP_11 && client_upgrade.is_some()
+    });
     if let Some(protocol) = &upgrade {
         parts
             .headers
@@ -95,9 +100,16 @@ pub async fn forward(
     }
 
     let has_body = !http_body::Body::is_end_stream(&body);
-    let (body, verdict) = if has_body {
-        let (b, v) = ClientBody::new(body, max_body_size, body_timeout);
-        (Body::stream(b), Some(v))
+    let (body, upload) = if has_body {
+        let (b, u) = ClientBody::new(body, max_body_size, body_timeout);
+        // Boxed: reading the body start is a rare, larger future.
+        let body = match Box::pin(client_body::prebuffer(b, client_body::PREBUFFER)).await {
+            Prebuffered::Whole(bytes) => Body::full(bytes),
+            Prebuffered::Partial(b) => Body::stream(b),
+            // Refused before any server saw it: nothing to blame on one.
+            Prebuffered::Failed(status) => return respond::status(status),
+        };
+        (body, Some(u))
     } else {
         (Body::empty(), None)
     };
@@ -146,7 +158,14 @@ pub async fn forward(
                 .inc();
         }
         let attempt_start = Instant::now();
-        let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        let outcome = attempt(
+            &peer,
+            req,
+            config.connect_timeout,
+            config.read_timeout,
+            upload.as_ref(),
+        )
+        .await;
         let answered = outcome.as_ref().ok().map(|(response, _)| response.status());
         let code = match (&answered, &outcome) {
             (Some(status), _) => status.as_str(),
@@ -191,12 +210,12 @@ pub async fn forward(
                 request: back,
             }) => {
                 report.attempts.push((peer.server.addr, None));
-                if let Some(problem) = verdict.as_ref().and_then(|v| v.problem()) {
-                    // The client's body was the problem, not the server.
-                    return respond::status(match problem {
-                        BodyProblem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                        BodyProblem::Timeout => StatusCode::REQUEST_TIMEOUT,
-                    });
+                if let Some(status) = upload.as_ref().and_then(Upload::client_fault) {
+                    // The client's body was the problem, not the server:
+                    // nothing is counted against it (nginx: 400 / 408 /
+                    // 413 / 499, no server marked failed).
+                    tracing::debug!(upstream = %config.name, server = %peer.server.label, %status, error = %failure, "request body failed");
+                    return respond::status(status);
                 }
                 peer.record_failure(Instant::now());
                 tracing::warn!(upstream = %config.name, server = %peer.server.label, error = %failure, "upstream attempt failed");
@@ -225,6 +244,7 @@ async fn attempt(
     req: Request<Body>,
     connect_timeout: Duration,
     read_timeout: Duration,
+    upload: Option<&Upload>,
 ) -> Result<(Response<Incoming>, Sender), AttemptError> {
     let mut req = req;
     let cached = match peer.idle.take(Instant::now()) {
@@ -232,7 +252,7 @@ async fn attempt(
         None => None,
     };
     if let Some(mut sender) = cached {
-        match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+        match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
             Err(_) => return Err(AttemptError::sent(Failure::ResponseTimeout)),
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut e)) => match e.take_message() {
@@ -259,7 +279,7 @@ async fn attempt(
         }
         Err(e) => return Err(AttemptError::unsent(Failure::Connect(e), req)),
     };
-    match tokio::time::timeout(read_timeout, sender.try_send_request(req)).await {
+    match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
         Err(_) => Err(AttemptError::sent(Failure::ResponseTimeout)),
         Ok(Ok(response)) => Ok((response, sender)),
         Ok(Err(mut e)) => {
@@ -270,6 +290,29 @@ async fn attempt(
             })
         }
     }
+}
+
+/// Waits for the response head with `read_timeout`, which (as nginx's
+/// `proxy_read_timeout`) only starts once the request body has been sent:
+/// a slow but steady upload is the client's pace, bounded by
+/// `client_body_timeout` between chunks, and no reason to give up on the
+/// server.
+async fn after_upload<F: std::future::Future>(
+    read_timeout: Duration,
+    upload: Option<&Upload>,
+    response: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let Some(upload) = upload else {
+        return tokio::time::timeout(read_timeout, response).await;
+    };
+    tokio::pin!(response);
+    if upload.outcome().is_none() {
+        tokio::select! {
+            r = response.as_mut() => return Ok(r),
+            () = upload.settled() => {}
+        }
+    }
+    tokio::time::timeout(read_timeout, response).await
 }
 
 fn finish_response(
@@ -296,6 +339,12 @@ fn finish_response(
         let upstream_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), incoming));
         tokio::spawn(tunnel(client_upgrade, upstream_upgrade, sender, in_flight));
         return Response::from_parts(parts, Body::empty());
+    }
+    // RFC 9112 §6.3: with both, Transfer-Encoding decides the framing (hyper
+    // decoded it so) and Content-Length must go; relayed, it would frame
+    // the client's copy wrongly (issue 13: a body of `HTTP/`).
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     let body = UpstreamBody::new(incoming, sender, in_flight, read_timeout);
@@ -496,6 +545,7 @@ mod tests {
                 with: w.into(),
             }),
             set_headers: Vec::new(),
+            websocket: false,
         }
     }
 
@@ -558,6 +608,10 @@ mod future_sizes {
         std::mem::size_of::<F>()
     }
 
+    fn size5<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
     fn size1<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
         std::mem::size_of::<F>()
     }
@@ -576,7 +630,16 @@ mod future_sizes {
                     &'static mut ForwardReport,
                 ) -> _,
         );
-        let attempt = size4(attempt as fn(&'static Peer, Request<Body>, Duration, Duration) -> _);
+        let attempt = size5(
+            attempt
+                as fn(
+                    &'static Peer,
+                    Request<Body>,
+                    Duration,
+                    Duration,
+                    Option<&'static Upload>,
+                ) -> _,
+        );
         let ready = size1(conn::ready as fn(Sender) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");

@@ -83,7 +83,15 @@ pub async fn handle(
         *r.status_mut() = StatusCode::NO_CONTENT;
         return r;
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if let Err(status) = super::request_checks::check(&mut parts, rt.config.http.max_header_size) {
+        // Refused before routing: the connection may be out of step with
+        // the client (a framing it cannot parse), so it closes.
+        let mut r = respond::status(status);
+        r.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        return r.map(LoggedBody::unlogged);
+    }
     let original_uri = parts.uri.clone();
     let method = parts.method.clone();
     let version = parts.version;

@@ -1,12 +1,16 @@
 //! The reverse proxy: listeners (plain or TLS), routing, static files,
 //! forwarding to upstream pools (plain or TLS).
 
+pub mod accept_backoff;
 pub mod access_log;
 pub mod body;
 pub mod client_body;
 pub mod forward;
+pub mod h2_flood;
 pub mod handler;
 pub mod headers;
+pub mod memory;
+pub mod request_checks;
 pub mod respond;
 pub mod router;
 pub mod runtime;

@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept_backoff::{self, AcceptBackoff};
 use super::handler::{self, ConnInfo};
 use super::runtime::Runtime;
 use super::sendfile::SendfileStream;
@@ -143,6 +144,9 @@ impl Server {
             by_local: Arc::default(),
         };
         server.sync_listeners()?;
+        if let Some(handle) = server.workers.handles().next() {
+            handle.spawn(super::memory::trim_after_closes());
+        }
         Ok(server)
     }
 
@@ -505,6 +509,7 @@ struct AcceptContext {
 }
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let permit = tokio::select! {
             _ = ctx.stop.cancelled() => return,
@@ -518,13 +523,28 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
+                    crate::metrics::get()
+                        .accept_errors
+                        .with_label_values(&[accept_backoff::reason(&e)])
+                        .inc();
+                    if accept_backoff::is_per_connection(&e) {
+                        continue;
+                    }
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(addr = %ctx.addr, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let after = backoff.failed(std::time::Instant::now());
+                    if let Some(unlogged) = after.log {
+                        tracing::warn!(addr = %ctx.addr, error = %e, unlogged, "accept failed; backing off");
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        _ = ctx.stop.cancelled() => return,
+                        _ = tokio::time::sleep(after.pause) => {}
+                    }
                     continue;
                 }
             },
         };
+        backoff.succeeded();
         // The runtime current at accept time decides TLS and certificates,
         // so a reload applies to new connections only.
         let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
@@ -544,6 +564,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         // client sends now, then close, before the address goes.
         let doomed = released.borrow().contains(&conn.local.ip());
         let control = ConnControl {
+            accepted: tokio::time::Instant::now(),
             doomed,
             stop: ctx.stop.clone(),
             lifecycle: ctx.lifecycle.clone(),
@@ -581,6 +602,9 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
 
 /// What a connection task watches besides its own traffic.
 struct ConnControl {
+    /// When it was accepted: `client_header_timeout` runs from here until
+    /// the first request head is in.
+    accepted: tokio::time::Instant,
     /// Its local address was already released when it was accepted.
     doomed: bool,
     /// The listener is going away (shutdown, reload removed it).
@@ -668,6 +692,7 @@ async fn serve_connection<IO>(
 {
     use std::sync::atomic::Ordering::Relaxed;
     let local_ip = conn.local.ip();
+    let peer = conn.peer;
     let settings = runtime.load().config.http.clone();
     let conn = Arc::new(conn);
     // Set by the service once the first request shows the protocol: an
@@ -711,14 +736,31 @@ async fn serve_connection<IO>(
         })
     };
     let builder = http_builder(&settings);
+    let stream = super::h2_flood::FloodGuard::new(stream);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    // hyper's own header timeout starts only once it knows the protocol
+    // (HTTP/1 vs the HTTP/2 preface): a connection that never sends a byte
+    // would be kept forever and hold an fd (issue 13: 2,200 silent
+    // connections exhausted a 2,000-fd limit). nginx's
+    // client_header_timeout runs from accept; so does this.
+    let first_request = tokio::time::sleep_until(control.accepted + settings.client_header_timeout);
+    tokio::pin!(first_request);
+    let mut first_request_due = true;
     loop {
         let close = tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection error");
                 }
+                return;
+            }
+            () = first_request.as_mut(), if first_request_due => {
+                first_request_due = false;
+                if served.load(Relaxed) {
+                    continue;
+                }
+                tracing::debug!(peer = %peer, "no request within client_header_timeout; closing");
                 return;
             }
             _ = control.stop.cancelled() => true,
@@ -770,7 +812,10 @@ fn http_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
         .writev(true)
         .timer(TokioTimer::new())
         .header_read_timeout(http.client_header_timeout)
-        .max_buf_size(http.max_header_size.max(8192))
+        // Twice the limit: a head between one and two limits is parsed and
+        // refused by `request_checks` with the precise status (414 for a
+        // long target, 431 for big fields); beyond that hyper says 431.
+        .max_buf_size((2 * http.max_header_size).max(16384))
         .keep_alive(true);
     builder
         .http2()

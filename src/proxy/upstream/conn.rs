@@ -77,12 +77,22 @@ pub async fn connect(
     }
 }
 
+/// Most header fields accepted in an upstream response.
+const MAX_RESPONSE_HEADERS: usize = 100;
+/// Largest upstream response head, in bytes (also the read buffer's cap).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
 /// Starts hyper's HTTP/1.1 client on an open connection.
 async fn handshake<IO>(addr: SocketAddr, stream: IO) -> Result<Sender, ConnectError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = http1::Builder::new()
+        // Bounds on a response head (nginx: "upstream sent too big
+        // header", 502); beyond them the response is invalid, a failure
+        // of the server.
+        .max_headers(MAX_RESPONSE_HEADERS)
+        .max_buf_size(MAX_RESPONSE_HEAD)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
