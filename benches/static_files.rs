@@ -20,7 +20,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request};
 use http_body_util::BodyExt;
-use vigil::proxy::static_files::{FileBase, Outcome, StaticSite, serve};
+use vigil::config::{FileBase, StaticSite};
+use vigil::proxy::static_files::{Outcome, serve};
 use vigil::proxy::uri_path::NormalizedPath;
 
 fn site(root: &std::path::Path) -> StaticSite {

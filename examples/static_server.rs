@@ -20,8 +20,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use vigil::config::{FileBase, StaticSite};
 use vigil::proxy::body::Body;
-use vigil::proxy::static_files::{FileBase, Outcome, StaticSite, serve};
+use vigil::proxy::static_files::{Outcome, serve};
 use vigil::proxy::uri_path::NormalizedPath;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use vigil::proxy::static_files::{FileBase, Outcome, StaticSite, TryFallback, TryFile, serve};
+use vigil::config::{FileBase, StaticSite, TryFallback, TryFile};
+use vigil::proxy::static_files::{Outcome, serve};
 use vigil::proxy::uri_path::NormalizedPath;
 
 const SECRET: &str = "VIGIL-SECRET-7f3a9c";

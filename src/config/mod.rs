@@ -6,8 +6,10 @@
 //! from the file. Addresses are resolved, regexes compiled, durations
 //! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
+pub mod certificate;
 pub mod error;
 pub mod file;
+mod static_site;
 pub mod template;
 pub mod units;
 mod validate;
@@ -24,9 +26,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 
+pub use self::certificate::{Certificate, CertificateError};
 pub use self::error::{ConfigError, Problem};
+pub use self::static_site::{Expires, FileBase, StaticSite, TryFallback, TryFile};
 pub use self::template::Template;
-use crate::proxy::static_files::StaticSite;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -180,7 +183,7 @@ pub struct TlsSettings {
     pub key: PathBuf,
     /// The chain and key read from `cert` and `key` at load time; a
     /// reload reads the files again.
-    pub certificate: crate::proxy::tls::Certificate,
+    pub certificate: Certificate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use super::error::{Problems, index, join, line_at, line_of_key};
 use super::file::*;
 use super::template::Template;
 use super::*;
-use crate::proxy::static_files::{Expires, FileBase, StaticSite, TryFallback, TryFile};
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file = deserialize(text, path)?;
@@ -156,10 +155,7 @@ impl Validator<'_> {
             http2: f.http2.unwrap_or(true),
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
-            workers: f
-                .workers
-                .filter(|&n| n > 0)
-                .unwrap_or_else(crate::proxy::workers::default_count),
+            workers: f.workers.filter(|&n| n > 0).unwrap_or_else(default_workers),
         }
     }
 
@@ -342,10 +338,9 @@ impl Validator<'_> {
             None => None,
             Some(p) => {
                 let path = self.resolve(p);
-                let certs = self.problems.check(
-                    join(key, "ca"),
-                    crate::proxy::tls::upstream::parse_ca(&path),
-                )?;
+                let certs = self
+                    .problems
+                    .check(join(key, "ca"), super::certificate::parse_ca(&path))?;
                 Some(CaBundle { path, certs })
             }
         };
@@ -641,7 +636,7 @@ impl Validator<'_> {
     fn server_tls(&mut self, key: &str, f: &TlsFile, names: &[ServerName]) -> Option<TlsSettings> {
         let cert = self.resolve(&f.cert);
         let key_path = self.resolve(&f.key);
-        let certificate = match crate::proxy::tls::certificate::load(&cert, &key_path) {
+        let certificate = match super::certificate::load(&cert, &key_path) {
             Ok(c) => c,
             Err(e) => {
                 let field = if e.file() == key_path && key_path != cert {
@@ -1293,6 +1288,12 @@ impl ServerDefaults {
 
 /// A worker's access-log buffer is allocated whole; past this it only
 /// costs memory (nginx's own limit is far lower in practice: 64k).
+/// One worker per available core, as nginx's `worker_processes auto`
+/// (see `proxy::workers` for why workers are threads with a runtime each).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 const MAX_ACCESS_LOG_BUFFER: u64 = 16 << 20;
 
 fn dur(v: Option<units::ConfigDuration>, default_secs: u64) -> Duration {

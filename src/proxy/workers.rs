@@ -26,11 +26,6 @@ pub fn current() -> usize {
     WORKER_INDEX.with(Cell::get)
 }
 
-/// The default worker count: one per available core.
-pub fn default_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Running worker threads; they stop when this is dropped.
 pub struct Workers {
     workers: Vec<Worker>,

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::FileBase;
+use crate::config::FileBase;
 
 /// A path below a base directory: `/`-separated segments, none of them
 /// empty, `.` or `..`, no NUL byte. Empty means the base itself.

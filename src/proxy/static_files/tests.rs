@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -15,6 +16,7 @@ use http_body_util::BodyExt;
 use super::cache::Limits;
 use super::file_body::CHUNK;
 use super::*;
+use crate::config::{Expires, FileBase, TryFile};
 
 struct Site {
     tmp: tempfile::TempDir,

@@ -12,7 +12,7 @@
 
 use super::percent::encode_path;
 use super::rel_path::{RelPath, map_uri};
-use super::{FileBase, TryFile};
+use crate::config::{FileBase, TryFile};
 
 /// One `try_files` candidate, expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]

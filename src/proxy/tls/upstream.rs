@@ -80,21 +80,6 @@ pub fn client_config(settings: &UpstreamTls) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// Parses a CA bundle (validation calls this, so the runtime never sees
-/// an unusable one). Returns the certificates, or why they cannot be used.
-pub fn parse_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = super::certificate::read_chain(path).map_err(|e| e.to_string())?;
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
-    if added == 0 {
-        return Err(format!(
-            "{}: none of its {ignored} certificate(s) can be used as a trust anchor",
-            path.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// `verify = false`: accept any certificate, but still check that the
 /// server holds the key of the certificate it sent (the handshake
 /// signature), so the session keys are at least tied to that certificate.

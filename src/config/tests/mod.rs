@@ -5,6 +5,8 @@ use std::path::Path;
 
 use super::*;
 
+mod upstream_tls;
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(text, Path::new("/etc/vigil/vigil.toml"))
 }
@@ -95,10 +97,7 @@ fn the_issue_example_builds() {
     // Relative roots are relative to the config file's directory.
     match &s.locations[2].action {
         Action::Static(site) => {
-            assert_eq!(
-                site.base,
-                crate::proxy::static_files::FileBase::Root("/etc/vigil/www".into())
-            );
+            assert_eq!(site.base, FileBase::Root("/etc/vigil/www".into()));
             assert_eq!(site.try_files.len(), 2);
         }
         other => panic!("{other:?}"),

@@ -1,6 +1,12 @@
 //! Loading a server certificate: a PEM chain and its private key, checked
 //! against each other, with the facts validation wants to warn about
-//! (validity dates, the names the certificate covers).
+//! (validity dates, the names the certificate covers); and upstream CA
+//! bundles.
+//!
+//! This lives in config, not in the proxy's TLS code, because it is part
+//! of validation: `vigil check` reports a bad certificate, and a reload
+//! with one fails before anything changes. The proxy serves the loaded
+//! [`Certificate`] as it is.
 //!
 //! Errors name the file and say what to do, because the person reading
 //! them is usually in the middle of a certificate rotation.
@@ -10,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::RootCertStore;
 use rustls::crypto::ring;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -175,7 +182,7 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<Certificate, Certificat
 }
 
 /// Reads every PEM certificate in a file, keeping the file order.
-pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
     let bytes = read(path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -186,6 +193,21 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, Certifica
         });
     }
     Ok(chain)
+}
+
+/// Parses a CA bundle, so the runtime never sees an unusable one. Returns
+/// the certificates, or why they cannot be used.
+pub fn parse_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = read_chain(path).map_err(|e| e.to_string())?;
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(certs.iter().cloned());
+    if added == 0 {
+        return Err(format!(
+            "{}: none of its {ignored} certificate(s) can be used as a trust anchor",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, CertificateError> {
