@@ -27,9 +27,9 @@ use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::config::ListenerConfig;
+use crate::config::vrrp::{TrackConfig, TrackEffect};
 use crate::proxy::runtime::Pool;
 use crate::vrrp::ExternalHealth;
-use crate::vrrp::config::{TrackConfig, TrackEffect};
 
 /// How often each worker proves it is alive.
 const BEAT: Duration = Duration::from_millis(10);

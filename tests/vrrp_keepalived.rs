@@ -214,7 +214,7 @@ impl Setup {
         let second_burst = if std::ptr::eq(master, &self.keepalived) {
             Duration::from_secs(5)
         } else {
-            vigil::vrrp::config::GARP_SECOND_BURST
+            vigil::config::vrrp::GARP_SECOND_BURST
         };
         self.lab.wait_until(
             second_burst + Duration::from_secs(2),

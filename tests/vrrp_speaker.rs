@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use support::netns::{Lab, skip_unless_root};
 use vigil::config::error::Problems;
-use vigil::vrrp::{ExternalHealth, Speaker, State, VrrpConfig, VrrpError, VrrpFile, validate};
+use vigil::config::vrrp::{VrrpConfig, VrrpFile, validate};
+use vigil::vrrp::{ExternalHealth, Speaker, State, VrrpError};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 

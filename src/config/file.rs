@@ -23,7 +23,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub log: LogFile,
     pub admin: Option<AdminFile>,
-    pub vrrp: Option<crate::vrrp::config::VrrpFile>,
+    pub vrrp: Option<crate::config::vrrp::VrrpFile>,
 }
 
 /// `[http]`: connection-level settings shared by every server.

@@ -13,6 +13,7 @@ mod static_site;
 pub mod template;
 pub mod units;
 mod validate;
+pub mod vrrp;
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +44,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub admin: Option<AdminSettings>,
-    pub vrrp: Option<crate::vrrp::config::VrrpConfig>,
+    pub vrrp: Option<vrrp::VrrpConfig>,
     /// Things that work but deserve attention (an expired certificate, a
     /// server name its certificate does not cover), each as
     /// `file:line: key: why`. `vigil check` prints them; a running vigil

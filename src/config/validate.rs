@@ -92,7 +92,7 @@ impl Validator<'_> {
         let vrrp = file
             .vrrp
             .as_ref()
-            .and_then(|v| crate::vrrp::config::validate(v, "vrrp", self.problems));
+            .and_then(|v| super::vrrp::validate(v, "vrrp", self.problems));
 
         let mut upstreams = BTreeMap::new();
         for (name, up) in &file.upstream {
@@ -1169,7 +1169,7 @@ impl Validator<'_> {
     /// `[vrrp.instance.track]` refers to the proxy: check the references.
     fn check_tracking(
         &mut self,
-        vrrp: &crate::vrrp::VrrpConfig,
+        vrrp: &super::vrrp::VrrpConfig,
         upstreams: &BTreeMap<String, Arc<UpstreamConfig>>,
         has_servers: bool,
     ) {

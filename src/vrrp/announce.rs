@@ -24,8 +24,8 @@ use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv6::MutableIpv6Packet;
 use socket2::{Domain, Socket, Type};
 
-use super::config::GarpConfig;
 use super::error::VrrpError;
+use crate::config::vrrp::GarpConfig;
 
 const ETH_HEADER: usize = 14;
 const ARP_LEN: usize = 28;
@@ -198,7 +198,7 @@ mod tests {
     use pnet_packet::ipv6::Ipv6Packet;
 
     use super::*;
-    use crate::vrrp::config::GARP_SECOND_BURST;
+    use crate::config::vrrp::GARP_SECOND_BURST;
 
     const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x2a];
 

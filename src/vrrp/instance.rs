@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::announce::{self, FrameSender};
-use super::config::{InstanceConfig, TrackEffect};
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::machine::{Action, Event, Machine, Params, State, TransitionReason};
 use super::netif;
@@ -26,6 +25,7 @@ use super::socket::{self, Sender};
 use super::timers::TimerRules;
 use super::track::{self, Health, TrackBoard, TrackStatus};
 use super::vip::VipTable;
+use crate::config::vrrp::{InstanceConfig, TrackEffect};
 
 /// A received datagram handed from the interface's receiver to the
 /// instance owning its VRID.

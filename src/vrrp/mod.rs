@@ -10,7 +10,6 @@
 //! - [`timers`]: Skew_Time and Master_Down_Interval arithmetic.
 //! - [`machine`]: the state machine, `step(event, now) -> actions`.
 //! - [`track`]: keepalived-style priority weights and faults ([`track::health`]).
-//! - [`config`]: the `[vrrp]` schema and its validation.
 //!
 //! I/O (integration-tested in network namespaces):
 //! - [`socket`]: raw protocol-112 sockets.
@@ -23,7 +22,6 @@
 //!   `[vrrp]`-only config.
 
 pub mod announce;
-pub mod config;
 pub mod discard;
 pub mod error;
 pub mod freebind;
@@ -41,7 +39,6 @@ pub mod timers;
 pub mod track;
 pub mod vip;
 
-pub use config::{VrrpConfig, VrrpFile, validate};
 pub use error::VrrpError;
 pub use freebind::set_freebind;
 pub use instance::{Counters, ReleaseHook, TransitionRecord};

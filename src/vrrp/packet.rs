@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::discard::DiscardReason;
 use super::timers::Centiseconds;
+pub use crate::config::vrrp::{Auth, ChecksumForm, Version};
 
 /// IP protocol number of VRRP (RFC 5798 §5.1.1.4; shared with CARP).
 pub const IPPROTO_VRRP: u8 = 112;
@@ -39,13 +40,6 @@ const HEADER_LEN: usize = 8;
 /// VRRPv2 authentication data after the addresses (RFC 3768 §5.3.10).
 const V2_AUTH_LEN: usize = 8;
 
-/// Protocol version (RFC 5798 §5.2.1, RFC 3768 §5.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    V2,
-    V3,
-}
-
 impl Version {
     pub fn number(self) -> u8 {
         match self {
@@ -53,20 +47,6 @@ impl Version {
             Version::V3 => 3,
         }
     }
-}
-
-/// VRRPv2 authentication (RFC 3768 §5.3.6). Deprecated by the RFC and
-/// absent from v3, but keepalived v2 configs in the wild mostly use
-/// `auth_type PASS`, and keepalived drops adverts whose type differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Auth {
-    /// Type 0: no authentication; data zero on send, ignored on receipt.
-    None,
-    /// Type 1: an 8-octet clear-text password (RFC 2338 §5.3.6.1),
-    /// NUL-padded, as keepalived's `auth_type PASS` sends it.
-    Password([u8; 8]),
-    /// Any other type (2 was IP-AH): never sent, always rejected.
-    Other(u8),
 }
 
 impl Auth {
@@ -127,19 +107,6 @@ pub struct Advertisement {
     /// v2 only; always [`Auth::None`] in v3, which has no such field.
     pub auth: Auth,
     pub addresses: AddressList,
-}
-
-/// How a VRRPv3 *IPv4* checksum is computed. RFC 5798 §5.2.8 says "with a
-/// pseudo-header" without naming a family; keepalived and FRR read it as the
-/// IPv4 pseudo-header, Cisco/Juniper and RFC 9568 §5.2.8 as message only.
-/// IPv6 always uses the pseudo-header, v2 never does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ChecksumForm {
-    /// RFC 5798 as keepalived and FRR implement it (their default).
-    #[default]
-    PseudoHeader,
-    /// RFC 9568 / keepalived's `v3_checksum_as_v2`.
-    MessageOnly,
 }
 
 /// A received VRRP datagram with the IP-layer facts the checks need.

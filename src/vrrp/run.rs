@@ -4,9 +4,9 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::config::VrrpConfig;
 use super::error::VrrpError;
 use super::speaker::Speaker;
+use crate::config::vrrp::VrrpConfig;
 
 /// Runs the speaker until SIGTERM or SIGINT, then resigns (priority-0
 /// adverts, VIPs removed) and returns. SIGHUP is ignored here: reloading

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::announce::FrameSender;
-use super::config::{InstanceConfig, Vip, VrrpConfig};
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::error::VrrpError;
 use super::instance::{self, Command, HookSlot, Io, Packet, ReleaseHook, Shared, TransitionRecord};
@@ -24,6 +23,7 @@ use super::packet::Version;
 use super::socket::{Receiver, Sender};
 use super::track::{ExternalHealth, SYNC_PREFIX, TrackStatus};
 use super::vip::VipTable;
+use crate::config::vrrp::{InstanceConfig, Vip, VrrpConfig};
 
 /// A snapshot of one instance, for `/status` and metrics.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,57 +5,9 @@
 //! `Skew_Time` for priority 100 at a 1 s interval is 609 375 µs, exactly
 //! what keepalived computes, not FRR's truncated 600 ms.
 
-use std::fmt;
 use std::time::Duration;
 
-/// An advertisement interval in centiseconds, the unit of the VRRPv3
-/// "Max Adver Int" field (RFC 5798 §5.2.7): 1..=4095, i.e. 10 ms..=40.95 s.
-///
-/// VRRPv2 carries whole seconds (RFC 3768 §5.3.7); the codec converts those
-/// to centiseconds on decode so the state machine works in one unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Centiseconds(u16);
-
-impl Centiseconds {
-    /// Largest value the 12-bit v3 field can hold (40.95 s).
-    pub const V3_MAX: u16 = 0x0fff;
-    /// keepalived's and the RFC's default: 1 s.
-    pub const ONE_SECOND: Centiseconds = Centiseconds(100);
-
-    /// A non-zero interval. Zero is not an interval (RFC 9568 erratum 8301).
-    pub const fn new(cs: u16) -> Option<Self> {
-        if cs == 0 { None } else { Some(Self(cs)) }
-    }
-
-    pub const fn get(self) -> u16 {
-        self.0
-    }
-
-    pub fn as_duration(self) -> Duration {
-        Duration::from_millis(u64::from(self.0) * 10)
-    }
-
-    /// The interval in whole seconds, as VRRPv2 sends it (saturating; config
-    /// validation only lets whole seconds 1..=255 through for v2).
-    pub fn whole_seconds(self) -> u8 {
-        u8::try_from((self.0 / 100).max(1)).unwrap_or(u8::MAX)
-    }
-
-    /// Converts a duration that is a whole number of centiseconds.
-    pub fn from_duration(d: Duration) -> Option<Self> {
-        let micros = d.as_micros();
-        if micros % 10_000 != 0 {
-            return None;
-        }
-        u16::try_from(micros / 10_000).ok().and_then(Self::new)
-    }
-}
-
-impl fmt::Display for Centiseconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:02}s", self.0 / 100, self.0 % 100)
-    }
-}
+pub use crate::config::vrrp::Centiseconds;
 
 /// Which RFC's timer rules apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

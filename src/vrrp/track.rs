@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::config::{ScriptConfig, TrackEffect};
 use super::machine::OWNER_PRIORITY;
 use super::netif;
+use crate::config::vrrp::{ScriptConfig, TrackEffect};
 
 /// Health reported from outside the speaker (the proxy's self-probe and
 /// upstream pools): a priority delta and/or a fault, with a reason a

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::{Handle, new_connection};
 
-use super::config::Vip;
 use super::error::VrrpError;
+use crate::config::vrrp::Vip;
 
 const NEEDED_FOR: &str = "adding and removing virtual IP addresses";
 

@@ -1,298 +1,13 @@
-//! `[vrrp]` config section: the file schema (keepalived-familiar names, so a
-//! keepalived.conf ports line by line; see docs/VRRP.md) and its validation
-//! into [`VrrpConfig`], the only form the speaker reads.
-//!
-//! Validation collects every problem with its key path
-//! (`vrrp.instance[0].priority`) instead of stopping at the first.
+//! `[vrrp]` file → [`VrrpConfig`]: per-instance checks, then the checks
+//! across instances (names, router ids, VIPs) and sync groups.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::packet::{Auth, ChecksumForm, Version};
-use super::timers::Centiseconds;
+use super::*;
 use crate::config::error::{Problems, index, join};
 use crate::config::units::ConfigDuration;
-
-// ---------------------------------------------------------------------------
-// The file
-// ---------------------------------------------------------------------------
-
-/// `[vrrp]` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VrrpFile {
-    /// `[[vrrp.instance]]`: one virtual router each.
-    #[serde(default)]
-    pub instance: Vec<InstanceFile>,
-    /// `[[vrrp.sync_group]]`: instances that fail over together.
-    #[serde(default)]
-    pub sync_group: Vec<SyncGroupFile>,
-}
-
-/// `[[vrrp.instance]]` (keepalived's `vrrp_instance`). Integers are read
-/// wide and checked by [`validate`], so an out-of-range value is reported
-/// with its key path and the valid range rather than as a parse error.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceFile {
-    pub name: Option<String>,
-    pub interface: Option<String>,
-    pub virtual_router_id: Option<i64>,
-    pub priority: Option<i64>,
-    pub advert_interval: Option<ConfigDuration>,
-    pub version: Option<i64>,
-    pub virtual_ipaddress: Option<Vec<String>>,
-    pub preempt: Option<bool>,
-    pub preempt_delay: Option<ConfigDuration>,
-    #[serde(default)]
-    pub unicast_peer: Vec<String>,
-    pub unicast_src_ip: Option<String>,
-    pub garp: Option<GarpFile>,
-    pub notify: Option<NotifyFile>,
-    pub track: Option<TrackFile>,
-    pub auth_type: Option<String>,
-    pub auth_pass: Option<String>,
-    pub v3_checksum_as_v2: Option<bool>,
-}
-
-/// `garp = { delay, repeat, interval, refresh }`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GarpFile {
-    pub delay: Option<ConfigDuration>,
-    pub repeat: Option<i64>,
-    pub interval: Option<ConfigDuration>,
-    pub refresh: Option<ConfigDuration>,
-}
-
-/// `notify = { master, backup, fault, stop }`: shell commands.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyFile {
-    pub master: Option<String>,
-    pub backup: Option<String>,
-    pub fault: Option<String>,
-    pub stop: Option<String>,
-}
-
-/// `[vrrp.instance.track]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrackFile {
-    #[serde(default)]
-    pub interfaces: BTreeMap<String, TrackEffectFile>,
-    #[serde(default)]
-    pub scripts: Vec<ScriptFile>,
-    /// `true` / `"fault"`: Fault while the self-probe fails; a weight:
-    /// added to the priority while it fails; `false`: off.
-    pub proxy: Option<ProxyTrackFile>,
-    pub probe_interval: Option<ConfigDuration>,
-    pub probe_timeout: Option<ConfigDuration>,
-    #[serde(default)]
-    pub upstreams: BTreeMap<String, TrackEffectFile>,
-}
-
-/// `proxy = true | false | "fault" | <weight>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ProxyTrackFile {
-    Switch(bool),
-    Effect(TrackEffectFile),
-}
-
-/// `"fault"` or a priority weight.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum TrackEffectFile {
-    Weight(i64),
-    Word(String),
-}
-
-/// One `scripts = [ { run = "...", ... } ]` entry (keepalived's
-/// `vrrp_script` + `track_script`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScriptFile {
-    pub run: Option<String>,
-    pub interval: Option<ConfigDuration>,
-    pub timeout: Option<ConfigDuration>,
-    pub weight: Option<TrackEffectFile>,
-    pub fall: Option<i64>,
-    pub rise: Option<i64>,
-}
-
-/// `[[vrrp.sync_group]]` (keepalived's `vrrp_sync_group`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncGroupFile {
-    pub name: Option<String>,
-    #[serde(default)]
-    pub instances: Vec<String>,
-}
-
-// ---------------------------------------------------------------------------
-// The validated form
-// ---------------------------------------------------------------------------
-
-/// Validated `[vrrp]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct VrrpConfig {
-    pub instances: Vec<InstanceConfig>,
-    pub sync_groups: Vec<SyncGroup>,
-}
-
-impl VrrpConfig {
-    /// The sync group `instance` belongs to, if any.
-    pub fn group_of(&self, instance: &str) -> Option<&SyncGroup> {
-        self.sync_groups
-            .iter()
-            .find(|g| g.instances.iter().any(|i| i == instance))
-    }
-}
-
-/// One validated virtual router.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceConfig {
-    pub name: String,
-    pub interface: String,
-    /// Virtual Rtr ID, 1..=255 (RFC 5798 §5.2.3).
-    pub vrid: u8,
-    /// Configured priority, 1..=255 (255 = address owner).
-    pub priority: u8,
-    pub version: Version,
-    pub advert_interval: Centiseconds,
-    /// Advertised addresses: the VIPs of the first VIP's family (RFC 5798
-    /// §5.2.9: one family per advert).
-    pub vips: Vec<Vip>,
-    /// VIPs of the other family: they follow the state but are not
-    /// advertised (keepalived's `virtual_ipaddress_excluded`).
-    pub excluded_vips: Vec<Vip>,
-    pub preempt: bool,
-    pub preempt_delay: Duration,
-    /// Non-empty: unicast mode (send to and accept only these).
-    pub unicast_peers: Vec<IpAddr>,
-    pub unicast_src_ip: Option<IpAddr>,
-    pub garp: GarpConfig,
-    pub notify: NotifyConfig,
-    pub track: TrackConfig,
-    /// v2 only.
-    pub auth: Auth,
-    /// v3 IPv4 checksum form sent (both accepted).
-    pub checksum_form: ChecksumForm,
-}
-
-impl InstanceConfig {
-    /// Whether adverts are IPv6 (v3 only).
-    pub fn is_ipv6(&self) -> bool {
-        self.vips.first().is_some_and(|v| v.addr.is_ipv6())
-    }
-
-    /// Every VIP this instance installs, advertised ones first.
-    pub fn all_vips(&self) -> impl Iterator<Item = &Vip> {
-        self.vips.iter().chain(&self.excluded_vips)
-    }
-}
-
-/// A virtual address with the prefix length it is installed with
-/// (default /32 and /128, so it never becomes a subnet's primary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Vip {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-/// Default delay of the second gratuitous ARP burst: just past Linux's
-/// default ARP `locktime` (1 s).
-pub const GARP_SECOND_BURST: Duration = Duration::from_millis(1200);
-
-/// Gratuitous ARP / unsolicited NA schedule on becoming Master.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GarpConfig {
-    /// Second burst this long after the first (0 = none; keepalived's
-    /// `garp_master_delay`).
-    pub delay: Duration,
-    /// Frames per burst, per address (`garp_master_repeat`).
-    pub repeat: u32,
-    /// Spacing between frames of a burst (`garp_interval`).
-    pub interval: Duration,
-    /// Repeat a burst this often while Master (0 = never;
-    /// `garp_master_refresh`).
-    pub refresh: Duration,
-}
-
-impl Default for GarpConfig {
-    fn default() -> Self {
-        Self {
-            // Linux ignores an ARP update for an entry changed less than
-            // `locktime` (1 s) ago, so a failover shortly after the client
-            // learned the VIP's MAC would go unheard without a second burst.
-            delay: GARP_SECOND_BURST,
-            repeat: 5,
-            interval: Duration::from_millis(100),
-            refresh: Duration::ZERO,
-        }
-    }
-}
-
-/// Commands run (through `sh -c`) on transitions.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NotifyConfig {
-    pub master: Option<String>,
-    pub backup: Option<String>,
-    pub fault: Option<String>,
-    pub stop: Option<String>,
-}
-
-/// What a failing tracked object does (keepalived semantics): weight 0 /
-/// `"fault"` puts the instance in Fault; a negative weight is added while
-/// failing; a positive weight is added while healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrackEffect {
-    Fault,
-    Weight(i32),
-}
-
-/// `[vrrp.instance.track]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct TrackConfig {
-    pub interfaces: Vec<(String, TrackEffect)>,
-    pub scripts: Vec<ScriptConfig>,
-    /// Proxy self-probe and what a failure does (acted on by the proxy
-    /// through `Speaker::set_external`); `None` = off.
-    pub proxy: Option<TrackEffect>,
-    pub probe_interval: Duration,
-    /// A worker or probe request silent for longer than this fails.
-    pub probe_timeout: Duration,
-    /// Upstream-pool health weights (acted on by the proxy).
-    pub upstreams: Vec<(String, TrackEffect)>,
-}
-
-/// A health-check command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptConfig {
-    pub run: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub effect: TrackEffect,
-    /// Consecutive failures before it counts as failing.
-    pub fall: u32,
-    /// Consecutive successes before it counts as healthy again.
-    pub rise: u32,
-}
-
-/// A validated sync group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncGroup {
-    pub name: String,
-    pub instances: Vec<String>,
-}
-
-// ---------------------------------------------------------------------------
-// Validation
-// ---------------------------------------------------------------------------
 
 /// Validates `[vrrp]` found at key path `key`, recording problems.
 /// Returns the validated config only when there were none.
@@ -319,7 +34,7 @@ pub fn validate(file: &VrrpFile, key: &str, problems: &mut Problems) -> Option<V
     })
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     problems: &'a mut Problems,
     bad: bool,
 }
@@ -328,7 +43,7 @@ struct Validator<'a> {
 const IFNAMSIZ_MAX: usize = 15;
 
 impl Validator<'_> {
-    fn add(&mut self, key: &str, reason: impl Into<String>) {
+    pub(super) fn add(&mut self, key: &str, reason: impl Into<String>) {
         self.bad = true;
         self.problems.add(key, reason);
     }
@@ -654,116 +369,6 @@ impl Validator<'_> {
         g
     }
 
-    fn track(&mut self, f: Option<&TrackFile>, key: &str) -> TrackConfig {
-        let mut t = TrackConfig {
-            probe_interval: Duration::from_millis(200),
-            probe_timeout: Duration::from_millis(400),
-            ..TrackConfig::default()
-        };
-        let Some(f) = f else { return t };
-        for (name, effect) in &f.interfaces {
-            let at = join(&join(key, "interfaces"), name);
-            if let Err(why) = check_interface_name(name) {
-                self.add(&at, why);
-            }
-            if let Some(e) = self.effect(effect, &at) {
-                t.interfaces.push((name.clone(), e));
-            }
-        }
-        for (i, s) in f.scripts.iter().enumerate() {
-            let at = index(&join(key, "scripts"), i);
-            let run = match &s.run {
-                Some(r) if !r.trim().is_empty() => r.clone(),
-                _ => {
-                    self.add(&at, "needs `run`, the command to execute");
-                    continue;
-                }
-            };
-            let interval = s.interval.map_or(Duration::from_secs(1), |d| d.0);
-            if interval < Duration::from_millis(10) {
-                self.add(&join(&at, "interval"), "at least 10ms");
-            }
-            let timeout = s.timeout.map_or(interval, |d| d.0);
-            if timeout.is_zero() {
-                self.add(&join(&at, "timeout"), "must be more than 0");
-            }
-            let effect = match &s.weight {
-                None => Some(TrackEffect::Fault),
-                Some(w) => self.effect(w, &join(&at, "weight")),
-            };
-            let mut count = |v: Option<i64>, name: &str| match v.unwrap_or(1) {
-                n @ 1..=1000 => n as u32,
-                n => {
-                    self.add(
-                        &join(&at, name),
-                        format!("{n} is out of range; use 1..=1000"),
-                    );
-                    1
-                }
-            };
-            let fall = count(s.fall, "fall");
-            let rise = count(s.rise, "rise");
-            if let Some(effect) = effect {
-                t.scripts.push(ScriptConfig {
-                    run,
-                    interval,
-                    timeout,
-                    effect,
-                    fall,
-                    rise,
-                });
-            }
-        }
-        t.proxy = match &f.proxy {
-            None | Some(ProxyTrackFile::Switch(false)) => None,
-            Some(ProxyTrackFile::Switch(true)) => Some(TrackEffect::Fault),
-            Some(ProxyTrackFile::Effect(e)) => self.effect(e, &join(key, "proxy")),
-        };
-        if let Some(p) = f.probe_interval {
-            if p.0 < Duration::from_millis(10) {
-                self.add(&join(key, "probe_interval"), "at least 10ms");
-            }
-            t.probe_interval = p.0;
-        }
-        t.probe_timeout = match f.probe_timeout {
-            Some(d) if d.0 < Duration::from_millis(10) => {
-                self.add(&join(key, "probe_timeout"), "at least 10ms");
-                d.0
-            }
-            Some(d) => d.0,
-            None => t.probe_interval * 2,
-        };
-        for (name, effect) in &f.upstreams {
-            let at = join(&join(key, "upstreams"), name);
-            if let Some(e) = self.effect(effect, &at) {
-                t.upstreams.push((name.clone(), e));
-            }
-        }
-        t
-    }
-
-    fn effect(&mut self, f: &TrackEffectFile, key: &str) -> Option<TrackEffect> {
-        match f {
-            TrackEffectFile::Word(w) if w == "fault" => Some(TrackEffect::Fault),
-            TrackEffectFile::Word(w) => {
-                self.add(
-                    key,
-                    format!("{w:?}: use \"fault\" or a weight in -253..=253"),
-                );
-                None
-            }
-            TrackEffectFile::Weight(0) => Some(TrackEffect::Fault),
-            TrackEffectFile::Weight(w @ -253..=253) => Some(TrackEffect::Weight(*w as i32)),
-            TrackEffectFile::Weight(w) => {
-                self.add(
-                    key,
-                    format!("{w} is out of range; use -253..=253 (0 or \"fault\" = fault)"),
-                );
-                None
-            }
-        }
-    }
-
     fn cross_instance(&mut self, file: &VrrpFile, instances: &[InstanceConfig], key: &str) {
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut routers: HashMap<(&str, u8, bool), usize> = HashMap::new();
@@ -848,7 +453,7 @@ impl Validator<'_> {
     }
 }
 
-fn check_interface_name(name: &str) -> Result<(), String> {
+pub(super) fn check_interface_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > IFNAMSIZ_MAX {
         return Err(format!(
             "{name:?}: an interface name is 1 to {IFNAMSIZ_MAX} bytes"
@@ -889,6 +494,3 @@ fn parse_vip(text: &str) -> Result<Vip, String> {
     }
     Ok(Vip { addr, prefix })
 }
-
-#[cfg(test)]
-mod tests;

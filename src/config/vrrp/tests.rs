@@ -1,6 +1,9 @@
 use std::net::Ipv4Addr;
 
+use serde::Deserialize;
+
 use super::*;
+use crate::config::error::Problems;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
