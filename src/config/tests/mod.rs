@@ -333,34 +333,6 @@ fn empty_config_has_nothing_to_do() {
 }
 
 #[test]
-fn location_patterns() {
-    use super::validate::parse_location_pattern as p;
-    assert!(matches!(p("= /a").unwrap(), LocationPattern::Exact(s) if s == "/a"));
-    assert!(matches!(p("=/a").unwrap(), LocationPattern::Exact(s) if s == "/a"));
-    assert!(
-        matches!(p("^~ /img/").unwrap(), LocationPattern::Prefix { prefix, skip_regex: true } if prefix == "/img/")
-    );
-    assert!(matches!(
-        p("/x").unwrap(),
-        LocationPattern::Prefix {
-            skip_regex: false,
-            ..
-        }
-    ));
-    let LocationPattern::Regex(r) = p("~* \\.(gif|jpg)$").unwrap() else {
-        panic!()
-    };
-    assert!(r.is_match("/A.JPG"));
-    let LocationPattern::Regex(r) = p("~ \\.(gif|jpg)$").unwrap() else {
-        panic!()
-    };
-    assert!(!r.is_match("/A.JPG"));
-    assert!(matches!(p("@app").unwrap(), LocationPattern::Named(n) if n == "app"));
-    assert!(p("x").is_err());
-    assert!(p("=").is_err());
-}
-
-#[test]
 fn access_log_buffering_keys() {
     let base = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n";
     let c = parse(base).unwrap();
