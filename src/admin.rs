@@ -37,7 +37,7 @@ impl Drop for AdminServer {
 impl AdminServer {
     /// Binds `addr` and serves the admin API for `app`.
     pub fn start(addr: SocketAddr, app: Weak<App>) -> std::io::Result<AdminServer> {
-        let std_listener = crate::proxy::server::bind(addr)?;
+        let std_listener = crate::proxy::listen::bind(addr)?;
         let listener = TcpListener::from_std(std_listener)?;
         let local = listener.local_addr()?;
         let stop = CancellationToken::new();

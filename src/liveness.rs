@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,20 +28,12 @@ use tokio::net::TcpStream;
 use crate::app::App;
 use crate::config::ListenerConfig;
 use crate::config::vrrp::{TrackConfig, TrackEffect};
+use crate::proxy::probe::{PROBE_HEADER, probe_token};
 use crate::proxy::runtime::Pool;
 use crate::vrrp::ExternalHealth;
 
 /// How often each worker proves it is alive.
 const BEAT: Duration = Duration::from_millis(10);
-
-/// The header and token that mark a self-probe request. The token is
-/// random per process, so clients cannot fake (or be answered as) probes.
-pub const PROBE_HEADER: &str = "x-vigil-probe";
-
-pub fn probe_token() -> &'static str {
-    static TOKEN: OnceLock<String> = OnceLock::new();
-    TOKEN.get_or_init(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
-}
 
 /// Last beat of each worker, in milliseconds since `origin`.
 #[derive(Debug)]

@@ -34,9 +34,6 @@ const KNOWN_DEBTS: &[(&str, &str)] = &[
     ("admin", "proxy"),
     // liveness holds a Weak<App>: becomes a proxy handle and a Speaker.
     ("liveness", "app"),
-    // the probe header and token move to proxy::probe, owned by the
-    // side that answers the probe.
-    ("proxy", "liveness"),
 ];
 
 /// The top-level part a source file belongs to.

@@ -78,7 +78,9 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
-    if is_self_probe(&req) {
+    // vigil's own liveness probe (see `probe`): not routed, logged or
+    // counted.
+    if super::probe::is_probe(req.headers()) {
         let mut r = Response::new(LoggedBody::unlogged(Body::empty()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         return r;
@@ -300,14 +302,6 @@ async fn route(
     }
     tracing::warn!(uri = %original_uri, "internal redirect cycle");
     respond::status(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// vigil's own liveness probe (see `liveness`): answered before routing,
-/// not logged, not counted.
-fn is_self_probe(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get(crate::liveness::PROBE_HEADER)
-        .is_some_and(|v| v.as_bytes() == crate::liveness::probe_token().as_bytes())
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute

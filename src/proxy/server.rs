@@ -1,4 +1,7 @@
-//! Listening sockets and HTTP connections.
+//! The proxy's facade and lifecycle: start, reload, drain, hold new
+//! connections off, release addresses, shut down. Sockets are in
+//! [`listen`](super::listen), one connection's protocol in
+//! [`conn`](super::conn).
 //!
 //! Every listen address is bound once per worker with SO_REUSEPORT, and
 //! each worker accepts and serves its own connections (see [`workers`]).
@@ -12,29 +15,26 @@
 //!   until the last in-flight request is done (bounded by a grace period).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept_backoff::{self, AcceptBackoff};
-use super::handler::{self, ConnInfo};
+use super::conn::{ConnControl, LocalCounts, serve_connection};
+use super::handler::ConnInfo;
+pub use super::listen::BindError;
+use super::listen::{accept_queue_len, bind_all, set_syn_drop};
 use super::runtime::Runtime;
 use super::sendfile::SendfileStream;
 use super::tls;
 use super::workers::Workers;
-use crate::config::HttpSettings;
 
 /// The running proxy: its current runtime and its listeners.
 pub struct Server {
@@ -100,26 +100,6 @@ struct Listening {
     /// Duplicates of the workers' listening sockets, to attach the
     /// SYN-dropping filter to (see `hold_new_connections`).
     sockets: Vec<Socket>,
-}
-
-/// Why a listener could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}{}", hint(source))]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: io::Error,
-}
-
-fn hint(e: &io::Error) -> &'static str {
-    match e.kind() {
-        io::ErrorKind::PermissionDenied => {
-            " (ports below 1024 need CAP_NET_BIND_SERVICE: run as root, \
-             `setcap cap_net_bind_service+ep /path/to/vigil`, or Docker \
-             `--cap-add NET_BIND_SERVICE`)"
-        }
-        io::ErrorKind::AddrInUse => " (another process already listens there)",
-        _ => "",
-    }
 }
 
 impl Server {
@@ -415,88 +395,6 @@ impl Server {
     }
 }
 
-/// A listening socket's accept queue length: Linux reports it in
-/// `tcpi_unacked` of TCP_INFO for sockets in LISTEN state.
-fn accept_queue_len(socket: &Socket) -> usize {
-    use std::os::fd::AsRawFd;
-    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len`
-    // bytes into it and the fd is valid while `socket` lives.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        if rc == 0 {
-            info.tcpi_unacked as usize
-        } else {
-            0
-        }
-    }
-}
-
-/// Attaches (or removes) a classic BPF program on a listening socket that
-/// drops TCP segments with the SYN flag: new handshakes go unanswered. The
-/// listener also sees the last ACK of handshakes already under way, which
-/// must pass, or a connection the client believes open would never reach
-/// the accept queue. Established connections have sockets of their own
-/// (with the filter they had when created: none), so they keep working.
-fn set_syn_drop(socket: &Socket, drop: bool) -> io::Result<()> {
-    if drop {
-        // For TCP the filter runs with the data pointer at the TCP header,
-        // whose byte 13 holds the flags; SYN is 0x02.
-        const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
-        const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
-        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-        socket.attach_filter(&[
-            socket2::SockFilter::new(LD_B_ABS, 0, 0, 13),
-            socket2::SockFilter::new(JSET_K, 0, 1, 0x02),
-            socket2::SockFilter::new(RET_K, 0, 0, 0), // SYN: drop
-            socket2::SockFilter::new(RET_K, 0, 0, u32::MAX), // else: keep
-        ])
-    } else {
-        match socket.detach_filter() {
-            // ENOENT: no filter was attached.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            other => other,
-        }
-    }
-}
-
-/// Opens one listening socket per worker on `addr` (SO_REUSEPORT). With
-/// port 0 the first socket picks the port and the others join it.
-fn bind_all(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let first = bind(addr)?;
-    let local = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..count {
-        sockets.push(bind(local)?);
-    }
-    Ok(sockets)
-}
-
-/// Opens a listening socket. IP_FREEBIND lets a backup bind a VIP it does
-/// not hold yet, so it serves the instant VRRP makes it master.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-        let _ = socket.set_freebind_v6(true);
-    } else {
-        let _ = socket.set_freebind_v4(true);
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
-}
-
 struct AcceptContext {
     addr: SocketAddr,
     runtime: Arc<ArcSwap<Runtime>>,
@@ -597,262 +495,5 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             metrics.connections_active.dec();
             drop(permit);
         });
-    }
-}
-
-/// What a connection task watches besides its own traffic.
-struct ConnControl {
-    /// When it was accepted: `client_header_timeout` runs from here until
-    /// the first request head is in.
-    accepted: tokio::time::Instant,
-    /// Its local address was already released when it was accepted.
-    doomed: bool,
-    /// The listener is going away (shutdown, reload removed it).
-    stop: CancellationToken,
-    lifecycle: watch::Receiver<Lifecycle>,
-    /// Addresses this node gave up.
-    released: watch::Receiver<Arc<Vec<std::net::IpAddr>>>,
-    /// The client socket, to ask the kernel for bytes not read yet.
-    fd: std::os::fd::RawFd,
-    /// Counts this connection under its local address while it lives.
-    _local: LocalAddrGuard,
-}
-
-/// How long a connection that has not sent its first request yet is given
-/// to send it when the connection is asked to close: well inside the 100 ms
-/// a VIP release waits for connections, so the answer still gets out.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(40);
-
-/// Waits (polling FIONREAD: hyper owns the socket's readiness) until the
-/// client has sent something, or `grace` has passed.
-async fn await_first_bytes(fd: std::os::fd::RawFd, grace: Duration) {
-    let deadline = tokio::time::Instant::now() + grace;
-    while unread_bytes(fd) == 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-/// Bytes the client sent that nobody has read yet (FIONREAD).
-fn unread_bytes(fd: std::os::fd::RawFd) -> usize {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int; the fd belongs to the connection
-    // whose task calls this, so it is open.
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    if rc == 0 { n.max(0) as usize } else { 0 }
-}
-
-/// Open connections per local address (to know when the connections to a
-/// VIP being given up are gone).
-#[derive(Debug, Default)]
-pub struct LocalCounts(std::sync::Mutex<HashMap<std::net::IpAddr, usize>>);
-
-impl LocalCounts {
-    fn register(self: &Arc<Self>, ip: std::net::IpAddr) -> LocalAddrGuard {
-        *self.lock().entry(ip).or_default() += 1;
-        LocalAddrGuard {
-            counts: self.clone(),
-            ip,
-        }
-    }
-
-    fn count(&self, ips: &[std::net::IpAddr]) -> usize {
-        let counts = self.lock();
-        ips.iter().filter_map(|ip| counts.get(ip)).sum()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, usize>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-struct LocalAddrGuard {
-    counts: Arc<LocalCounts>,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for LocalAddrGuard {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock();
-        if let Some(n) = counts.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
-async fn serve_connection<IO>(
-    stream: IO,
-    conn: ConnInfo,
-    runtime: Arc<ArcSwap<Runtime>>,
-    mut control: ConnControl,
-) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use std::sync::atomic::Ordering::Relaxed;
-    let local_ip = conn.local.ip();
-    let peer = conn.peer;
-    let settings = runtime.load().config.http.clone();
-    let conn = Arc::new(conn);
-    // Set by the service once the first request shows the protocol: an
-    // HTTP/2 connection is told to go with GOAWAY, an HTTP/1.1 one with
-    // `Connection: close` on its next response.
-    let is_h2 = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // HTTP/1.1: the next response closes the connection.
-    let close_after = Arc::new(std::sync::atomic::AtomicBool::new(control.doomed));
-    // A request has reached the service on this connection.
-    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let service = {
-        let lifecycle = control.lifecycle.clone();
-        let is_h2 = is_h2.clone();
-        let close_after = close_after.clone();
-        let served = served.clone();
-        service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            served.store(true, Relaxed);
-            let rt = runtime.load_full();
-            let conn = conn.clone();
-            let h2 = req.version() == http::Version::HTTP_2;
-            if h2 {
-                is_h2.store(true, Relaxed);
-            }
-            let lifecycle = lifecycle.clone();
-            let close_after = close_after.clone();
-            // Boxed: the request future is a few KB; hyper moves the
-            // service future into place for every request, and a box
-            // makes that move a pointer copy.
-            Box::pin(async move {
-                let mut response = handler::handle(rt, &conn, req).await;
-                let closing =
-                    *lifecycle.borrow() != Lifecycle::Serving || close_after.load(Relaxed);
-                if !h2 && closing {
-                    response.headers_mut().insert(
-                        http::header::CONNECTION,
-                        http::HeaderValue::from_static("close"),
-                    );
-                }
-                Ok::<_, Infallible>(response)
-            })
-        })
-    };
-    let builder = http_builder(&settings);
-    let stream = super::h2_flood::FloodGuard::new(stream);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    // hyper's own header timeout starts only once it knows the protocol
-    // (HTTP/1 vs the HTTP/2 preface): a connection that never sends a byte
-    // would be kept forever and hold an fd (issue 13: 2,200 silent
-    // connections exhausted a 2,000-fd limit). nginx's
-    // client_header_timeout runs from accept; so does this.
-    let first_request = tokio::time::sleep_until(control.accepted + settings.client_header_timeout);
-    tokio::pin!(first_request);
-    let mut first_request_due = true;
-    loop {
-        let close = tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection error");
-                }
-                return;
-            }
-            () = first_request.as_mut(), if first_request_due => {
-                first_request_due = false;
-                if served.load(Relaxed) {
-                    continue;
-                }
-                tracing::debug!(peer = %peer, "no request within client_header_timeout; closing");
-                return;
-            }
-            _ = control.stop.cancelled() => true,
-            changed = control.released.changed() => {
-                changed.is_ok() && control.released.borrow_and_update().contains(&local_ip)
-            }
-            changed = control.lifecycle.changed() => match changed {
-                Err(_) => true,
-                Ok(()) => {
-                    let state = *control.lifecycle.borrow_and_update();
-                    state == Lifecycle::Closing
-                        || (state == Lifecycle::Draining && is_h2.load(Relaxed))
-                }
-            },
-        };
-        if !close {
-            continue;
-        }
-        // hyper counts a connection whose next request is still in the
-        // socket buffer as idle and would close it unread (a reset for the
-        // client). Answer that request first, with `Connection: close`.
-        if !is_h2.load(Relaxed) && !control.stop.is_cancelled() {
-            if !served.load(Relaxed) {
-                // Just opened: its first request is likely on the way, and
-                // closing now would fail a request the client has not even
-                // sent (no client retries that). Give it a moment.
-                await_first_bytes(control.fd, FIRST_REQUEST_GRACE).await;
-            }
-            if unread_bytes(control.fd) > 0 {
-                close_after.store(true, Relaxed);
-                continue;
-            }
-        }
-        break;
-    }
-    connection.as_mut().graceful_shutdown();
-    if let Err(e) = connection.await {
-        tracing::debug!(error = %e, "connection error during shutdown");
-    }
-}
-
-/// hyper settings from `[http]`.
-fn http_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // Body chunks are queued and written as handed over (never copied
-        // into a flat buffer): proxy::sendfile depends on it.
-        .writev(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(http.client_header_timeout)
-        // Twice the limit: a head between one and two limits is parsed and
-        // refused by `request_checks` with the precise status (414 for a
-        // long target, 431 for big fields); beyond that hyper says 431.
-        .max_buf_size((2 * http.max_header_size).max(16384))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(http.max_header_size as u32)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    if !http.http2 {
-        builder = builder.http1_only();
-    }
-    builder
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A held listener leaves SYNs unanswered (the client's connect times
-    /// out instead of being refused), and accepts again when released.
-    #[tokio::test]
-    async fn holding_drops_syns_without_refusing() {
-        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let dup = Socket::from(listener.try_clone().unwrap());
-        set_syn_drop(&dup, true).unwrap();
-        let attempt = tokio::time::timeout(
-            Duration::from_millis(300),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await;
-        assert!(attempt.is_err(), "connect should hang, got {attempt:?}");
-        set_syn_drop(&dup, false).unwrap();
-        // The client's SYN retry (1 s) now gets through.
-        let stream =
-            tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
-                .await;
-        assert!(matches!(stream, Ok(Ok(_))), "{stream:?}");
-        assert_eq!(accept_queue_len(&dup), 1);
     }
 }

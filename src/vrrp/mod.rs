@@ -16,7 +16,6 @@
 //! - [`vip`]: VIPs through rtnetlink.
 //! - [`announce`]: gratuitous ARP / unsolicited NA.
 //! - [`netif`]: interface facts and capability checks.
-//! - [`freebind`]: IP_FREEBIND for listeners on a VIP not yet local.
 //! - `instance`: one task per virtual router, gluing the above.
 //! - [`speaker`]: the [`Speaker`] handle; [`run_standalone`] for a
 //!   `[vrrp]`-only config.
@@ -24,7 +23,6 @@
 pub mod announce;
 pub mod discard;
 pub mod error;
-pub mod freebind;
 mod instance;
 pub mod machine;
 pub mod netif;
@@ -40,7 +38,6 @@ pub mod track;
 pub mod vip;
 
 pub use error::VrrpError;
-pub use freebind::set_freebind;
 pub use instance::{Counters, ReleaseHook, TransitionRecord};
 pub use machine::State;
 pub use run::run_standalone;
