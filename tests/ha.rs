@@ -478,7 +478,17 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
             .contains("upstream app: 0/1 servers up"),
         "{s:#}"
     );
-    let from_b = report.first_served_by_after("be-b", t0).expect("b served");
+    let from_b = report.first_served_by_after("be-b", t0).unwrap_or_else(|| {
+        panic!(
+            "b never served: {:#?}\n{}",
+            report
+                .outcomes
+                .iter()
+                .filter(|o| o.at > t0)
+                .collect::<Vec<_>>(),
+            ha.lab.logs()
+        )
+    });
     assert!(from_b - t0 < Duration::from_secs(2), "{:?}", from_b - t0);
     // Until the VIP moved, a answered 502 (its pool is empty); no request
     // was lost otherwise: a closed its keep-alive connections before it
@@ -572,7 +582,17 @@ fn wedged_workers_give_the_vip_up() {
     eprintln!("VIP moved {took:?} after the workers wedged");
     std::thread::sleep(Duration::from_millis(800));
     let report = probe.stop();
-    let from_b = report.first_served_by_after("be-b", t0).expect("b served");
+    let from_b = report.first_served_by_after("be-b", t0).unwrap_or_else(|| {
+        panic!(
+            "b never served: {:#?}\n{}",
+            report
+                .outcomes
+                .iter()
+                .filter(|o| o.at > t0)
+                .collect::<Vec<_>>(),
+            ha.lab.logs()
+        )
+    });
     eprintln!(
         "wedged: first answer from b {:?} after the stall; {}",
         from_b - t0,

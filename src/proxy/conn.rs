@@ -167,35 +167,39 @@ pub(crate) async fn serve_connection<IO>(
     let first_request = tokio::time::sleep_until(control.accepted + settings.client_header_timeout);
     tokio::pin!(first_request);
     let mut first_request_due = true;
+    // Accepted for an address being given up: close as soon as what the
+    // client sends first is answered (the grace below).
+    let mut close_now = control.doomed;
     loop {
-        let close = tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection error");
+        let close = std::mem::take(&mut close_now)
+            || tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection error");
+                    }
+                    return;
                 }
-                return;
-            }
-            () = first_request.as_mut(), if first_request_due => {
-                first_request_due = false;
-                if served.load(Relaxed) {
-                    continue;
+                () = first_request.as_mut(), if first_request_due => {
+                    first_request_due = false;
+                    if served.load(Relaxed) {
+                        continue;
+                    }
+                    tracing::debug!(peer = %peer, "no request within client_header_timeout; closing");
+                    return;
                 }
-                tracing::debug!(peer = %peer, "no request within client_header_timeout; closing");
-                return;
-            }
-            _ = control.stop.cancelled() => true,
-            changed = control.released.changed() => {
-                changed.is_ok() && control.released.borrow_and_update().contains(&local_ip)
-            }
-            changed = control.lifecycle.changed() => match changed {
-                Err(_) => true,
-                Ok(()) => {
-                    let state = *control.lifecycle.borrow_and_update();
-                    state == Lifecycle::Closing
-                        || (state == Lifecycle::Draining && is_h2.load(Relaxed))
+                _ = control.stop.cancelled() => true,
+                changed = control.released.changed() => {
+                    changed.is_ok() && control.released.borrow_and_update().contains(&local_ip)
                 }
-            },
-        };
+                changed = control.lifecycle.changed() => match changed {
+                    Err(_) => true,
+                    Ok(()) => {
+                        let state = *control.lifecycle.borrow_and_update();
+                        state == Lifecycle::Closing
+                            || (state == Lifecycle::Draining && is_h2.load(Relaxed))
+                    }
+                },
+            };
         if !close {
             continue;
         }

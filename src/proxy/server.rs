@@ -36,6 +36,12 @@ use super::sendfile::SendfileStream;
 use super::tls;
 use super::workers::Workers;
 
+/// How long a VIP release waits, at least, for handshakes under way when
+/// new connections were held off to complete (and be served): a LAN
+/// round trip is well under a millisecond; this leaves room for a busy
+/// host.
+pub(crate) const HANDSHAKE_SETTLE: Duration = Duration::from_millis(10);
+
 /// The running proxy: its current runtime and its listeners.
 pub struct Server {
     runtime: Arc<ArcSwap<Runtime>>,
@@ -265,11 +271,54 @@ impl Server {
         });
     }
 
-    /// Waits (up to `timeout`) until no connection to `addrs` is open.
+    /// Waits (up to `timeout`) until no connection to `addrs` is open or
+    /// on its way in. Call it with new connections held off
+    /// (`hold_new_connections`): a handshake the kernel completed just
+    /// before the hold sits in an accept queue, invisible to the
+    /// per-address counts, and if the address went now that connection
+    /// could never be answered (replies from a removed address are not
+    /// routed; the client would hang until its own timeout). So this also
+    /// waits for
+    /// - `HANDSHAKE_SETTLE`, for a handshake whose SYN came just before the
+    ///   hold to complete (its last ACK is one round trip away);
+    /// - empty accept queues;
+    /// - every worker to finish what it is doing (a connection taken off a
+    ///   queue is counted under its address in the same poll of the accept
+    ///   loop, so after that poll it shows in the counts).
     pub async fn wait_released(&self, addrs: &[std::net::IpAddr], timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.by_local.count(addrs) > 0 && tokio::time::Instant::now() < deadline {
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            if now >= start + HANDSHAKE_SETTLE && self.queued_connections() == 0 {
+                self.workers_barrier().await;
+                if self.by_local.count(addrs) == 0 {
+                    return;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Returns once every worker has run a task queued now, i.e. finished
+    /// the poll it was in (workers are single-threaded runtimes).
+    async fn workers_barrier(&self) {
+        let done: Vec<_> = self
+            .workers
+            .handles()
+            .map(|h| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                h.spawn(async move {
+                    let _ = tx.send(());
+                });
+                rx
+            })
+            .collect();
+        for rx in done {
+            let _ = rx.await;
         }
     }
 
