@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod import;
 pub mod liveness;
 pub mod metrics;
 pub mod privileges;

@@ -61,6 +61,36 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// Translate an nginx.conf and/or a keepalived.conf into a vigil config.
+    /// The report lists every directive not translated (file:line, why,
+    /// what to do instead). Exit code 0 if everything was translated, 3 if
+    /// something was left out (the config is still written), 1 if an input
+    /// cannot be read as nginx or keepalived configuration.
+    Import {
+        /// The nginx configuration (nginx.conf, or a file from conf.d).
+        #[arg(long)]
+        nginx: Option<PathBuf>,
+        /// The keepalived configuration.
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        /// Where to write the vigil config (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Where to write the report (default: standard error).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Write the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// nginx's prefix, for relative root, alias and log paths
+        /// (default /usr/share/nginx).
+        #[arg(long)]
+        prefix: Option<PathBuf>,
+        /// nginx's configuration directory, for relative includes and
+        /// certificates (default: the directory of the --nginx file).
+        #[arg(long)]
+        conf_prefix: Option<PathBuf>,
+    },
     /// Show a running vigil's state: listeners, upstream health, VRRP.
     Status {
         #[arg(short, long, default_value = "conf/vigil.toml")]
@@ -93,6 +123,25 @@ fn main() -> ExitCode {
             };
             admin_call(&config, admin, "POST", path, print_reply)
         }
+        Command::Import {
+            nginx,
+            keepalived,
+            output,
+            report,
+            json,
+            prefix,
+            conf_prefix,
+        } => import(
+            vigil::import::Input {
+                nginx,
+                keepalived,
+                prefix,
+                conf_prefix,
+            },
+            output,
+            report,
+            json,
+        ),
         Command::Undrain { config, admin } => {
             admin_call(&config, admin, "POST", "/undrain", print_reply)
         }
@@ -156,6 +205,69 @@ fn check(path: &Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn import(
+    input: vigil::import::Input,
+    output: Option<PathBuf>,
+    report_path: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    use vigil::import::{Status, files::Disk};
+    if input.nginx.is_none() && input.keepalived.is_none() {
+        eprintln!("vigil import: give --nginx FILE and/or --keepalived FILE");
+        return ExitCode::FAILURE;
+    }
+    let mut imported = match vigil::import::import(&Disk, &input) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("vigil import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The same checks `vigil check` makes (certificates read, names
+    // resolved): here they can fail for reasons of this machine, so they
+    // are reported, not fatal.
+    let check_path = output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("vigil.toml"));
+    if let Err(e) = Config::parse(&imported.toml, &check_path) {
+        imported.report.add(
+            "",
+            "",
+            Status::Note,
+            format!("the written config does not pass `vigil check` on this machine:\n{e}"),
+            "run vigil check where vigil will run (certificates and host names must be there)",
+        );
+    }
+    match &output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.toml) {
+                eprintln!("vigil import: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{}", imported.toml),
+    }
+    let text = if json {
+        imported.report.json()
+    } else {
+        imported.report.text()
+    };
+    match &report_path {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("vigil import: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => eprint!("{text}"),
+    }
+    if imported.report.left_out() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -1,0 +1,295 @@
+//! `vigil import` over the corpus (tests/corpus: real nginx and keepalived
+//! configs from public repositories, see tests/corpus/SOURCES.md):
+//!
+//! - every file parses, except the ones broken upstream, which give a
+//!   parse error naming file and line;
+//! - every directive that the importer does not translate is in the report
+//!   at its file:line (checked against the directive table, not against
+//!   the translator's own bookkeeping);
+//! - the written config is a vigil config: it deserializes into vigil's
+//!   schema and, with certificates and upstream addresses swapped for
+//!   local ones (as `vigil check` on the target host would find them),
+//!   passes the whole validation `vigil check` runs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use vigil::import::files::Disk;
+use vigil::import::nginx::directives::{self, Fate};
+use vigil::import::{Imported, Input, ParseError, Report};
+
+/// Files broken upstream, and the line nginx (and the importer) stops at.
+const BROKEN: &[(&str, u32, &str)] = &[(
+    "23-microservices-gateway.conf",
+    44,
+    "\"log_format\" directive is not allowed here",
+)];
+
+fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn import(nginx: Option<&Path>, keepalived: Option<&Path>) -> Result<Imported, ParseError> {
+    vigil::import::import(
+        &Disk,
+        &Input {
+            nginx: nginx.map(Path::to_path_buf),
+            keepalived: keepalived.map(Path::to_path_buf),
+            ..Input::default()
+        },
+    )
+}
+
+fn reported(report: &Report) -> BTreeSet<String> {
+    report.items.iter().map(|i| i.place.clone()).collect()
+}
+
+/// Every nginx directive whose fate is not "translated" must be reported
+/// at its place.
+fn check_nginx_coverage(path: &Path, report: &Report) {
+    let parsed = vigil::import::nginx::parse::parse(&Disk, path, path.parent()).unwrap();
+    let places = reported(report);
+    let mut missing = Vec::new();
+    fn walk(
+        ds: &[vigil::import::nginx::Directive],
+        in_upstream: bool,
+        places: &BTreeSet<String>,
+        missing: &mut Vec<String>,
+    ) {
+        for d in ds {
+            let spec = if in_upstream {
+                directives::upstream_spec(&d.name)
+            } else {
+                directives::spec(&d.name)
+            };
+            // These are translated in some forms only (whole-site
+            // rewrite redirects, the https and host `if` idioms, `deny
+            // all`); the other forms are reported.
+            let partly = matches!(d.name.as_str(), "rewrite" | "if" | "deny");
+            let must_report = !partly && !matches!(spec.map(|s| s.fate), Some(Fate::Translated));
+            if must_report && !places.contains(&d.place.to_string()) {
+                missing.push(format!("{}: {}", d.place, d.summary()));
+            }
+            let data = spec.is_some_and(|s| s.data) || spec.is_none();
+            if !data {
+                walk(d.children(), d.name == "upstream", places, missing);
+            }
+        }
+    }
+    walk(&parsed.directives, false, &places, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "{}: directives not translated and not in the report:\n{}\n--- report\n{}",
+        path.display(),
+        missing.join("\n"),
+        report.text()
+    );
+}
+
+/// keepalived keywords the importer translates; everything else must be
+/// in the report.
+const KEEPALIVED_TRANSLATED: &[&str] = &[
+    "global_defs",
+    "vrrp_version",
+    "vrrp_garp_master_delay",
+    "garp_master_delay",
+    "vrrp_garp_master_repeat",
+    "garp_master_repeat",
+    "vrrp_garp_master_refresh",
+    "garp_master_refresh",
+    "vrrp_garp_interval",
+    "vrrp_script",
+    "vrrp_track_process",
+    "script",
+    "process",
+    "interval",
+    "timeout",
+    "weight",
+    "fall",
+    "rise",
+    "delay",
+    "vrrp_instance",
+    "interface",
+    "virtual_router_id",
+    "priority",
+    "advert_int",
+    "version",
+    "nopreempt",
+    "preempt",
+    "preempt_delay",
+    "virtual_ipaddress",
+    "virtual_ipaddress_excluded",
+    "unicast_src_ip",
+    "unicast_peer",
+    "authentication",
+    "auth_type",
+    "auth_pass",
+    "track_script",
+    "track_process",
+    "track_interface",
+    "notify",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify_stop",
+    "garp_interval",
+    "vrrp_sync_group",
+    "group",
+];
+
+fn check_keepalived_coverage(path: &Path, report: &Report) {
+    let parsed = vigil::import::keepalived::parse::parse(&Disk, path).unwrap();
+    let places = reported(report);
+    let mut missing = Vec::new();
+    fn walk(
+        ss: &[vigil::import::keepalived::parse::Stmt],
+        list: bool,
+        places: &BTreeSet<String>,
+        missing: &mut Vec<String>,
+    ) {
+        for s in ss {
+            // Lines of address lists and tracked names are data.
+            if !list
+                && !KEEPALIVED_TRANSLATED.contains(&s.key())
+                && !places.contains(&s.place.to_string())
+            {
+                missing.push(format!("{}: {}", s.place, s.summary()));
+            }
+            let data = matches!(
+                s.key(),
+                "virtual_ipaddress"
+                    | "virtual_ipaddress_excluded"
+                    | "unicast_peer"
+                    | "track_script"
+                    | "track_process"
+                    | "track_interface"
+                    | "group"
+                    | "notification_email"
+            );
+            walk(s.children(), data, places, missing);
+        }
+    }
+    walk(&parsed.stmts, false, &places, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "{}: statements not translated and not in the report:\n{}\n--- report\n{}",
+        path.display(),
+        missing.join("\n"),
+        report.text()
+    );
+}
+
+/// The TOML as `vigil check` would read it on the target host: parsed
+/// into vigil's schema, then validated whole with the certificates and
+/// upstream host names swapped for local ones.
+fn check_config(name: &str, toml_text: &str, dir: &Path, cert: &(PathBuf, PathBuf)) {
+    let _: vigil::config::file::ConfigFile = toml::from_str(toml_text)
+        .unwrap_or_else(|e| panic!("{name}: not vigil's schema: {e}\n{toml_text}"));
+    let mut table: toml::Table = toml::from_str(toml_text).unwrap();
+    if let Some(toml::Value::Array(servers)) = table.get_mut("server") {
+        for s in servers {
+            if let Some(tls) = s.get_mut("tls").and_then(|t| t.as_table_mut()) {
+                tls.insert("cert".into(), cert.0.display().to_string().into());
+                tls.insert("key".into(), cert.1.display().to_string().into());
+            }
+        }
+    }
+    if let Some(toml::Value::Table(ups)) = table.get_mut("upstream") {
+        for (_, u) in ups.iter_mut() {
+            if let Some(toml::Value::Array(servers)) = u.get_mut("servers") {
+                for s in servers {
+                    let addr = s["addr"].as_str().unwrap().to_owned();
+                    let port = addr.rsplit(':').next().unwrap();
+                    s.as_table_mut()
+                        .unwrap()
+                        .insert("addr".into(), format!("127.0.0.1:{port}").into());
+                }
+            }
+        }
+    }
+    let local = toml::to_string(&table).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, &local).unwrap();
+    if let Err(e) = vigil::config::Config::parse(&local, &path) {
+        panic!(
+            "{name}: the imported config does not pass vigil check:\n{e}\n--- as imported\n{toml_text}"
+        );
+    }
+}
+
+fn test_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let ca = support::tls::TestCa::new("import test CA");
+    ca.leaf(&["localhost"]).write(dir, "any")
+}
+
+#[test]
+fn every_nginx_file_parses_and_reports_what_it_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_cert(dir.path());
+    let mut parsed = 0;
+    let files = corpus("nginx");
+    assert_eq!(files.len(), 20, "the corpus has 20 nginx files");
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match (
+            import(Some(path), None),
+            BROKEN.iter().find(|(n, ..)| *n == name),
+        ) {
+            (Ok(imported), None) => {
+                parsed += 1;
+                check_nginx_coverage(path, &imported.report);
+                check_config(&name, &imported.toml, dir.path(), &cert);
+                for item in &imported.report.items {
+                    assert!(!item.why.is_empty(), "{name}: {item:?}");
+                }
+            }
+            (Err(e), Some((_, line, message))) => {
+                assert_eq!(e.file, path.display().to_string());
+                assert_eq!(e.line, *line, "{e}");
+                assert!(e.message.contains(message), "{e}");
+                parsed += 1;
+            }
+            (Ok(_), Some(_)) => panic!("{name} is broken upstream but imported without an error"),
+            (Err(e), None) => panic!("{name} does not import: {e}"),
+        }
+    }
+    assert_eq!(parsed, files.len());
+}
+
+#[test]
+fn every_keepalived_file_parses_alone_and_with_its_nginx_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_cert(dir.path());
+    let files = corpus("keepalived");
+    assert_eq!(files.len(), 13, "the corpus has 13 keepalived files");
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let alone = import(None, Some(path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_keepalived_coverage(path, &alone.report);
+        check_config(&format!("ka-{name}"), &alone.toml, dir.path(), &cert);
+        let pair = path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("nginx")
+            .join(&name);
+        if pair.exists() {
+            let both = import(Some(&pair), Some(path)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            check_keepalived_coverage(path, &both.report);
+            check_nginx_coverage(&pair, &both.report);
+            check_config(&format!("pair-{name}"), &both.toml, dir.path(), &cert);
+        }
+    }
+}
