@@ -203,6 +203,27 @@ fn check_config(name: &str, toml_text: &str, dir: &Path, cert: &(PathBuf, PathBu
                 tls.insert("cert".into(), cert.0.display().to_string().into());
                 tls.insert("key".into(), cert.1.display().to_string().into());
             }
+            // Implicit upstreams (proxy_pass "http://host:port/..."): a
+            // local address, so the check resolves nothing.
+            if let Some(toml::Value::Array(locations)) = s.get_mut("location") {
+                for l in locations {
+                    let Some(pass) = l.get("proxy_pass").and_then(|p| p.as_str()) else {
+                        continue;
+                    };
+                    let Some(rest) = pass.strip_prefix("http://") else {
+                        continue;
+                    };
+                    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    if !host.contains(['.', ':']) {
+                        continue;
+                    }
+                    let port = host.rsplit_once(':').map_or("80", |(_, p)| p);
+                    let local = format!("http://127.0.0.1:{port}{path}");
+                    l.as_table_mut()
+                        .unwrap()
+                        .insert("proxy_pass".into(), local.into());
+                }
+            }
         }
     }
     if let Some(toml::Value::Table(ups)) = table.get_mut("upstream") {
@@ -292,4 +313,86 @@ fn every_keepalived_file_parses_alone_and_with_its_nginx_pair() {
             check_config(&format!("pair-{name}"), &both.toml, dir.path(), &cert);
         }
     }
+}
+
+/// The command: exit codes, the written files, the JSON report.
+#[test]
+fn the_import_command() {
+    let vigil = env!("CARGO_BIN_EXE_vigil");
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = &corpus("nginx")[0];
+    let keepalived = &corpus("keepalived")[0];
+    let out = dir.path().join("vigil.toml");
+    let report = dir.path().join("report.json");
+    let run = std::process::Command::new(vigil)
+        .args(["import", "--nginx"])
+        .arg(nginx)
+        .arg("--keepalived")
+        .arg(keepalived)
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let toml_text = std::fs::read_to_string(&out).unwrap();
+    assert!(toml_text.contains("[[vrrp.instance]]") && toml_text.contains("[[server]]"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(doc["left_out"], true);
+    assert!(
+        doc["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["place"].is_string() && i["why"].is_string())
+    );
+
+    // Fully translated: exit 0, config on stdout, report on stderr.
+    let simple = dir.path().join("simple.conf");
+    std::fs::write(
+        &simple,
+        "server {\n listen 8080;\n location / {\n  proxy_pass http://127.0.0.1:9000;\n }\n}\n",
+    )
+    .unwrap();
+    let run = std::process::Command::new(vigil)
+        .args(["import", "--nginx"])
+        .arg(&simple)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("proxy_pass = \"http://127.0.0.1:9000\"")
+    );
+
+    // Broken: exit 1 with file:line.
+    let broken = corpus("nginx")
+        .into_iter()
+        .find(|p| p.ends_with("23-microservices-gateway.conf"))
+        .unwrap();
+    let run = std::process::Command::new(vigil)
+        .args(["import", "--nginx"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains(
+            "23-microservices-gateway.conf:44: \"log_format\" directive is not allowed here"
+        ),
+        "{err}"
+    );
 }

@@ -15,8 +15,8 @@ fn nginx(conf: &str) -> (toml::Table, Report) {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let table: toml::Table = toml::from_str(&imported.toml)
-        .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+    let table: toml::Table =
+        toml::from_str(&imported.toml).unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
     let _: crate::config::file::ConfigFile =
         toml::from_str(&imported.toml).unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
     (table, imported.report)
@@ -78,13 +78,16 @@ fn ssl_is_per_address_as_in_nginx() {
 
 #[test]
 fn https_redirect_idioms() {
-    let (t, _) = http("server { listen 80; server_name a.test; return 301 https://$host$request_uri; }");
+    let (t, _) =
+        http("server { listen 80; server_name a.test; return 301 https://$host$request_uri; }");
     assert_eq!(servers(&t)[0]["redirect_https"].as_bool(), Some(true));
     assert!(servers(&t)[0].get("location").is_none());
     let (t, _) = http("server { listen 80; return 301 https://$host:8443$request_uri; }");
     assert_eq!(servers(&t)[0]["https_port"].as_integer(), Some(8443));
     // $server_name is the first name, written out.
-    let (t, _) = http("server { listen 80; server_name a.test b.test; return 301 https://$server_name$request_uri; }");
+    let (t, _) = http(
+        "server { listen 80; server_name a.test b.test; return 301 https://$server_name$request_uri; }",
+    );
     assert_eq!(
         location(&t, 0, "/")["return"]["location"].as_str(),
         Some("https://a.test$request_uri")
@@ -107,22 +110,36 @@ fn a_host_check_becomes_its_own_server() {
     );
     let s = servers(&t);
     assert_eq!(s.len(), 2);
-    assert_eq!(s[0]["server_name"].as_array().unwrap(), &[toml::Value::from("www.a.test")]);
-    assert_eq!(location(&t, 0, "/")["return"]["status"].as_integer(), Some(301));
-    assert_eq!(s[1]["server_name"].as_array().unwrap(), &[toml::Value::from("a.test")]);
+    assert_eq!(
+        s[0]["server_name"].as_array().unwrap(),
+        &[toml::Value::from("www.a.test")]
+    );
+    assert_eq!(
+        location(&t, 0, "/")["return"]["status"].as_integer(),
+        Some(301)
+    );
+    assert_eq!(
+        s[1]["server_name"].as_array().unwrap(),
+        &[toml::Value::from("a.test")]
+    );
     let (t, _) = http(
         "server { listen 80 default_server; server_name a.test b.test; \
          if ($host != a.test) { return 404; } location / { root /srv; } }",
     );
     let s = servers(&t);
-    assert_eq!(s[0]["server_name"].as_array().unwrap(), &[toml::Value::from("b.test")]);
+    assert_eq!(
+        s[0]["server_name"].as_array().unwrap(),
+        &[toml::Value::from("b.test")]
+    );
     assert_eq!(s[0]["default_server"].as_bool(), Some(true));
     assert!(s[1].get("default_server").is_none());
 }
 
 #[test]
 fn whole_site_rewrites_become_returns() {
-    let (t, r) = http("server { listen 80; rewrite ^/(.*) http://x.test/$1 permanent; location /a { root /srv; } }");
+    let (t, r) = http(
+        "server { listen 80; rewrite ^/(.*) http://x.test/$1 permanent; location /a { root /srv; } }",
+    );
     let ret = &location(&t, 0, "/")["return"];
     assert_eq!(ret["status"].as_integer(), Some(301));
     assert_eq!(ret["location"].as_str(), Some("http://x.test$request_uri"));
@@ -149,12 +166,17 @@ fn location_modifiers() {
 
 #[test]
 fn a_server_without_location_slash_serves_its_root() {
-    let (t, _) = http("server { listen 80; root /srv/www; index index.htm; location /api/ { proxy_pass http://10.0.0.1:8080; } }");
+    let (t, _) = http(
+        "server { listen 80; root /srv/www; index index.htm; location /api/ { proxy_pass http://10.0.0.1:8080; } }",
+    );
     let slash = location(&t, 0, "/");
     assert_eq!(slash["root"].as_str(), Some("/srv/www"));
     assert_eq!(slash["index"][0].as_str(), Some("index.htm"));
     let (t, _) = http("server { listen 80; location /x { return 204; } }");
-    assert_eq!(location(&t, 0, "/")["root"].as_str(), Some("/usr/share/nginx/html"));
+    assert_eq!(
+        location(&t, 0, "/")["root"].as_str(),
+        Some("/usr/share/nginx/html")
+    );
 }
 
 #[test]
@@ -181,9 +203,15 @@ fn proxy_pass_uri_host_and_headers() {
     assert!(b["proxy_set_header"].get("X-Id").is_none());
     assert!(has(&r, "proxy_set_header X-Id", Status::NotSupported));
     let c = location(&t, 0, "/c/");
-    assert_eq!(c["proxy_pass"].as_str(), Some("http://10_0_0_9_9000/"));
-    assert_eq!(c["proxy_set_header"]["Host"].as_str(), Some("10.0.0.9:9000"));
-    assert_eq!(location(&t, 0, "/d/")["proxy_pass"].as_str(), Some("http://app/"));
+    assert_eq!(c["proxy_pass"].as_str(), Some("http://10.0.0.9:9000/"));
+    assert_eq!(
+        c["proxy_set_header"]["Host"].as_str(),
+        Some("10.0.0.9:9000")
+    );
+    assert_eq!(
+        location(&t, 0, "/d/")["proxy_pass"].as_str(),
+        Some("http://app/")
+    );
     let up = &t["upstream"]["app"];
     let servers = up["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 2);
@@ -208,11 +236,19 @@ fn the_websocket_idiom() {
          }",
     );
     assert_eq!(location(&t, 0, "/ws")["websocket"].as_bool(), Some(true));
-    assert!(location(&t, 0, "/ws")["proxy_set_header"].get("Upgrade").is_none());
+    assert!(
+        location(&t, 0, "/ws")["proxy_set_header"]
+            .get("Upgrade")
+            .is_none()
+    );
     assert!(location(&t, 0, "/old").get("websocket").is_none());
     assert!(location(&t, 0, "/ka").get("websocket").is_none());
     assert!(has(&r, "map $http_upgrade", Status::NotNeeded));
-    assert!(has(&r, "proxy_set_header Connection \"\"", Status::NotNeeded));
+    assert!(has(
+        &r,
+        "proxy_set_header Connection \"\"",
+        Status::NotNeeded
+    ));
 }
 
 #[test]
@@ -225,17 +261,21 @@ fn timeouts_are_per_pool_so_pools_are_copied() {
          }",
     );
     assert_eq!(location(&t, 0, "/")["proxy_pass"].as_str(), Some("app"));
-    assert_eq!(location(&t, 0, "/slow")["proxy_pass"].as_str(), Some("app_2"));
+    assert_eq!(
+        location(&t, 0, "/slow")["proxy_pass"].as_str(),
+        Some("app_2")
+    );
     let up = &t["upstream"];
     assert_eq!(up["app"]["connect_timeout"].as_str(), Some("5s"));
     assert!(up["app"].get("read_timeout").is_none());
     assert_eq!(up["app_2"]["read_timeout"].as_str(), Some("5m"));
     assert_eq!(up["app_2"]["tries"].as_integer(), Some(2));
-    assert_eq!(
-        up["app_2"]["next_upstream"].as_array().unwrap().len(),
-        3
-    );
-    assert!(has(&r, "proxy_next_upstream error timeout http_503 http_404", Status::Approximated));
+    assert_eq!(up["app_2"]["next_upstream"].as_array().unwrap().len(), 3);
+    assert!(has(
+        &r,
+        "proxy_next_upstream error timeout http_503 http_404",
+        Status::Approximated
+    ));
 }
 
 #[test]
@@ -244,7 +284,10 @@ fn https_upstreams_are_not_verified_unless_nginx_verifies() {
         "upstream s { server 10.0.0.1:443; }\n\
          server { listen 80; location / { proxy_pass https://s; } location /v { proxy_pass https://s; proxy_ssl_verify on; proxy_ssl_trusted_certificate ca.pem; proxy_ssl_name api.internal; } }",
     );
-    assert_eq!(location(&t, 0, "/")["proxy_pass"].as_str(), Some("https://s"));
+    assert_eq!(
+        location(&t, 0, "/")["proxy_pass"].as_str(),
+        Some("https://s")
+    );
     assert_eq!(t["upstream"]["s"]["tls"]["verify"].as_bool(), Some(false));
     let v = &t["upstream"]["s_2"]["tls"];
     assert_eq!(v["verify"].as_bool(), Some(true));
@@ -326,12 +369,18 @@ fn returns_and_their_content_type() {
     let b = &location(&t, 0, "/b")["return"];
     assert_eq!(b["body"].as_str(), Some("x $host"));
     assert!(b.get("content_type").is_none());
-    assert_eq!(location(&t, 0, "/c")["return"]["content_type"].as_str(), Some("application/json"));
+    assert_eq!(
+        location(&t, 0, "/c")["return"]["content_type"].as_str(),
+        Some("application/json")
+    );
     assert!(location(&t, 0, "/c").get("add_header").is_none());
     assert_eq!(location(&t, 0, "/d")["return"]["body"].as_str(), Some("t="));
     assert!(has(&r, "return 200 t=$time_iso8601", Status::Approximated));
     assert!(has(&r, "return 444", Status::Approximated));
-    assert_eq!(location(&t, 0, "/f")["return"]["status"].as_integer(), Some(302));
+    assert_eq!(
+        location(&t, 0, "/f")["return"]["status"].as_integer(),
+        Some(302)
+    );
 }
 
 #[test]
@@ -341,15 +390,27 @@ fn access_phase_internal_and_unknown_handlers() {
          location = /e.html { internal; } location /py { uwsgi_pass 127.0.0.1:9000; } location /st { stub_status; } \
          location /ret { deny all; return 200 'r'; } }",
     );
-    assert_eq!(location(&t, 0, "/deny")["return"]["status"].as_integer(), Some(403));
+    assert_eq!(
+        location(&t, 0, "/deny")["return"]["status"].as_integer(),
+        Some(403)
+    );
     assert_eq!(location(&t, 0, "/both")["root"].as_str(), Some("/srv"));
     assert!(has(&r, "allow 10.0.0.0/8", Status::NotSupportedYet));
-    assert_eq!(location(&t, 0, "= /e.html")["return"]["status"].as_integer(), Some(404));
-    assert_eq!(location(&t, 0, "/py")["return"]["status"].as_integer(), Some(501));
+    assert_eq!(
+        location(&t, 0, "= /e.html")["return"]["status"].as_integer(),
+        Some(404)
+    );
+    assert_eq!(
+        location(&t, 0, "/py")["return"]["status"].as_integer(),
+        Some(501)
+    );
     assert!(has(&r, "uwsgi_pass", Status::NotSupported));
     assert!(has(&r, "stub_status", Status::NotSupported));
     // return runs in the rewrite phase, before access checks.
-    assert_eq!(location(&t, 0, "/ret")["return"]["status"].as_integer(), Some(200));
+    assert_eq!(
+        location(&t, 0, "/ret")["return"]["status"].as_integer(),
+        Some(200)
+    );
 }
 
 #[test]
@@ -363,7 +424,10 @@ fn body_sizes_and_timeouts_at_each_level() {
     assert_eq!(t["http"]["client_body_timeout"].as_str(), Some("20s"));
     assert_eq!(t["http"]["client_header_timeout"].as_str(), Some("15s"));
     assert_eq!(servers(&t)[0]["client_max_body_size"].as_str(), Some("10m"));
-    assert_eq!(location(&t, 0, "/up")["client_max_body_size"].as_str(), Some("0"));
+    assert_eq!(
+        location(&t, 0, "/up")["client_max_body_size"].as_str(),
+        Some("0")
+    );
     let (t, r2) = http(
         "server { listen 80; send_timeout 10s; location / { return 204; } }\nserver { listen 81; send_timeout 20s; location / { return 204; } }",
     );
@@ -389,8 +453,15 @@ fn static_files_root_alias_index_try_files() {
     assert_eq!(slash["index"].as_array().unwrap().len(), 2);
     assert_eq!(slash["try_files"].as_array().unwrap().len(), 3);
     assert_eq!(slash["gzip_static"].as_bool(), Some(true));
-    assert!(has(&r, "index index.php index.html /x.html", Status::NotSupported));
-    assert!(has(&r, "location ~ \\.css$", Status::NotSupported) || has(&r, "alias /srv/css/", Status::NotSupported));
+    assert!(has(
+        &r,
+        "index index.php index.html /x.html",
+        Status::NotSupported
+    ));
+    assert!(
+        has(&r, "location ~ \\.css$", Status::NotSupported)
+            || has(&r, "alias /srv/css/", Status::NotSupported)
+    );
 }
 
 #[test]
@@ -399,7 +470,10 @@ fn nested_regexes_are_tried_first_and_reported() {
         "server { listen 80; root /srv; location ~ \\.css$ { expires 1d; } \
          location / { location ~* \\.html$ { expires 1h; } } }",
     );
-    let paths: Vec<&str> = locations(&t, 0).iter().map(|l| l["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = locations(&t, 0)
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
     let html = paths.iter().position(|p| *p == "~* \\.html$").unwrap();
     let css = paths.iter().position(|p| *p == "~ \\.css$").unwrap();
     assert!(html < css, "{paths:?}");
@@ -450,12 +524,19 @@ fn includes_missing_and_unknown_directives_are_reported() {
     assert!(has(r, "more_set_headers", Status::Unknown));
     assert!(has(r, "types", Status::NotNeeded));
     assert!(r.items.iter().any(|i| i.place == "/etc/nginx/mime.types:1"));
-    assert!(imported.toml.contains("# location /, /etc/nginx/conf.d/a.conf:1"));
+    assert!(
+        imported
+            .toml
+            .contains("# location /, /etc/nginx/conf.d/a.conf:1")
+    );
 }
 
 #[test]
 fn a_misplaced_directive_is_a_parse_error_with_its_line() {
-    let files = Memory::new().with("/n.conf", "events {}\nhttp {\n server {\n  upstream x { server 10.0.0.1; }\n }\n}\n");
+    let files = Memory::new().with(
+        "/n.conf",
+        "events {}\nhttp {\n server {\n  upstream x { server 10.0.0.1; }\n }\n}\n",
+    );
     let e = import(
         &files,
         &Input {
@@ -465,7 +546,10 @@ fn a_misplaced_directive_is_a_parse_error_with_its_line() {
     )
     .unwrap_err();
     assert_eq!((e.file.as_str(), e.line), ("/n.conf", 4));
-    assert_eq!(e.to_string(), "/n.conf:4: \"upstream\" directive is not allowed here (nginx allows it in: http)");
+    assert_eq!(
+        e.to_string(),
+        "/n.conf:4: \"upstream\" directive is not allowed here (nginx allows it in: http)"
+    );
 }
 
 fn keepalived(conf: &str, with_nginx: bool, extra: &[(&str, &str)]) -> (toml::Table, Report) {
@@ -474,7 +558,10 @@ fn keepalived(conf: &str, with_nginx: bool, extra: &[(&str, &str)]) -> (toml::Ta
         files = files.with(*p, *t);
     }
     if with_nginx {
-        files = files.with("/etc/nginx/nginx.conf", "events {}\nhttp { server { listen 80; location / { return 204; } } }\n");
+        files = files.with(
+            "/etc/nginx/nginx.conf",
+            "events {}\nhttp { server { listen 80; location / { return 204; } } }\n",
+        );
     }
     let imported = import(
         &files,
@@ -514,9 +601,16 @@ fn a_vrrp_instance_with_every_key() {
     assert_eq!(i["auth_pass"].as_str(), Some("12345678"));
     assert_eq!(
         i["virtual_ipaddress"].as_array().unwrap(),
-        &[toml::Value::from("10.0.0.100/24"), toml::Value::from("fd00::1")]
+        &[
+            toml::Value::from("10.0.0.100/24"),
+            toml::Value::from("fd00::1")
+        ]
     );
-    assert!(has(&r, "10.0.0.100/24 dev eth0 label eth0:vip", Status::Approximated));
+    assert!(has(
+        &r,
+        "10.0.0.100/24 dev eth0 label eth0:vip",
+        Status::Approximated
+    ));
     assert_eq!(i["garp"]["delay"].as_str(), Some("2s"));
     assert_eq!(i["garp"]["repeat"].as_integer(), Some(3));
     assert_eq!(
@@ -565,7 +659,13 @@ fn vrrp3_sync_groups_processes_and_lvs() {
     assert_eq!(a["advert_interval"].as_str(), Some("200ms"));
     assert!(a.get("auth_type").is_none());
     assert_eq!(a["track"]["proxy"].as_integer(), Some(50));
-    assert_eq!(t["vrrp"]["sync_group"][0]["instances"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t["vrrp"]["sync_group"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(has(&r, "use_vmac", Status::NotSupported));
     assert!(has(&r, "virtual_server 10.0.0.1 80", Status::NotSupported));
     assert!(has(&r, "authentication", Status::NotNeeded));

@@ -9,7 +9,7 @@ use super::super::super::toml_out::Value;
 use super::super::parse::Directive;
 use super::super::values::{self, VarContext};
 use super::idioms::{self, Ret};
-use super::upstream::{Target, with_port};
+use super::upstream::{Profile, Target, with_port};
 use super::{Chain, Tr, absolute};
 
 /// What a location is, for vigil's `path`.
@@ -495,13 +495,24 @@ impl<'a> Tr<'a> {
             }
         }
         let profile = self.profile(chain, tls);
-        let pool = self.pool(&target, &profile, &loc.place.to_string())?;
-        self.use_(pass);
-        let value = match (tls, &uri) {
-            (true, u) => format!("https://{pool}{}", u.as_deref().unwrap_or("")),
-            (false, Some(u)) => format!("http://{pool}{u}"),
-            (false, None) => pool.clone(),
+        let value = match &target {
+            // vigil's implicit one-server upstream has nginx's defaults.
+            Target::Host {
+                host_port,
+                tls: false,
+            } if profile == Profile::default() => {
+                format!("http://{host_port}{}", uri.as_deref().unwrap_or(""))
+            }
+            _ => {
+                let pool = self.pool(&target, &profile, &loc.place.to_string())?;
+                match (tls, &uri) {
+                    (true, u) => format!("https://{pool}{}", u.as_deref().unwrap_or("")),
+                    (false, Some(u)) => format!("http://{pool}{u}"),
+                    (false, None) => pool.clone(),
+                }
+            }
         };
+        self.use_(pass);
         block.set("proxy_pass", Value::str(value), pass.place.to_string());
 
         // proxy_redirect: nginx rewrites Location headers by default when
