@@ -88,7 +88,7 @@ impl MimeTypes {
                     .unwrap_or("")
                     .trim()
                     .to_ascii_lowercase();
-                list.iter().any(|t| *t == essence)
+                list.contains(&essence)
             }
         }
     }

@@ -237,19 +237,19 @@ mod tests {
 
     #[test]
     fn weights_of_every_coding() {
-        let w = weights(Some("gzip, br;q=0.5, zstd;q=0.25, identity;q=0.1"));
+        let w = super::weights(Some("gzip, br;q=0.5, zstd;q=0.25, identity;q=0.1"));
         assert_eq!(
             (w.gzip, w.br, w.zstd, w.identity),
             (1000, 500, 250, Some(100))
         );
-        let w = weights(Some("*;q=0.3, zstd"));
+        let w = super::weights(Some("*;q=0.3, zstd"));
         assert_eq!(
             (w.gzip, w.br, w.zstd, w.identity),
             (300, 300, 1000, Some(300))
         );
-        let w = weights(Some("ZSTD, x-gzip;q=0"));
+        let w = super::weights(Some("ZSTD, x-gzip;q=0"));
         assert_eq!((w.gzip, w.br, w.zstd, w.identity), (0, 0, 1000, None));
-        assert_eq!(weights(None), Weights::default());
+        assert_eq!(super::weights(None), Weights::default());
         assert_eq!(w.of(Coding::Zstd), 1000);
     }
 

@@ -243,7 +243,7 @@ mod tests {
                 Coding::Br => Box::new(brotli::Decompressor::new(&sent[..], 4096)),
                 Coding::Zstd => Box::new(zstd::stream::read::Decoder::new(&sent[..]).unwrap()),
             };
-            let mut got = vec![0u8; 64];
+            let mut got = [0u8; 64];
             let mut n = 0;
             while n < 14 {
                 match reader.read(&mut got[n..]) {
