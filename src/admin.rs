@@ -126,6 +126,9 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
                 )
             }
         }
+        (&Method::POST, "/debug/crash") if app.debug_enabled() => {
+            app.crash(req.uri().query() == Some("how=abort"))
+        }
         (&Method::POST, "/debug/stall") if app.debug_enabled() => {
             let ms: u64 = req
                 .uri()

@@ -316,6 +316,18 @@ impl App {
         }
     }
 
+    /// Test hook: dies the way a bug would, with no cleanup (`POST
+    /// /debug/crash`, only with `[admin] debug`): a panic as under
+    /// `panic = "abort"`, or a plain abort (SIGABRT).
+    pub fn crash(&self, abort: bool) -> ! {
+        tracing::error!(abort, "debug: crash requested");
+        if abort {
+            std::process::abort();
+        }
+        vrrp::guardian::abort_on_panic();
+        panic!("debug: crash requested through /debug/crash");
+    }
+
     /// The bound admin address, if the admin API runs.
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.lock_admin().as_ref().map(|a| a.local)
@@ -453,6 +465,11 @@ impl App {
                 crate::proxy::server::Lifecycle::Closing => "closing",
             },
             "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
+            "guardian": self.speaker().and_then(|s| s.guardian()).map(|g| json!({
+                "pid": g.pid,
+                "restarts": g.restarts,
+                "vips_held": g.held,
+            })),
         })
     }
 

@@ -14,6 +14,7 @@
 //! I/O (integration-tested in network namespaces):
 //! - [`socket`]: raw protocol-112 sockets.
 //! - [`vip`]: VIPs through rtnetlink.
+//! - [`guardian`]: the process that removes the VIPs if vigil crashes.
 //! - [`announce`]: gratuitous ARP / unsolicited NA.
 //! - [`netif`]: interface facts and capability checks.
 //! - `instance`: one task per virtual router, gluing the above.
@@ -23,6 +24,7 @@
 pub mod announce;
 pub mod discard;
 pub mod error;
+pub mod guardian;
 mod instance;
 pub mod machine;
 pub mod netif;

@@ -110,7 +110,12 @@ impl Speaker {
         let speaker = Speaker {
             inner: Arc::new(Inner {
                 origin: Instant::now(),
-                vips: VipTable::new()?,
+                vips: VipTable::new()?.with_guardian(
+                    super::guardian::Guardian::start_if_enabled().map_err(|e| VrrpError::Io {
+                        context: "start the VIP guardian".into(),
+                        source: e,
+                    })?,
+                ),
                 receivers: Mutex::new(HashMap::new()),
                 instances: Mutex::new(BTreeMap::new()),
                 config: Mutex::new(config.clone()),
@@ -135,6 +140,11 @@ impl Speaker {
     /// proxy closes its connections to them first).
     pub fn on_release(&self, hook: ReleaseHook) {
         self.inner.hook.set(hook);
+    }
+
+    /// The crash guardian, when this process has one.
+    pub fn guardian(&self) -> Option<super::guardian::GuardianStatus> {
+        self.inner.vips.guardian().map(|g| g.status())
     }
 
     /// A snapshot of every instance.
