@@ -18,6 +18,7 @@
 //! - [`announce`]: gratuitous ARP / unsolicited NA.
 //! - [`netif`]: interface facts and capability checks.
 //! - `instance`: one task per virtual router, gluing the above.
+//! - [`instance_lock`]: one speaker per (interface, VRID, family) on a host.
 //! - [`speaker`]: the [`Speaker`] handle; [`run_standalone`] for a
 //!   `[vrrp]`-only config.
 
@@ -26,6 +27,7 @@ pub mod discard;
 pub mod error;
 pub mod guardian;
 mod instance;
+pub mod instance_lock;
 pub mod machine;
 pub mod netif;
 pub mod packet;
