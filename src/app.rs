@@ -376,6 +376,8 @@ impl App {
         let rt = self.server.runtime();
         m.upstream_server_up.reset();
         for (name, pool) in &rt.pools {
+            // Every configured pool has its retry series from the start.
+            m.upstream_retries.with_label_values(&[name.as_str()]);
             let now = std::time::Instant::now();
             for peer in &pool.peers {
                 m.upstream_server_up
