@@ -219,7 +219,8 @@ mod tests {
     /// the targets and their invariants run in every `cargo test`.
     #[test]
     fn every_seed_passes_its_target() {
-        let targets: &[(&str, fn(&[u8]))] = &[
+        type Target = fn(&[u8]);
+        let targets: &[(&str, Target)] = &[
             ("vrrp_datagram", vrrp_datagram),
             ("vrrp_message", vrrp_message),
             ("vrrp_receive", vrrp_receive),

@@ -65,7 +65,11 @@ fn a_second_vigil_exits_naming_the_first() {
     // and listener; another virtual router on the same admin port.
     let cases = [
         ("same", config(45, 9090, 80), format!("pid {first}")),
-        ("same-router", config(45, 9191, 8080), format!("pid {first}")),
+        (
+            "same-router",
+            config(45, 9191, 8080),
+            format!("pid {first}"),
+        ),
         (
             "same-admin",
             config(46, 9090, 8081),
@@ -88,21 +92,26 @@ fn a_second_vigil_exits_naming_the_first() {
     // The admin API still reaches the first (and only the first).
     let out = lab.exec(
         &node,
-        &[
-            VIGIL,
-            "reload",
-            "-c",
-            first_config.to_str().unwrap(),
-        ],
+        &[VIGIL, "reload", "-c", first_config.to_str().unwrap()],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status = lab.exec(&node, &[VIGIL, "status", "--admin", "127.0.0.1:9090", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = lab.exec(
+        &node,
+        &[VIGIL, "status", "--admin", "127.0.0.1:9090", "--json"],
+    );
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["generation"], 2);
     assert_eq!(doc["vrrp"][0]["state"], "master");
     // The first's log shows no second speaker (no other master heard).
     let log = lab.read("first.log");
-    assert!(!log.contains("preempted") && !log.contains("-> Backup"), "{log}");
+    assert!(
+        !log.contains("preempted") && !log.contains("-> Backup"),
+        "{log}"
+    );
     lab.signal(first, libc::SIGTERM);
     assert_eq!(lab.wait_exit(first, Duration::from_secs(10)), Some(0));
     // Released: the next vigil starts.

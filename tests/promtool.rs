@@ -105,7 +105,10 @@ servers = [{{ addr = "{}" }}]
     zero("vigil_connections_accepted_total", &[]);
 
     let Some(promtool) = promtool() else { return };
-    let (ok, out) = run(Command::new(promtool).args(["check", "metrics"]), Some(&text));
+    let (ok, out) = run(
+        Command::new(promtool).args(["check", "metrics"]),
+        Some(&text),
+    );
     assert!(ok, "promtool check metrics:\n{out}\n{text}");
 }
 
@@ -134,9 +137,11 @@ fn the_documented_alerts_pass_promtool() {
     );
     assert!(ok, "promtool check rules:\n{out}");
     let (ok, out) = run(
-        Command::new(promtool)
-            .current_dir(dir.path())
-            .args(["test", "rules", "vigil-alerts.test.yml"]),
+        Command::new(promtool).current_dir(dir.path()).args([
+            "test",
+            "rules",
+            "vigil-alerts.test.yml",
+        ]),
         None,
     );
     assert!(ok, "promtool test rules:\n{out}");

@@ -46,7 +46,8 @@ impl InstanceLock {
     /// Takes the lock, or says who holds it.
     pub fn acquire(key: LockKey) -> Result<InstanceLock, VrrpError> {
         let address = abstract_address(&key.name()).map_err(|e| io_error(&key, e))?;
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| io_error(&key, e))?;
+        let socket =
+            Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| io_error(&key, e))?;
         match socket.bind(&address) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {

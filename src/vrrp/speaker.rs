@@ -17,12 +17,12 @@ use super::announce::FrameSender;
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::error::VrrpError;
 use super::instance::{self, Command, HookSlot, Io, Packet, ReleaseHook, Shared, TransitionRecord};
+use super::instance_lock::{InstanceLock, LockKey};
 use super::machine::{OWNER_PRIORITY, State};
 use super::netif;
 use super::packet::Version;
 use super::socket::{Receiver, Sender};
 use super::track::{ExternalHealth, SYNC_PREFIX, TrackStatus};
-use super::instance_lock::{InstanceLock, LockKey};
 use super::vip::VipTable;
 use crate::config::vrrp::{InstanceConfig, Vip, VrrpConfig};
 

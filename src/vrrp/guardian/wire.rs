@@ -182,8 +182,8 @@ mod tests {
         (
             0u32..4,
             prop_oneof![
-                any::<[u8; 4]>().prop_map(|o| IpAddr::from(o)),
-                any::<[u8; 16]>().prop_map(|o| IpAddr::from(o)),
+                any::<[u8; 4]>().prop_map(IpAddr::from),
+                any::<[u8; 16]>().prop_map(IpAddr::from),
             ],
             any::<u8>(),
         )
