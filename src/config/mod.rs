@@ -7,6 +7,7 @@
 //! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
 pub mod certificate;
+pub mod compression;
 pub mod error;
 pub mod file;
 mod static_site;
@@ -28,6 +29,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 
 pub use self::certificate::{Certificate, CertificateError};
+pub use self::compression::Compression;
 pub use self::error::{ConfigError, Problem};
 pub use self::static_site::{Expires, FileBase, StaticSite, TryFallback, TryFile};
 pub use self::template::Template;
@@ -161,6 +163,9 @@ pub struct VirtualServer {
     pub hsts: Option<HeaderValue>,
     /// Headers added to every response of this server.
     pub add_header: Vec<(HeaderName, HeaderValue)>,
+    /// On-the-fly compression for responses no location answered (a 404
+    /// before any location matched); locations carry their own.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// A server name as nginx matches them.
@@ -202,6 +207,9 @@ pub struct Location {
     pub action: Action,
     pub add_header: Vec<(HeaderName, HeaderValue)>,
     pub client_max_body_size: Option<u64>,
+    /// On-the-fly compression (the location's keys over the server's over
+    /// `[http]`'s); `None` when no coding is on.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// How a location matches a path (nginx `location` modifiers).

@@ -96,10 +96,14 @@ impl Validator<'_> {
             );
         }
         let add_header = self.headers(&join(&key, "add_header"), &f.add_header);
+        let http_compression = self.compression.clone();
+        let (compression_keys, compression) =
+            self.compression_at(&key, &f.compression(), &http_compression);
 
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
+            compression: compression_keys,
         };
         let mut locations = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
@@ -127,6 +131,7 @@ impl Validator<'_> {
                     })),
                     add_header: Vec::new(),
                     client_max_body_size: None,
+                    compression: compression.clone(),
                 });
             } else {
                 self.problems.add(
@@ -152,6 +157,7 @@ impl Validator<'_> {
                 redirect_https,
                 hsts,
                 add_header,
+                compression,
             },
             listen,
         ))
@@ -312,6 +318,8 @@ impl Validator<'_> {
 pub(super) struct ServerDefaults {
     pub(super) root: Option<PathBuf>,
     index: Option<Vec<String>>,
+    /// The server's compression keys (over `[http]`'s).
+    pub(super) compression: crate::config::compression::CompressionKeys,
 }
 
 impl ServerDefaults {
