@@ -176,6 +176,10 @@ fn main() {
             opts.cycles,
             started.elapsed().as_secs_f64()
         );
+        // The figures so far, should the run be cut short.
+        if cycle % 10 == 0 {
+            print_table(&tallies, started.elapsed(), &opts);
+        }
     }
     print_table(&tallies, started.elapsed(), &opts);
 }

@@ -528,7 +528,7 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
         .into_iter()
         .filter(|o| !matches!(&o.result, Err(e) if e.starts_with("status 502")))
         .collect();
-    assert!(lost.is_empty(), "{lost:?}");
+    assert!(lost.is_empty(), "{lost:?}\n{}", ha.lab.logs());
     let late: Vec<_> = report
         .failures()
         .into_iter()
