@@ -50,6 +50,9 @@ pub struct ConfigFile {
     pub log: LogFile,
     pub admin: Option<AdminFile>,
     pub vrrp: Option<crate::config::vrrp::VrrpFile>,
+    /// `[map.<name>]`: variables looked up from another value.
+    #[serde(default)]
+    pub map: BTreeMap<String, crate::config::map::MapFile>,
 }
 
 /// `[http]`: connection-level settings shared by every server.

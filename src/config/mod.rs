@@ -10,6 +10,7 @@ pub mod certificate;
 pub mod compression;
 pub mod error;
 pub mod file;
+pub mod map;
 mod static_site;
 pub mod template;
 pub mod units;
@@ -47,6 +48,8 @@ pub struct Config {
     pub log: LogSettings,
     pub admin: Option<AdminSettings>,
     pub vrrp: Option<vrrp::VrrpConfig>,
+    /// `[map.*]` variables; `Var::Map(i)` is `maps[i]`.
+    pub maps: Vec<map::MapDef>,
     /// Things that work but deserve attention (an expired certificate, a
     /// server name its certificate does not cover), each as
     /// `file:line: key: why`. `vigil check` prints them; a running vigil

@@ -28,13 +28,15 @@ use super::body::{Body, BoxError};
 use super::compress::{self, ClientFacts};
 use super::forward::{self, ForwardReport, ForwardRequest};
 use super::headers::ClientInfo;
+use super::map_values::MapValues;
 use super::respond;
 use super::router::normalize_host;
 use super::runtime::Runtime;
 use super::sendfile::SendfileHandle;
 use super::static_files::{self, Outcome};
 use super::uri_path::NormalizedPath;
-use crate::config::template::{Var, Vars};
+use crate::config::map::MapDef;
+use crate::config::template::{Captures, Var, Vars};
 use crate::config::{Action, Location, ReturnAction, VirtualServer};
 
 /// Facts about the connection a request arrived on.
@@ -124,6 +126,7 @@ pub async fn handle(
         location: None,
         report: ForwardReport::default(),
         compress,
+        map_values: MapValues::new(rt.config.maps.len()),
     };
     let mut response = route(
         &rt,
@@ -183,6 +186,8 @@ struct Exchange {
     report: ForwardReport,
     /// The client's side of compression, when the server compresses.
     compress: Option<ClientFacts>,
+    /// `[map.*]` values, computed when first used.
+    map_values: MapValues,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -227,6 +232,7 @@ async fn route(
     for _ in 0..MAX_INTERNAL_REDIRECTS {
         let location = &server.locations[index];
         exchange.location = Some(index);
+        let captures = location_captures(location, path.as_str());
         let vars = RequestVars {
             parts: &parts,
             conn,
@@ -234,6 +240,9 @@ async fn route(
             original_uri,
             path: path.as_str(),
             proxy_host: "",
+            captures: captures.as_ref(),
+            maps: &rt.config.maps,
+            map_values: &exchange.map_values,
         };
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
@@ -326,6 +335,23 @@ async fn route(
     respond::status(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// A regex location's groups, when its templates use them (`$1`).
+fn location_captures(location: &Location, path: &str) -> Option<Captures> {
+    let crate::config::LocationPattern::Regex(re) = &location.pattern else {
+        return None;
+    };
+    let templates: Vec<&crate::config::Template> = match &location.action {
+        Action::Return(r) => r.body.iter().chain(r.location.iter()).collect(),
+        Action::Proxy(p) => p.set_headers.iter().map(|(_, t)| t).collect(),
+        Action::Static(_) => Vec::new(),
+    };
+    templates
+        .iter()
+        .any(|t| t.vars().any(|v| matches!(v, Var::Capture(_))))
+        .then(|| Captures::of(re, path))
+        .flatten()
+}
+
 /// The host the client asked for: the URI authority (HTTP/2, absolute
 /// form) wins over `Host` (RFC 9112 §3.2.2).
 fn request_host(parts: &Parts) -> Option<&str> {
@@ -415,6 +441,10 @@ struct RequestVars<'a> {
     original_uri: &'a Uri,
     path: &'a str,
     proxy_host: &'a str,
+    /// The groups of the regex that matched last (a regex location's).
+    captures: Option<&'a Captures>,
+    maps: &'a [MapDef],
+    map_values: &'a MapValues,
 }
 
 impl Vars for RequestVars<'_> {
@@ -465,6 +495,12 @@ impl Vars for RequestVars<'_> {
                     }
                 }
             }
+            Var::Capture(i) => {
+                if let Some(c) = self.captures {
+                    out.push_str(c.get(*i).unwrap_or(""));
+                }
+            }
+            Var::Map(i) => self.map_values.write(*i, self.maps, self, out),
             Var::Arg(name) => {
                 for pair in self.parts.uri.query().unwrap_or("").split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

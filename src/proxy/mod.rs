@@ -13,6 +13,7 @@ pub mod h2_flood;
 pub mod handler;
 pub mod headers;
 pub mod listen;
+pub(crate) mod map_values;
 pub mod memory;
 pub mod probe;
 pub mod request_checks;

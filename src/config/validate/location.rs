@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use regex::RegexBuilder;
+use regex::{Regex, RegexBuilder};
 
 use super::Validator;
 use super::server::ServerDefaults;
 use super::upstream::{host_part, resolve_addr, tls_name};
 use crate::config::error::{index, join};
 use crate::config::file::*;
-use crate::config::template::Template;
 use crate::config::*;
 
 impl Validator<'_> {
@@ -63,7 +62,7 @@ impl Validator<'_> {
                     );
                 }
             }
-            Action::Return(self.return_action(&join(key, "return"), r)?)
+            Action::Return(self.return_action(&join(key, "return"), r, regex_of(&pattern))?)
         } else if let Some(target) = &f.proxy_pass {
             for (name, set) in &static_only {
                 if *set {
@@ -95,7 +94,12 @@ impl Validator<'_> {
         })
     }
 
-    fn return_action(&mut self, key: &str, r: &ReturnFile) -> Option<ReturnAction> {
+    fn return_action(
+        &mut self,
+        key: &str,
+        r: &ReturnFile,
+        captures: Option<&Regex>,
+    ) -> Option<ReturnAction> {
         let status = match StatusCode::from_u16(r.status) {
             Ok(s) if (200..=599).contains(&r.status) => s,
             _ => {
@@ -120,14 +124,11 @@ impl Validator<'_> {
             );
         }
         let body = match &r.body {
-            Some(b) => Some(self.problems.check(join(key, "body"), Template::parse(b))?),
+            Some(b) => Some(self.template(join(key, "body"), b, captures)?),
             None => None,
         };
         let location = match &r.location {
-            Some(l) => Some(
-                self.problems
-                    .check(join(key, "location"), Template::parse(l))?,
-            ),
+            Some(l) => Some(self.template(join(key, "location"), l, captures)?),
             None => None,
         };
         let content_type = r.content_type.as_deref().unwrap_or("text/plain");
@@ -276,7 +277,7 @@ impl Validator<'_> {
                     .add(k, format!("{name:?} is not a header name"));
                 continue;
             };
-            if let Some(t) = self.problems.check(k, Template::parse(value)) {
+            if let Some(t) = self.template(k, value, regex_of(pattern)) {
                 set_headers.push((n, t));
             }
         }
@@ -284,7 +285,12 @@ impl Validator<'_> {
             upstream,
             replace_prefix,
             set_headers,
-            websocket: f.websocket,
+            // nginx tunnels where the config passes `Upgrade` on: the
+            // `proxy_set_header Upgrade $http_upgrade` idiom opts in.
+            websocket: f.websocket
+                || f.proxy_set_header
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("upgrade")),
         })
     }
 
@@ -338,6 +344,14 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+}
+
+/// A regex location's regex: its groups are `$1`.. in its templates.
+fn regex_of(pattern: &LocationPattern) -> Option<&Regex> {
+    match pattern {
+        LocationPattern::Regex(re) => Some(re),
+        _ => None,
     }
 }
 
