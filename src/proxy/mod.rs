@@ -18,6 +18,7 @@ pub mod memory;
 pub mod probe;
 pub mod request_checks;
 pub mod respond;
+pub(crate) mod rewrite;
 pub mod router;
 pub mod runtime;
 pub mod sendfile;

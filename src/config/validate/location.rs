@@ -30,6 +30,8 @@ impl Validator<'_> {
         let add_header = self.headers(&join(key, "add_header"), &f.add_header);
         let (_, compression) = self.compression_at(key, &f.compression(), &defaults.compression);
 
+        let rewrites = self.rewrites(key, &f.rewrite);
+        let error_pages = self.error_pages(key, &f.error_page);
         let actions = [
             f.return_.is_some(),
             f.proxy_pass.is_some(),
@@ -51,7 +53,14 @@ impl Validator<'_> {
         let proxy_only = [
             ("proxy_set_header", !f.proxy_set_header.is_empty()),
             ("websocket", f.websocket),
+            ("proxy_intercept_errors", f.proxy_intercept_errors),
         ];
+        // A location that only rewrites (`rewrite ... last`), as nginx
+        // allows: whatever its rules do not send elsewhere gets 404.
+        let only_rewrites = !rewrites.is_empty()
+            && actions.iter().all(|a| !a)
+            && defaults.root.is_none()
+            && static_only.iter().all(|(_, set)| !set);
 
         let action = if let Some(r) = &f.return_ {
             for (name, set) in static_only.iter().chain(&proxy_only) {
@@ -73,6 +82,13 @@ impl Validator<'_> {
                 }
             }
             Action::Proxy(self.proxy_pass(key, target, &pattern, f, upstreams)?)
+        } else if only_rewrites {
+            Action::Return(ReturnAction {
+                status: StatusCode::NOT_FOUND,
+                body: None,
+                location: None,
+                content_type: HeaderValue::from_static("text/plain"),
+            })
         } else {
             for (name, set) in &proxy_only {
                 if *set {
@@ -91,6 +107,8 @@ impl Validator<'_> {
             add_header,
             client_max_body_size: f.client_max_body_size.map(|s| s.0),
             compression,
+            rewrites,
+            error_pages,
         })
     }
 
@@ -291,6 +309,7 @@ impl Validator<'_> {
                 || f.proxy_set_header
                     .keys()
                     .any(|k| k.eq_ignore_ascii_case("upgrade")),
+            intercept_errors: f.proxy_intercept_errors,
         })
     }
 

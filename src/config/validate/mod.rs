@@ -5,6 +5,7 @@
 mod location;
 mod server;
 mod settings;
+mod shaping;
 mod static_site;
 mod upstream;
 
