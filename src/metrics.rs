@@ -72,6 +72,11 @@ impl Metrics {
         for frame in ["settings", "ping"] {
             metrics.http2_flood_closed.with_label_values(&[frame]);
         }
+        // `increase(vigil_config_reloads_total{result="failure"}[5m]) > 0`
+        // must fire on the first failure, which needs a 0 before it.
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
         metrics
     }
 
