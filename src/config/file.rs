@@ -50,6 +50,9 @@ pub struct ConfigFile {
     pub log: LogFile,
     pub admin: Option<AdminFile>,
     pub vrrp: Option<crate::config::vrrp::VrrpFile>,
+    /// `[map.<name>]`: variables looked up from another value.
+    #[serde(default)]
+    pub map: BTreeMap<String, crate::config::map::MapFile>,
 }
 
 /// `[http]`: connection-level settings shared by every server.
@@ -129,6 +132,10 @@ pub struct ServerFile {
     pub add_header: BTreeMap<String, String>,
     #[serde(default)]
     pub location: Vec<LocationFile>,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,
@@ -174,6 +181,13 @@ pub struct LocationFile {
     /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
     #[serde(default)]
     pub websocket: bool,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
+    /// Answer the upstream's error statuses with `error_page`.
+    #[serde(default)]
+    pub proxy_intercept_errors: bool,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,

@@ -100,16 +100,20 @@ impl Validator<'_> {
         let (compression_keys, compression) =
             self.compression_at(&key, &f.compression(), &http_compression);
 
+        let rewrites = self.rewrites(&key, &f.rewrite);
+        let error_pages = self.error_pages(&key, &f.error_page);
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
             compression: compression_keys,
         };
         let mut locations = Vec::new();
+        let mut location_keys = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
             let lkey = index(&join(&key, "location"), j);
             if let Some(loc) = self.location(&lkey, l, &defaults, upstreams) {
                 locations.push(loc);
+                location_keys.push(lkey);
             }
         }
         if f.location.is_empty() && redirect_https.is_none() {
@@ -132,7 +136,10 @@ impl Validator<'_> {
                     add_header: Vec::new(),
                     client_max_body_size: None,
                     compression: compression.clone(),
+                    rewrites: Vec::new(),
+                    error_pages: Vec::new(),
                 });
+                location_keys.push(join(&key, "root"));
             } else {
                 self.problems.add(
                     join(&key, "location"),
@@ -142,6 +149,7 @@ impl Validator<'_> {
         }
         self.check_duplicate_locations(&key, &locations);
         self.check_named_references(&key, &f.location, &locations);
+        self.check_error_pages(&key, &error_pages, &locations, &location_keys);
         if tls_failed {
             return None;
         }
@@ -158,6 +166,8 @@ impl Validator<'_> {
                 hsts,
                 add_header,
                 compression,
+                rewrites,
+                error_pages,
             },
             listen,
         ))
