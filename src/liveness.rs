@@ -392,6 +392,7 @@ mod tests {
             servers: vec![0],
             default_server: 0,
             tls,
+            proxy_protocol: false,
         };
         let listeners = [
             l("0.0.0.0:443", true),

@@ -7,8 +7,11 @@
 //! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
 pub mod certificate;
+pub mod cidr;
+pub mod edge;
 pub mod error;
 pub mod file;
+pub mod htpasswd;
 mod static_site;
 pub mod template;
 pub mod units;
@@ -28,6 +31,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 
 pub use self::certificate::{Certificate, CertificateError};
+pub use self::edge::{EdgeControls, RealIp};
 pub use self::error::{ConfigError, Problem};
 pub use self::static_site::{Expires, FileBase, StaticSite, TryFallback, TryFile};
 pub use self::template::Template;
@@ -45,6 +49,10 @@ pub struct Config {
     pub log: LogSettings,
     pub admin: Option<AdminSettings>,
     pub vrrp: Option<vrrp::VrrpConfig>,
+    /// `[limit_req_zone.*]` by name (locations hold them too).
+    pub limit_req_zones: BTreeMap<String, Arc<edge::LimitReqZone>>,
+    /// `[limit_conn_zone.*]` by name.
+    pub limit_conn_zones: BTreeMap<String, Arc<edge::LimitConnZone>>,
     /// Things that work but deserve attention (an expired certificate, a
     /// server name its certificate does not cover), each as
     /// `file:line: key: why`. `vigil check` prints them; a running vigil
@@ -92,6 +100,9 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Worker threads (one single-threaded runtime each); read at start.
     pub workers: usize,
+    /// Time allowed for the PROXY protocol header on listeners that
+    /// expect one.
+    pub proxy_protocol_timeout: Duration,
 }
 
 /// `[log]`.
@@ -142,6 +153,8 @@ pub struct ListenerConfig {
     pub default_server: usize,
     /// True when the servers on this address terminate TLS.
     pub tls: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
 }
 
 /// A `[[server]]`: a virtual host.
@@ -161,6 +174,9 @@ pub struct VirtualServer {
     pub hsts: Option<HeaderValue>,
     /// Headers added to every response of this server.
     pub add_header: Vec<(HeaderName, HeaderValue)>,
+    /// Where the client's real address comes from; `None` when no peer
+    /// is trusted to say.
+    pub real_ip: Option<RealIp>,
 }
 
 /// A server name as nginx matches them.
@@ -202,6 +218,8 @@ pub struct Location {
     pub action: Action,
     pub add_header: Vec<(HeaderName, HeaderValue)>,
     pub client_max_body_size: Option<u64>,
+    /// access, auth_basic, limit_req, limit_conn (inheritance applied).
+    pub edge: EdgeControls,
 }
 
 /// How a location matches a path (nginx `location` modifiers).

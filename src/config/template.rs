@@ -28,6 +28,8 @@ pub enum Var {
     RequestMethod,
     /// `$proxy_host`: the upstream's name (or host:port of a URL).
     ProxyHost,
+    /// `$server_name`: the virtual server's first name (`_` without one).
+    ServerName,
     /// `$http_<name>`: a request header (`-` written as `_`).
     Header(HeaderName),
     /// `$cookie_<name>`.
@@ -138,7 +140,9 @@ impl fmt::Display for Template {
 
 fn parse_var(name: &str) -> Result<Var, String> {
     Ok(match name {
-        "remote_addr" => Var::RemoteAddr,
+        // `$binary_remote_addr` is nginx's compact form for zone keys;
+        // vigil hashes keys, so the text form does the same job.
+        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
         "host" => Var::Host,
         "request_uri" => Var::RequestUri,
         "uri" | "document_uri" => Var::Uri,
@@ -147,6 +151,7 @@ fn parse_var(name: &str) -> Result<Var, String> {
         "server_port" => Var::ServerPort,
         "request_method" => Var::RequestMethod,
         "proxy_host" => Var::ProxyHost,
+        "server_name" => Var::ServerName,
         _ => {
             if let Some(h) = name.strip_prefix("http_") {
                 let header = h.replace('_', "-").to_ascii_lowercase();
@@ -161,7 +166,8 @@ fn parse_var(name: &str) -> Result<Var, String> {
             } else {
                 return Err(format!(
                     "unknown variable ${name}; known: $remote_addr, $host, $request_uri, $uri, \
-                     $args, $scheme, $server_port, $request_method, $proxy_host, $http_<header>, \
+                     $args, $scheme, $server_port, $request_method, $proxy_host, $server_name, \
+                     $binary_remote_addr, $http_<header>, \
                      $cookie_<name>, $arg_<name>"
                 ));
             }

@@ -219,6 +219,7 @@ async fn route(
             original_uri,
             path: path.as_str(),
             proxy_host: "",
+            server_name: &server.label,
         };
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
@@ -393,6 +394,7 @@ struct RequestVars<'a> {
     original_uri: &'a Uri,
     path: &'a str,
     proxy_host: &'a str,
+    server_name: &'a str,
 }
 
 impl Vars for RequestVars<'_> {
@@ -420,6 +422,7 @@ impl Vars for RequestVars<'_> {
             }
             Var::RequestMethod => out.push_str(self.parts.method.as_str()),
             Var::ProxyHost => out.push_str(self.proxy_host),
+            Var::ServerName => out.push_str(self.server_name),
             Var::Header(name) => {
                 let values: Vec<&str> = self
                     .parts

@@ -84,12 +84,14 @@ impl Validator<'_> {
             }
             Action::Static(Box::new(self.static_site(key, f, &pattern, defaults)?))
         };
+        let edge = self.location_edge(key, f, &defaults.edge);
         Some(Location {
             label: f.path.clone(),
             pattern,
             action,
             add_header,
             client_max_body_size: f.client_max_body_size.map(|s| s.0),
+            edge,
         })
     }
 

@@ -2,6 +2,7 @@
 //! one module per section of the file; this one runs them in order and
 //! checks what crosses sections (`[vrrp]` tracking an upstream).
 
+mod edge;
 mod location;
 mod server;
 mod settings;
@@ -30,6 +31,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems: &mut problems,
         warnings: &mut warnings,
         base_dir: &base_dir,
+        edge: edge::EdgeState::default(),
     }
     .config(file, path);
     problems.finish(path, text)?;
@@ -83,6 +85,7 @@ struct Validator<'a> {
     /// `(key, why)`: accepted, but worth telling (see [`Config::warnings`]).
     warnings: &'a mut Vec<(String, String)>,
     base_dir: &'a Path,
+    edge: edge::EdgeState,
 }
 
 impl Validator<'_> {
@@ -95,6 +98,7 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|v| super::vrrp::validate(v, "vrrp", self.problems));
 
+        self.edge_globals(&file);
         let mut upstreams = BTreeMap::new();
         for (name, up) in &file.upstream {
             if let Some(u) = self.upstream(name, up) {
@@ -131,6 +135,8 @@ impl Validator<'_> {
             log,
             admin,
             vrrp,
+            limit_req_zones: self.edge.req_zones(),
+            limit_conn_zones: self.edge.conn_zones(),
             warnings: Vec::new(),
         })
     }

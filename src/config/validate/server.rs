@@ -97,9 +97,11 @@ impl Validator<'_> {
         }
         let add_header = self.headers(&join(&key, "add_header"), &f.add_header);
 
+        let real_ip = self.server_real_ip(&key, f);
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
+            edge: self.server_edge(&key, f),
         };
         let mut locations = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
@@ -127,6 +129,11 @@ impl Validator<'_> {
                     })),
                     add_header: Vec::new(),
                     client_max_body_size: None,
+                    edge: self.location_edge(
+                        &join(&key, "location"),
+                        &LocationFile::default(),
+                        &defaults.edge,
+                    ),
                 });
             } else {
                 self.problems.add(
@@ -152,6 +159,7 @@ impl Validator<'_> {
                 redirect_https,
                 hsts,
                 add_header,
+                real_ip,
             },
             listen,
         ))
@@ -253,6 +261,7 @@ impl Validator<'_> {
                             servers: Vec::new(),
                             default_server: pos,
                             tls: server.tls.is_some(),
+                            proxy_protocol: files[server.index].proxy_protocol,
                         });
                         listeners.last_mut().expect("just pushed")
                     }
@@ -262,6 +271,16 @@ impl Validator<'_> {
                         join(&index("server", server.index), "listen"),
                         format!(
                             "{addr} mixes TLS and plain-HTTP servers; give every server on it tls, or none"
+                        ),
+                    );
+                }
+                if l.proxy_protocol != files[server.index].proxy_protocol {
+                    self.problems.add(
+                        join(&index("server", server.index), "proxy_protocol"),
+                        format!(
+                            "{addr} has servers with and without proxy_protocol; a listen \
+                             address either expects the PROXY header or not: set it on every \
+                             server on it, or on none"
                         ),
                     );
                 }
@@ -308,10 +327,12 @@ impl Validator<'_> {
     }
 }
 
-/// Server-level `root` and `index`, inherited by its locations.
+/// Server-level `root`, `index` and edge controls, inherited by its
+/// locations.
 pub(super) struct ServerDefaults {
     pub(super) root: Option<PathBuf>,
     index: Option<Vec<String>>,
+    pub(super) edge: super::edge::EdgeDefaults,
 }
 
 impl ServerDefaults {

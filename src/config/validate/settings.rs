@@ -18,6 +18,10 @@ impl Validator<'_> {
                 "must be at least 1 (or leave it out: one per core)",
             );
         }
+        if f.proxy_protocol_timeout.is_some_and(|d| d.0.is_zero()) {
+            self.problems
+                .add("http.proxy_protocol_timeout", "must be more than 0");
+        }
         if max_header_size < 1024 {
             self.problems
                 .add("http.max_header_size", "must be at least 1k");
@@ -32,6 +36,7 @@ impl Validator<'_> {
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
             workers: f.workers.filter(|&n| n > 0).unwrap_or_else(default_workers),
+            proxy_protocol_timeout: dur(f.proxy_protocol_timeout, 10),
         }
     }
 
