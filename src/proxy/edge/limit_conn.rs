@@ -9,7 +9,8 @@
 //! memory too).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus::IntCounter;
 
 use super::table::{Entry, SlotRef, Step, Table};
 use crate::config::edge::LimitConnZone;
@@ -18,8 +19,9 @@ use crate::config::edge::LimitConnZone;
 pub(crate) struct ConnZone {
     pub(crate) config: Arc<LimitConnZone>,
     table: Table,
-    pub(crate) passed: AtomicU64,
-    pub(crate) rejected: AtomicU64,
+    /// This zone's series of `vigil_limit_conn_requests_total`.
+    pub(crate) passed: IntCounter,
+    pub(crate) rejected: IntCounter,
 }
 
 impl std::fmt::Debug for ConnZone {
@@ -56,11 +58,12 @@ impl Drop for ConnGuard {
 
 impl ConnZone {
     pub(crate) fn new(config: Arc<LimitConnZone>) -> ConnZone {
+        let m = &crate::metrics::get().limit_conn_requests;
         ConnZone {
             table: Table::new(config.slots),
+            passed: m.with_label_values(&[&config.name, "passed"]),
+            rejected: m.with_label_values(&[&config.name, "rejected"]),
             config,
-            passed: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
         }
     }
 
@@ -98,14 +101,14 @@ impl ConnZone {
         );
         match taken {
             Ok((true, Some(at))) => {
-                self.passed.fetch_add(1, Ordering::Relaxed);
+                self.passed.inc();
                 Some(ConnGuard {
                     zone: self.clone(),
                     at,
                 })
             }
             _ => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
+                self.rejected.inc();
                 None
             }
         }
@@ -125,8 +128,10 @@ mod tests {
     use crate::config::edge::ZoneKey;
 
     fn zone(slots: usize) -> Arc<ConnZone> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(ConnZone::new(Arc::new(LimitConnZone {
-            name: "c".into(),
+            name: format!("test-conn-zone-{n}"),
             key: ZoneKey::RemoteAddr,
             slots,
         })))
@@ -145,8 +150,8 @@ mod tests {
         let c = z.acquire(h, 2).unwrap();
         drop((b, c));
         assert_eq!(z.count(h), 0);
-        assert_eq!(z.passed.load(Ordering::Relaxed), 3);
-        assert_eq!(z.rejected.load(Ordering::Relaxed), 1);
+        assert_eq!(z.passed.get(), 3);
+        assert_eq!(z.rejected.get(), 1);
     }
 
     #[test]

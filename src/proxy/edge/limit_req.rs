@@ -13,8 +13,9 @@
 //! (milli-requests), `b` = milliseconds since the zone's epoch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use prometheus::IntCounter;
 
 use super::table::{B_MASK, Entry, Full, Step, Table};
 use crate::config::edge::LimitReqZone;
@@ -64,12 +65,25 @@ pub(crate) struct ReqZone {
     pub(crate) counts: Counts,
 }
 
-/// Requests per outcome since the zone was made; read by `/metrics`.
-#[derive(Debug, Default)]
+/// The zone's counters in `vigil_limit_req_requests_total`, looked up
+/// once: counting a request is one atomic add. A zone of the same name in
+/// the next config generation counts on in the same series.
+#[derive(Debug)]
 pub(crate) struct Counts {
-    pub(crate) passed: AtomicU64,
-    pub(crate) delayed: AtomicU64,
-    pub(crate) rejected: AtomicU64,
+    pub(crate) passed: IntCounter,
+    pub(crate) delayed: IntCounter,
+    pub(crate) rejected: IntCounter,
+}
+
+impl Counts {
+    fn for_zone(name: &str) -> Counts {
+        let m = &crate::metrics::get().limit_req_requests;
+        Counts {
+            passed: m.with_label_values(&[name, "passed"]),
+            delayed: m.with_label_values(&[name, "delayed"]),
+            rejected: m.with_label_values(&[name, "rejected"]),
+        }
+    }
 }
 
 impl std::fmt::Debug for ReqZone {
@@ -85,9 +99,9 @@ impl ReqZone {
     pub(crate) fn new(config: Arc<LimitReqZone>) -> ReqZone {
         ReqZone {
             table: Arc::new(Table::new(config.slots)),
+            counts: Counts::for_zone(&config.name),
             config,
             epoch: Instant::now(),
-            counts: Counts::default(),
         }
     }
 
@@ -105,9 +119,9 @@ impl ReqZone {
                 }
                 Arc::new(ReqZone {
                     table: p.table.clone(),
+                    counts: Counts::for_zone(&config.name),
                     config,
                     epoch: p.epoch,
-                    counts: Counts::default(),
                 })
             }
             _ => Arc::new(ReqZone::new(config)),
@@ -221,17 +235,17 @@ pub(crate) fn count(zones: &[&ReqZone], verdict: Verdict, refused_by: Option<usi
     match (verdict, refused_by) {
         (Verdict::Reject, Some(i)) => {
             if let Some(z) = zones.get(i) {
-                z.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                z.counts.rejected.inc();
             }
         }
         (Verdict::Delay(_), _) => {
             for z in zones {
-                z.counts.delayed.fetch_add(1, Ordering::Relaxed);
+                z.counts.delayed.inc();
             }
         }
         _ => {
             for z in zones {
-                z.counts.passed.fetch_add(1, Ordering::Relaxed);
+                z.counts.passed.inc();
             }
         }
     }
@@ -244,9 +258,12 @@ mod tests {
     use super::*;
     use crate::config::edge::{Rate, ZoneKey};
 
+    /// A zone with a name of its own (its counters are process-wide).
     fn zone(rate: &str) -> ReqZone {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ReqZone::new(Arc::new(LimitReqZone {
-            name: "z".into(),
+            name: format!("test-zone-{n}"),
             key: ZoneKey::RemoteAddr,
             rate: Rate::parse(rate).unwrap(),
             slots: 64,
@@ -338,9 +355,9 @@ mod tests {
         count(&[&z], Verdict::Delay(Duration::from_millis(1)), None);
         count(&[&z], Verdict::Reject, Some(0));
         count(&[&z], Verdict::Reject, Some(0));
-        assert_eq!(z.counts.passed.load(Ordering::Relaxed), 1);
-        assert_eq!(z.counts.delayed.load(Ordering::Relaxed), 1);
-        assert_eq!(z.counts.rejected.load(Ordering::Relaxed), 2);
+        assert_eq!(z.counts.passed.get(), 1);
+        assert_eq!(z.counts.delayed.get(), 1);
+        assert_eq!(z.counts.rejected.get(), 2);
     }
 
     proptest! {
