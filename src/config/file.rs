@@ -88,6 +88,9 @@ pub struct HttpFile {
     pub real_ip_recursive: Option<bool>,
     /// Time allowed for a PROXY protocol header on listeners that expect it.
     pub proxy_protocol_timeout: Option<ConfigDuration>,
+    /// DNS servers for upstream names, `"ip"` or `"ip:port"` (nginx `resolver`).
+    pub resolver: Option<Vec<String>>,
+    pub resolver_timeout: Option<ConfigDuration>,
 }
 
 /// `[log]`.
@@ -228,6 +231,8 @@ pub struct UpstreamFile {
     pub servers: Vec<UpstreamServerFile>,
     pub health_check: Option<HealthCheckFile>,
     pub tls: Option<UpstreamTlsFile>,
+    /// Re-resolve server names this often instead of at their DNS TTL.
+    pub resolve_interval: Option<ConfigDuration>,
 }
 
 /// `tls = { verify = true, ca = "ca.pem", sni = "app.internal" }` on an

@@ -103,6 +103,11 @@ pub struct HttpSettings {
     /// Time allowed for the PROXY protocol header on listeners that
     /// expect one.
     pub proxy_protocol_timeout: Duration,
+    /// DNS servers for re-resolving upstream names (nginx `resolver`);
+    /// empty: the system's (`/etc/resolv.conf`).
+    pub resolver: Vec<SocketAddr>,
+    /// Time allowed for one lookup (nginx `resolver_timeout`).
+    pub resolver_timeout: Duration,
 }
 
 /// `[log]`.
@@ -300,6 +305,20 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheck>,
     /// Speak TLS to the servers (`tls = {...}` or `https://` in proxy_pass).
     pub tls: Option<UpstreamTls>,
+    /// How often server names are looked up again; `None`: at each
+    /// answer's TTL.
+    pub resolve_interval: Option<Duration>,
+    /// The servers given by name, looked up again in the background.
+    pub resolve: Vec<ResolveName>,
+}
+
+/// A server entry given by host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveName {
+    pub host: String,
+    pub port: u16,
+    /// The entry's settings; each address found becomes a copy of it.
+    pub template: UpstreamServer,
 }
 
 /// `[upstream.x] tls = { verify, ca, sni }`.
@@ -352,6 +371,10 @@ pub struct UpstreamServer {
     /// For a TLS pool: the name verified in this server's certificate and
     /// sent as SNI (the pool's `sni`, else the host as written).
     pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// The host name and port this address was resolved from, when the
+    /// server was given by name: it is looked up again in the background
+    /// and the pool follows the answers (`proxy::upstream::resolve`).
+    pub resolved_from: Option<(String, u16)>,
 }
 
 /// `next_upstream`: which failures move a request to the next server.

@@ -130,6 +130,11 @@ impl Server {
             by_local: Arc::default(),
         };
         server.sync_listeners()?;
+        // Upstream names follow DNS (a task on this, the control runtime).
+        tokio::spawn(super::upstream::resolve::run(
+            server.runtime.clone(),
+            server.root.child_token(),
+        ));
         if let Some(handle) = server.workers.handles().next() {
             handle.spawn(super::memory::trim_after_closes());
         }

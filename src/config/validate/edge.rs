@@ -30,6 +30,8 @@ pub(super) struct EdgeState {
     htpasswd: HashMap<PathBuf, Option<Arc<Htpasswd>>>,
     /// `[http]`-level real address settings, inherited by servers.
     http_real_ip: RealIpLevel,
+    /// `[http] resolver` is set: upstream names may start unresolved.
+    pub(super) has_resolver: bool,
     /// Problems already said once (a server-level mistake that every
     /// location inherits).
     reported: std::collections::HashSet<String>,

@@ -11,7 +11,7 @@ use regex::RegexBuilder;
 
 use super::Validator;
 use super::server::ServerDefaults;
-use super::upstream::{host_part, resolve_addr, tls_name};
+use super::upstream::{host_name, host_part, resolve_addr, tls_name};
 use crate::config::error::{index, join};
 use crate::config::file::*;
 use crate::config::template::Template;
@@ -226,6 +226,7 @@ impl Validator<'_> {
                                 backup: false,
                                 down: false,
                                 tls_name: tls_name.clone(),
+                                resolved_from: host_name(&text, default_port),
                             })
                             .collect(),
                         keepalive: 32,
@@ -242,6 +243,28 @@ impl Validator<'_> {
                         },
                         health_check: None,
                         tls,
+                        resolve_interval: None,
+                        resolve: host_name(&text, default_port)
+                            .map(|(host, port)| {
+                                let any = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+                                ResolveName {
+                                    template: UpstreamServer {
+                                        addr: any,
+                                        label: any.to_string(),
+                                        weight: 1,
+                                        max_fails: 1,
+                                        fail_timeout: Duration::from_secs(10),
+                                        backup: false,
+                                        down: false,
+                                        tls_name: tls_name.clone(),
+                                        resolved_from: Some((host.clone(), port)),
+                                    },
+                                    host,
+                                    port,
+                                }
+                            })
+                            .into_iter()
+                            .collect(),
                     })
                 });
                 name

@@ -91,6 +91,7 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn config(&mut self, file: ConfigFile, path: &Path) -> Option<Config> {
         let http = self.http(&file.http);
+        self.edge.has_resolver = !http.resolver.is_empty();
         let log = self.log(&file.log);
         let admin = file.admin.as_ref().and_then(|a| self.admin(a));
         let vrrp = file

@@ -117,7 +117,9 @@ fn limit_requests(
         Verdict::Pass => Ok(None),
         Verdict::Delay(d) => Ok(Some(d)),
         Verdict::Reject => {
-            let zone = refused_by.and_then(|i| zones.get(i)).map(|z| z.config.name.as_str());
+            let zone = refused_by
+                .and_then(|i| zones.get(i))
+                .map(|z| z.config.name.as_str());
             tracing::debug!(zone = zone.unwrap_or(""), "limiting requests");
             Err(controls.limit_req_status)
         }

@@ -195,7 +195,10 @@ mod tests {
             credentials(&basic("alice:pa:ss")),
             Some(("alice".into(), b"pa:ss".to_vec()))
         );
-        assert_eq!(credentials(&basic("alice:")), Some(("alice".into(), vec![])));
+        assert_eq!(
+            credentials(&basic("alice:")),
+            Some(("alice".into(), vec![]))
+        );
         assert_eq!(
             credentials(&with_auth(&format!("bAsIc   {}", BASE64.encode("a:b")))),
             Some(("a".into(), b"b".to_vec()))
@@ -212,12 +215,26 @@ mod tests {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let a = auth(&format!("alice:{{PLAIN}}pw\nbob:{hash}\n"));
         let cache = AuthCache::default();
-        assert_eq!(check(&a, &cache, &basic("alice:pw")).await.unwrap(), "alice");
-        assert_eq!(check(&a, &cache, &basic("bob:s3cret")).await.unwrap(), "bob");
+        assert_eq!(
+            check(&a, &cache, &basic("alice:pw")).await.unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            check(&a, &cache, &basic("bob:s3cret")).await.unwrap(),
+            "bob"
+        );
         // The second time comes from the cache (same answer).
-        assert_eq!(check(&a, &cache, &basic("bob:s3cret")).await.unwrap(), "bob");
+        assert_eq!(
+            check(&a, &cache, &basic("bob:s3cret")).await.unwrap(),
+            "bob"
+        );
         assert_eq!(cache.verified.lock().unwrap().len(), 1);
-        for bad in [basic("bob:wrong"), basic("alice:PW"), basic("carol:pw"), HeaderMap::new()] {
+        for bad in [
+            basic("bob:wrong"),
+            basic("alice:PW"),
+            basic("carol:pw"),
+            HeaderMap::new(),
+        ] {
             let r = check(&a, &cache, &bad).await.unwrap_err();
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
             assert_eq!(
