@@ -51,6 +51,9 @@ pub struct ConnInfo {
     /// Plain connections: static files may go out with `sendfile` (see
     /// `proxy::sendfile`).
     pub sendfile: Option<SendfileHandle>,
+    /// The PROXY protocol header the connection began with, on listeners
+    /// that expect one.
+    pub proxy_protocol: Option<super::proxy_protocol::ProxyHeader>,
 }
 
 impl ConnInfo {
@@ -532,6 +535,7 @@ impl LoggedBody {
         };
         r.rt.access_log.write(&Entry {
             remote: log.remote.ip(),
+            user: None,
             time: log.time,
             method: &r.method,
             uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),

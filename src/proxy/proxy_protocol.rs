@@ -134,6 +134,9 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         return Ok(Parsed::Incomplete);
     };
     let len = cr + 2;
+    if buf[..cr].iter().any(|&b| b == b'\r' || b == b'\n') {
+        return Err(ProxyHeaderError::Malformed("stray CR or LF"));
+    }
     let line =
         std::str::from_utf8(&buf[6..cr]).map_err(|_| ProxyHeaderError::Malformed("not ASCII"))?;
     let mut fields = line.split(' ');

@@ -176,6 +176,7 @@ pub(crate) fn bad_headers() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("LF only", b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\n".to_vec()),
         ("CR only", b"PROXY TCP4 1.1.1.1 2.2.2.2 1 2\rX".to_vec()),
+        ("LF inside UNKNOWN", b"PROXY UNKNOWN a\nb\r\n".to_vec()),
         (
             "not UTF-8",
             b"PROXY TCP4 1.1.1.1 \xff.2.2.2 1 2\r\n".to_vec(),
@@ -292,12 +293,29 @@ async fn read_header_refuses_bad_and_truncated_headers() {
 }
 
 proptest! {
-    /// Total: any bytes give a verdict, never a panic, and a complete
-    /// header's length is within the input.
+    /// Total: any bytes give a verdict, never a panic; a complete
+    /// header's length is within the input and each shorter prefix of it
+    /// is incomplete (the socket reader never reads past a header).
     #[test]
     fn parse_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         if let Ok(Parsed::Complete(_, len)) = parse(&bytes) {
             prop_assert!(len <= bytes.len());
+            for n in 0..len {
+                prop_assert_eq!(parse(&bytes[..n]), Ok(Parsed::Incomplete));
+            }
+        }
+    }
+
+    /// The same for inputs that start as real headers do.
+    #[test]
+    fn prefixes_of_headers_are_incomplete(a: u32, b: u32, sp: u16, dp: u16, tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+        let text = v1_header(SocketAddr::new(IpAddr::V4(a.into()), sp), SocketAddr::new(IpAddr::V4(b.into()), dp));
+        let mut bytes = text.into_bytes();
+        let len = bytes.len();
+        bytes.extend_from_slice(&tail);
+        prop_assert!(matches!(parse(&bytes), Ok(Parsed::Complete(_, l)) if l == len));
+        for n in 0..len {
+            prop_assert_eq!(parse(&bytes[..n]), Ok(Parsed::Incomplete));
         }
     }
 
