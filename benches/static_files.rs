@@ -42,7 +42,7 @@ async fn fetch(site: &StaticSite, path: &str, headers: &[(&str, &str)]) -> usize
     }
     let (parts, ()) = b.body(()).expect("request").into_parts();
     let path = NormalizedPath::parse(parts.uri.path()).expect("path");
-    match serve(site, &parts, &path, None).await {
+    match serve(site, &parts, &path, None, None).await {
         Outcome::Response(r) => r
             .into_body()
             .collect()

@@ -84,7 +84,7 @@ async fn handle(site: &StaticSite, req: Request<Incoming>) -> Response<Body> {
         let Ok(normalized) = NormalizedPath::parse(&path) else {
             return status(StatusCode::BAD_REQUEST);
         };
-        match serve(site, &parts, &normalized, None).await {
+        match serve(site, &parts, &normalized, None, None).await {
             Outcome::Response(r) => return r,
             Outcome::Redirect(uri) => path = uri.split('?').next().unwrap_or("/").to_owned(),
             Outcome::Named(_) => return status(StatusCode::NOT_FOUND),

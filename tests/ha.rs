@@ -113,7 +113,11 @@ listen = ["0.0.0.0:80"]
 
 [upstream.app]
 servers = [{{ addr = "127.0.0.1:9001", max_fails = 1, fail_timeout = "1s" }}]
-health_check = {{ path = "/", interval = "100ms", timeout = "100ms", rise = 1, fall = 1 }}
+# A killed backend refuses at once (fall = 1 notices within an interval);
+# the timeout only guards against a live backend answering slowly on a
+# busy machine, which must not count as dead (a 100 ms timeout did, and
+# the only server of the pool was taken out: 502s).
+health_check = {{ path = "/", interval = "100ms", timeout = "1s", rise = 1, fall = 1 }}
 
 [[vrrp.instance]]
 name = "VI_1"

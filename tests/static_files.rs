@@ -110,7 +110,7 @@ async fn fetch(site: &StaticSite, raw_path: &str) -> Vec<(StatusCode, Bytes)> {
             seen.push((StatusCode::BAD_REQUEST, Bytes::new()));
             return seen;
         };
-        match serve(site, &parts, &normalized, None).await {
+        match serve(site, &parts, &normalized, None, None).await {
             Outcome::Response(r) => {
                 let (head, body) = r.into_parts();
                 seen.push((head.status, body.collect().await.unwrap().to_bytes()));

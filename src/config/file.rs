@@ -9,7 +9,33 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::compression::CompressionKeys;
 use super::units::{ByteSize, ConfigDuration};
+
+/// The compression keys a level of the file holds (the same names in
+/// `[http]`, `[[server]]` and `[[server.location]]`).
+macro_rules! compression_keys {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn compression(&self) -> CompressionKeys {
+                CompressionKeys {
+                    gzip: self.gzip,
+                    gzip_comp_level: self.gzip_comp_level,
+                    gzip_types: self.gzip_types.clone(),
+                    gzip_min_length: self.gzip_min_length,
+                    gzip_vary: self.gzip_vary,
+                    gzip_proxied: self.gzip_proxied.clone(),
+                    gzip_http_version: self.gzip_http_version.clone(),
+                    brotli: self.brotli,
+                    brotli_comp_level: self.brotli_comp_level,
+                    zstd: self.zstd,
+                    zstd_comp_level: self.zstd_comp_level,
+                }
+            }
+        }
+    )*};
+}
+compression_keys!(HttpFile, ServerFile, LocationFile);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +117,18 @@ pub struct HttpFile {
     /// DNS servers for upstream names, `"ip"` or `"ip:port"` (nginx `resolver`).
     pub resolver: Option<Vec<String>>,
     pub resolver_timeout: Option<ConfigDuration>,
+    // On-the-fly compression (see `config::compression`).
+    pub gzip: Option<bool>,
+    pub gzip_comp_level: Option<i64>,
+    pub gzip_types: Option<Vec<String>>,
+    pub gzip_min_length: Option<ByteSize>,
+    pub gzip_vary: Option<bool>,
+    pub gzip_proxied: Option<Vec<String>>,
+    pub gzip_http_version: Option<String>,
+    pub brotli: Option<bool>,
+    pub brotli_comp_level: Option<i64>,
+    pub zstd: Option<bool>,
+    pub zstd_comp_level: Option<i64>,
 }
 
 /// `[log]`.
@@ -158,6 +196,18 @@ pub struct ServerFile {
     pub proxy_protocol: bool,
     #[serde(default)]
     pub location: Vec<LocationFile>,
+    // On-the-fly compression (see `config::compression`).
+    pub gzip: Option<bool>,
+    pub gzip_comp_level: Option<i64>,
+    pub gzip_types: Option<Vec<String>>,
+    pub gzip_min_length: Option<ByteSize>,
+    pub gzip_vary: Option<bool>,
+    pub gzip_proxied: Option<Vec<String>>,
+    pub gzip_http_version: Option<String>,
+    pub brotli: Option<bool>,
+    pub brotli_comp_level: Option<i64>,
+    pub zstd: Option<bool>,
+    pub zstd_comp_level: Option<i64>,
 }
 
 /// `tls = { cert = "...", key = "..." }` on a server.
@@ -200,6 +250,18 @@ pub struct LocationFile {
     /// The realm, or `"off"`.
     pub auth_basic: Option<String>,
     pub auth_basic_user_file: Option<PathBuf>,
+    // On-the-fly compression (see `config::compression`).
+    pub gzip: Option<bool>,
+    pub gzip_comp_level: Option<i64>,
+    pub gzip_types: Option<Vec<String>>,
+    pub gzip_min_length: Option<ByteSize>,
+    pub gzip_vary: Option<bool>,
+    pub gzip_proxied: Option<Vec<String>>,
+    pub gzip_http_version: Option<String>,
+    pub brotli: Option<bool>,
+    pub brotli_comp_level: Option<i64>,
+    pub zstd: Option<bool>,
+    pub zstd_comp_level: Option<i64>,
 }
 
 /// `return = { status = 200, body = "ok\n" }` or

@@ -8,6 +8,7 @@
 
 pub mod certificate;
 pub mod cidr;
+pub mod compression;
 pub mod edge;
 pub mod error;
 pub mod file;
@@ -31,6 +32,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use regex::Regex;
 
 pub use self::certificate::{Certificate, CertificateError};
+pub use self::compression::Compression;
 pub use self::edge::{EdgeControls, RealIp};
 pub use self::error::{ConfigError, Problem};
 pub use self::static_site::{Expires, FileBase, StaticSite, TryFallback, TryFile};
@@ -182,6 +184,9 @@ pub struct VirtualServer {
     /// Where the client's real address comes from; `None` when no peer
     /// is trusted to say.
     pub real_ip: Option<RealIp>,
+    /// On-the-fly compression for responses no location answered (a 404
+    /// before any location matched); locations carry their own.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// A server name as nginx matches them.
@@ -225,6 +230,9 @@ pub struct Location {
     pub client_max_body_size: Option<u64>,
     /// access, auth_basic, limit_req, limit_conn (inheritance applied).
     pub edge: EdgeControls,
+    /// On-the-fly compression (the location's keys over the server's over
+    /// `[http]`'s); `None` when no coding is on.
+    pub compression: Option<Arc<Compression>>,
 }
 
 /// How a location matches a path (nginx `location` modifiers).

@@ -5,7 +5,7 @@
 //! 2. **act**: the location's action: `return`, static files (whose
 //!    `try_files` may continue in a named location or re-route to another
 //!    URI), or `proxy_pass` to an upstream pool;
-//! 3. **decorate**: add_header, HSTS;
+//! 3. **decorate**: add_header, HSTS, compression (`compress`);
 //! 4. **log**: when the response body has been sent (or abandoned), one
 //!    access-log line and the request metrics.
 //!
@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 
 use super::access_log::Entry;
 use super::body::{Body, BoxError};
+use super::compress::{self, ClientFacts};
 use super::forward::{self, ForwardReport, ForwardRequest};
 use super::headers::ClientInfo;
 use super::respond;
@@ -118,9 +119,14 @@ pub async fn handle(
         }
     };
     let server = rt.server(server_index).clone();
+    // Read before the request is handed on: what compression needs.
+    let compress = (server.compression.is_some()
+        || server.locations.iter().any(|l| l.compression.is_some()))
+    .then(|| ClientFacts::new(&parts));
     let mut exchange = Exchange {
         location: None,
         report: ForwardReport::default(),
+        compress,
     };
     let mut response = route(
         &rt,
@@ -135,6 +141,13 @@ pub async fn handle(
     .await;
     let location = exchange.location.map(|i| &server.locations[i]);
     decorate(&mut response, &server, location, conn.tls);
+    let compression = match location {
+        Some(l) => l.compression.as_deref(),
+        None => server.compression.as_deref(),
+    };
+    if let (Some(settings), Some(client)) = (compression, &exchange.compress) {
+        response = compress::apply(response, client, settings);
+    }
 
     let status = response.status();
     let log = client_headers.map(|(referer, user_agent)| {
@@ -171,6 +184,8 @@ struct Exchange {
     /// Index of the location that answered, in the server's list.
     location: Option<usize>,
     report: ForwardReport,
+    /// The client's side of compression, when the server compresses.
+    compress: Option<ClientFacts>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -227,7 +242,14 @@ async fn route(
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
             Action::Static(site) => {
-                match static_files::serve(site, &parts, &path, conn.sendfile(parts.version)).await {
+                // Files that will be compressed on the way out must pass
+                // through user space.
+                let compressed = location.compression.as_deref().and_then(|c| {
+                    let client = exchange.compress.as_ref()?;
+                    compress::negotiate(&client.weights, c).map(|_| &c.types)
+                });
+                let sendfile = conn.sendfile(parts.version);
+                match static_files::serve(site, &parts, &path, sendfile, compressed).await {
                     Outcome::Response(r) => return r,
                     Outcome::Named(name) => match table.named(&name) {
                         Some(i) => index = i,

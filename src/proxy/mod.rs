@@ -2,9 +2,11 @@
 //! forwarding to upstream pools (plain or TLS).
 
 pub mod accept_backoff;
+pub(crate) mod accept_encoding;
 pub mod access_log;
 pub mod body;
 pub mod client_body;
+pub(crate) mod compress;
 pub(crate) mod conn;
 pub(crate) mod edge;
 pub mod forward;

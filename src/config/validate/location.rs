@@ -29,6 +29,7 @@ impl Validator<'_> {
             .problems
             .check(join(key, "path"), parse_location_pattern(&f.path))?;
         let add_header = self.headers(&join(key, "add_header"), &f.add_header);
+        let (_, compression) = self.compression_at(key, &f.compression(), &defaults.compression);
 
         let actions = [
             f.return_.is_some(),
@@ -92,6 +93,7 @@ impl Validator<'_> {
             add_header,
             client_max_body_size: f.client_max_body_size.map(|s| s.0),
             edge,
+            compression,
         })
     }
 

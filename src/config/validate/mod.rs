@@ -32,6 +32,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         warnings: &mut warnings,
         base_dir: &base_dir,
         edge: edge::EdgeState::default(),
+        compression: Default::default(),
     }
     .config(file, path);
     problems.finish(path, text)?;
@@ -86,12 +87,16 @@ struct Validator<'a> {
     warnings: &'a mut Vec<(String, String)>,
     base_dir: &'a Path,
     edge: edge::EdgeState,
+    /// `[http]`'s compression keys, inherited by every server.
+    compression: compression::CompressionKeys,
 }
 
 impl Validator<'_> {
     fn config(&mut self, file: ConfigFile, path: &Path) -> Option<Config> {
         let http = self.http(&file.http);
         self.edge.has_resolver = !http.resolver.is_empty();
+        self.compression = file.http.compression();
+        self.compression_at("http", &self.compression.clone(), &Default::default());
         let log = self.log(&file.log);
         let admin = file.admin.as_ref().and_then(|a| self.admin(a));
         let vrrp = file
@@ -140,6 +145,23 @@ impl Validator<'_> {
             limit_conn_zones: self.edge.conn_zones(),
             warnings: Vec::new(),
         })
+    }
+
+    /// Checks the compression keys written at `key` (a level of the
+    /// file), and returns them merged over `outer` with the settings they
+    /// make. A bad key is reported once, at the level that wrote it.
+    fn compression_at(
+        &mut self,
+        key: &str,
+        own: &compression::CompressionKeys,
+        outer: &compression::CompressionKeys,
+    ) -> (compression::CompressionKeys, Option<Arc<Compression>>) {
+        if let Err((name, reason)) = compression::build(own) {
+            self.problems.add(join(key, name), reason);
+        }
+        let merged = own.inherit(outer);
+        let settings = compression::build(&merged).ok().flatten().map(Arc::new);
+        (merged, settings)
     }
 
     /// Relative paths are relative to the config file's directory.

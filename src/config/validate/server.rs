@@ -96,12 +96,16 @@ impl Validator<'_> {
             );
         }
         let add_header = self.headers(&join(&key, "add_header"), &f.add_header);
+        let http_compression = self.compression.clone();
+        let (compression_keys, compression) =
+            self.compression_at(&key, &f.compression(), &http_compression);
 
         let real_ip = self.server_real_ip(&key, f);
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
             edge: self.server_edge(&key, f),
+            compression: compression_keys,
         };
         let mut locations = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
@@ -134,6 +138,7 @@ impl Validator<'_> {
                         &LocationFile::default(),
                         &defaults.edge,
                     ),
+                    compression: compression.clone(),
                 });
             } else {
                 self.problems.add(
@@ -160,6 +165,7 @@ impl Validator<'_> {
                 hsts,
                 add_header,
                 real_ip,
+                compression,
             },
             listen,
         ))
@@ -333,6 +339,8 @@ pub(super) struct ServerDefaults {
     pub(super) root: Option<PathBuf>,
     index: Option<Vec<String>>,
     pub(super) edge: super::edge::EdgeDefaults,
+    /// The server's compression keys (over `[http]`'s).
+    pub(super) compression: crate::config::compression::CompressionKeys,
 }
 
 impl ServerDefaults {

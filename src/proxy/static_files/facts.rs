@@ -8,8 +8,8 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, request};
 
-use super::accept_encoding::{self, Preference};
 use super::conditional::Conditions;
+use crate::proxy::accept_encoding::{self, Preference};
 
 /// The request, as far as serving a file is concerned.
 #[derive(Debug, Clone)]
@@ -109,8 +109,8 @@ fn list(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
 mod tests {
     use http::Request;
 
-    use super::super::accept_encoding::Coding;
     use super::*;
+    use crate::proxy::accept_encoding::Coding;
 
     fn facts(
         method: Method,

@@ -31,7 +31,7 @@ pub(crate) struct Job {
     pub now: SystemTime,
     pub confinement: Confinement,
     /// The connection can take files by `sendfile` (plain HTTP/1.1).
-    pub sendfile: Option<crate::proxy::sendfile::SendfileHandle>,
+    pub sendfile: Option<super::SendfileChoice>,
 }
 
 /// What the file system said.
@@ -223,7 +223,11 @@ fn serve_file(
             None => return Found::Status(StatusCode::INTERNAL_SERVER_ERROR),
         }
     } else {
-        match stream(opened, &reply.segments, job.sendfile.clone()) {
+        let sendfile = job
+            .sendfile
+            .as_ref()
+            .and_then(|s| s.for_type(&repr.content_type));
+        match stream(opened, &reply.segments, sendfile) {
             Ok(body) => body,
             Err(e) => return read_failed(rel, &e),
         }

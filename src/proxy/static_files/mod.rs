@@ -28,7 +28,6 @@
 //! is pure and tested on its own; `tests` runs the whole pipeline on real
 //! directory trees, and `tests/static_files.rs` holds the traversal corpus.
 
-mod accept_encoding;
 mod cache;
 mod chunk_pool;
 mod conditional;
@@ -59,6 +58,7 @@ use self::try_files::{Plan, expand_fallback};
 use super::body::Body;
 use super::sendfile::SendfileHandle;
 use super::uri_path::NormalizedPath;
+use crate::config::compression::MimeTypes;
 use crate::config::{StaticSite, TryFallback};
 
 /// The result of trying to serve a request from files.
@@ -81,13 +81,20 @@ pub enum Outcome {
 ///
 /// Status responses (403, 404, 405, 500, a `=code` fallback) have empty
 /// bodies: error pages are the handler's business (`error_page`).
-/// `sendfile`: the connection can take file ranges by `sendfile(2)`.
+/// `sendfile`: the connection can take file ranges by `sendfile(2)`;
+/// files of the `compressed` types are never sent so, since the response
+/// will be compressed on its way out.
 pub async fn serve(
     site: &StaticSite,
     req: &request::Parts,
     path: &NormalizedPath,
     sendfile: Option<&SendfileHandle>,
+    compressed: Option<&MimeTypes>,
 ) -> Outcome {
+    let sendfile = sendfile.map(|handle| SendfileChoice {
+        handle: handle.clone(),
+        unless: compressed.cloned(),
+    });
     serve_with(
         FileCache::global(),
         Confinement::detect(),
@@ -99,13 +106,32 @@ pub async fn serve(
     .await
 }
 
+/// A connection's `sendfile` queue, and the media types it must not be
+/// used for.
+#[derive(Debug, Clone)]
+pub(crate) struct SendfileChoice {
+    pub handle: SendfileHandle,
+    pub unless: Option<MimeTypes>,
+}
+
+impl SendfileChoice {
+    /// The handle, when a file of `content_type` may go out by sendfile.
+    pub fn for_type(&self, content_type: &http::HeaderValue) -> Option<SendfileHandle> {
+        let compressed = self
+            .unless
+            .as_ref()
+            .is_some_and(|t| content_type.to_str().is_ok_and(|ct| t.contains(ct)));
+        (!compressed).then(|| self.handle.clone())
+    }
+}
+
 async fn serve_with(
     cache: &'static FileCache,
     confinement: Confinement,
     site: &StaticSite,
     req: &request::Parts,
     path: &NormalizedPath,
-    sendfile: Option<&SendfileHandle>,
+    sendfile: Option<SendfileChoice>,
 ) -> Outcome {
     let facts = RequestFacts::new(req, site.gzip_static);
     // Without try_files nothing but a file can come out of this location,
@@ -137,7 +163,7 @@ async fn serve_with(
         facts,
         now,
         confinement,
-        sendfile: sendfile.cloned(),
+        sendfile,
     };
     let found = match tokio::task::spawn_blocking(move || lookup::run(&job, cache)).await {
         Ok(found) => found,

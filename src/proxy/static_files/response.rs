@@ -11,11 +11,11 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::accept_encoding::Coding;
 use super::decision::Decision;
 use super::file_body::Segment;
 use super::validators::Validators;
 use crate::config::Expires;
+use crate::proxy::accept_encoding::Coding;
 use crate::proxy::body::Body;
 
 /// One representation of a resource: the file itself or a sidecar.

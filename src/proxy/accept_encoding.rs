@@ -1,11 +1,15 @@
-//! `Accept-Encoding` (RFC 9110 §12.5.3), reduced to what `gzip_static`
-//! needs: which precompressed sidecars the client takes, best first.
+//! `Accept-Encoding` (RFC 9110 §12.5.3): the weight a client gives each
+//! content coding vigil can produce. Two readers: `gzip_static` (which
+//! precompressed sidecars the client takes, best first: [`parse`]) and
+//! on-the-fly compression (which coding to encode with: [`weights`]).
 
-/// A content coding vigil can serve from a precompressed sidecar file.
+/// A content coding vigil can send: from a precompressed sidecar file
+/// (br, gzip) or encoded on the fly (all three).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {
     Br,
     Gzip,
+    Zstd,
 }
 
 impl Coding {
@@ -14,6 +18,7 @@ impl Coding {
         match self {
             Coding::Br => "br",
             Coding::Gzip => "gzip",
+            Coding::Zstd => "zstd",
         }
     }
 
@@ -22,7 +27,72 @@ impl Coding {
         match self {
             Coding::Br => ".br",
             Coding::Gzip => ".gz",
+            Coding::Zstd => ".zst",
         }
+    }
+}
+
+/// The weight (thousandths, 0 = not acceptable) the client gives each
+/// coding, after `*` is applied to the codings it did not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Weights {
+    pub gzip: Weight,
+    pub br: Weight,
+    pub zstd: Weight,
+    /// `identity`, only when the client listed it (or `*`): an unlisted
+    /// identity is acceptable but has no weight to compare with.
+    pub identity: Option<Weight>,
+}
+
+impl Weights {
+    pub fn of(&self, coding: Coding) -> Weight {
+        match coding {
+            Coding::Br => self.br,
+            Coding::Gzip => self.gzip,
+            Coding::Zstd => self.zstd,
+        }
+    }
+}
+
+/// Reads the Accept-Encoding field value (all lines joined by `,`); no
+/// header accepts no coding (see [`parse`] for why). The same rules as
+/// [`parse`]: a coding's own weight, else `*`'s, else 0; the first weight
+/// of a coding listed twice; malformed members skipped.
+pub(crate) fn weights(value: Option<&str>) -> Weights {
+    let Some(value) = value else {
+        return Weights::default();
+    };
+    let (mut br, mut gzip, mut zstd, mut identity, mut any) = (None, None, None, None, None);
+    for member in value.split(',') {
+        let mut parts = member.split(';');
+        let coding = parts.next().unwrap_or("").trim_matches(is_ows);
+        if coding.is_empty() {
+            continue;
+        }
+        let Some(weight) = weight(parts) else {
+            continue;
+        };
+        let slot = if coding.eq_ignore_ascii_case("br") {
+            &mut br
+        } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            &mut gzip
+        } else if coding.eq_ignore_ascii_case("zstd") {
+            &mut zstd
+        } else if coding.eq_ignore_ascii_case("identity") {
+            &mut identity
+        } else if coding == "*" {
+            &mut any
+        } else {
+            continue;
+        };
+        // A coding listed twice keeps its first weight.
+        slot.get_or_insert(weight);
+    }
+    Weights {
+        gzip: gzip.or(any).unwrap_or(0),
+        br: br.or(any).unwrap_or(0),
+        zstd: zstd.or(any).unwrap_or(0),
+        identity: identity.or(any),
     }
 }
 
@@ -44,7 +114,7 @@ impl Preference {
 }
 
 /// Weights are kept in thousandths, the precision a qvalue can have (§12.4.2).
-type Weight = u16;
+pub(crate) type Weight = u16;
 
 /// Reads the Accept-Encoding field value (all lines joined by `,`).
 ///
@@ -59,33 +129,10 @@ type Weight = u16;
 /// - Malformed members are skipped, not fatal: one bad token must not
 ///   cost the client compression for the good ones.
 pub(crate) fn parse(value: Option<&str>) -> Preference {
-    let Some(value) = value else {
+    if value.is_none() {
         return Preference::IDENTITY;
-    };
-    let (mut br, mut gzip, mut any) = (None, None, None);
-    for member in value.split(',') {
-        let mut parts = member.split(';');
-        let coding = parts.next().unwrap_or("").trim_matches(is_ows);
-        if coding.is_empty() {
-            continue;
-        }
-        let Some(weight) = weight(parts) else {
-            continue;
-        };
-        let slot = if coding.eq_ignore_ascii_case("br") {
-            &mut br
-        } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-            &mut gzip
-        } else if coding == "*" {
-            &mut any
-        } else {
-            continue;
-        };
-        // A coding listed twice keeps its first weight.
-        slot.get_or_insert(weight);
     }
-    let br = br.or(any).unwrap_or(0);
-    let gzip = gzip.or(any).unwrap_or(0);
+    let Weights { br, gzip, .. } = weights(value);
     let order = match (br > 0, gzip > 0) {
         (false, false) => [None, None],
         (true, false) => [Some(Coding::Br), None],
@@ -186,6 +233,24 @@ mod tests {
         assert_eq!(order("gzip;q=-1"), []);
         assert_eq!(order(",,gzip;;level=9,"), [Gzip]);
         assert_eq!(order("br;q=0, br;q=1"), []);
+    }
+
+    #[test]
+    fn weights_of_every_coding() {
+        let w = super::weights(Some("gzip, br;q=0.5, zstd;q=0.25, identity;q=0.1"));
+        assert_eq!(
+            (w.gzip, w.br, w.zstd, w.identity),
+            (1000, 500, 250, Some(100))
+        );
+        let w = super::weights(Some("*;q=0.3, zstd"));
+        assert_eq!(
+            (w.gzip, w.br, w.zstd, w.identity),
+            (300, 300, 1000, Some(300))
+        );
+        let w = super::weights(Some("ZSTD, x-gzip;q=0"));
+        assert_eq!((w.gzip, w.br, w.zstd, w.identity), (0, 0, 1000, None));
+        assert_eq!(super::weights(None), Weights::default());
+        assert_eq!(w.of(Coding::Zstd), 1000);
     }
 
     #[test]
