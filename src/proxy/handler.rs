@@ -11,7 +11,8 @@
 //!
 //! A request loads the config snapshot once and uses it to the end.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,6 +27,7 @@ use hyper::body::Incoming;
 use super::access_log::Entry;
 use super::body::{Body, BoxError};
 use super::compress::{self, ClientFacts};
+use super::edge::access::EdgeState;
 use super::forward::{self, ForwardReport, ForwardRequest};
 use super::headers::ClientInfo;
 use super::respond;
@@ -123,10 +125,26 @@ pub async fn handle(
     let compress = (server.compression.is_some()
         || server.locations.iter().any(|l| l.compression.is_some()))
     .then(|| ClientFacts::new(&parts));
+    // real client: the address behind trusted proxies (set_real_ip_from,
+    // X-Forwarded-For / X-Real-IP / PROXY protocol), before anything reads
+    // the address.
+    let remote = match &server.real_ip {
+        Some(real) => super::edge::real_ip::client_addr(
+            conn.peer.ip(),
+            real,
+            &parts.headers,
+            conn.proxy_protocol.and_then(|h| h.source()),
+        ),
+        None => conn.peer.ip(),
+    };
+    let remote_header = (remote != conn.peer.ip()).then(|| super::headers::addr_header(remote));
     let mut exchange = Exchange {
         location: None,
         report: ForwardReport::default(),
         compress,
+        remote,
+        remote_header,
+        edge: EdgeState::default(),
     };
     let mut response = route(
         &rt,
@@ -152,7 +170,8 @@ pub async fn handle(
     let status = response.status();
     let log = client_headers.map(|(referer, user_agent)| {
         Box::new(LogDetail {
-            remote: conn.peer,
+            remote: exchange.remote,
+            user: exchange.edge.user.take(),
             time: SystemTime::now(),
             uri: original_uri,
             version,
@@ -170,6 +189,7 @@ pub async fn handle(
         method,
         status,
         log,
+        _conn_limits: std::mem::take(&mut exchange.edge.conn_guards),
     };
     response.map(|body| LoggedBody {
         inner: body,
@@ -186,6 +206,12 @@ struct Exchange {
     report: ForwardReport,
     /// The client's side of compression, when the server compresses.
     compress: Option<ClientFacts>,
+    /// The real client address (`$remote_addr`).
+    remote: IpAddr,
+    /// `remote` as a header value, when it is not the connection's peer.
+    remote_header: Option<http::HeaderValue>,
+    /// What the access phase keeps: limit_conn counts, the user name.
+    edge: EdgeState,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -233,12 +259,30 @@ async fn route(
         let vars = RequestVars {
             parts: &parts,
             conn,
+            remote: exchange.remote,
             host,
             original_uri,
             path: path.as_str(),
             proxy_host: "",
             server_name: &server.label,
         };
+        // access: limit_req, limit_conn, allow/deny, auth_basic. Boxed,
+        // and only when the location has any, so the request future stays
+        // small for everyone else.
+        if !location.edge.is_empty() {
+            let checked = Box::pin(super::edge::access::access(
+                &location.edge,
+                &rt.edge,
+                &mut exchange.edge,
+                exchange.remote,
+                &parts.headers,
+                &vars,
+            ))
+            .await;
+            if let ControlFlow::Break(r) = checked {
+                return r;
+            }
+        }
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
             Action::Static(site) => {
@@ -302,8 +346,8 @@ async fn route(
                     _ => None,
                 };
                 let client = ClientInfo {
-                    addr: conn.peer.ip(),
-                    addr_header: &conn.peer_header,
+                    addr: exchange.remote,
+                    addr_header: exchange.remote_header.as_ref().unwrap_or(&conn.peer_header),
                     scheme: conn.scheme(),
                     host,
                 };
@@ -415,6 +459,8 @@ fn decorate(
 struct RequestVars<'a> {
     parts: &'a Parts,
     conn: &'a ConnInfo,
+    /// The real client address.
+    remote: IpAddr,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     path: &'a str,
@@ -427,7 +473,7 @@ impl Vars for RequestVars<'_> {
         use std::fmt::Write;
         match var {
             Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.conn.peer.ip());
+                let _ = write!(out, "{}", self.remote);
             }
             Var::Host => {
                 if let Some(h) = self.host {
@@ -495,10 +541,13 @@ struct Finished {
     status: StatusCode,
     /// Only when the access log is on.
     log: Option<Box<LogDetail>>,
+    /// limit_conn counts, given back when the response ends.
+    _conn_limits: Vec<super::edge::limit_conn::ConnGuard>,
 }
 
 struct LogDetail {
-    remote: SocketAddr,
+    remote: IpAddr,
+    user: Option<String>,
     time: SystemTime,
     uri: Uri,
     version: Version,
@@ -556,8 +605,8 @@ impl LoggedBody {
             return;
         };
         r.rt.access_log.write(&Entry {
-            remote: log.remote.ip(),
-            user: None,
+            remote: log.remote,
+            user: log.user.as_deref(),
             time: log.time,
             method: &r.method,
             uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),

@@ -43,7 +43,7 @@ pub(crate) async fn access(
     state: &mut EdgeState,
     client: IpAddr,
     headers: &HeaderMap,
-    vars: &dyn Vars,
+    vars: &(dyn Vars + Sync),
 ) -> ControlFlow<Response<Body>> {
     if controls.is_empty() {
         return ControlFlow::Continue(());
@@ -95,7 +95,7 @@ fn limit_requests(
     controls: &EdgeControls,
     edge: &Edge,
     client: IpAddr,
-    vars: &dyn Vars,
+    vars: &(dyn Vars + Sync),
 ) -> Result<Option<std::time::Duration>, StatusCode> {
     let mut limits = Vec::with_capacity(controls.limit_req.len());
     for l in &controls.limit_req {
@@ -131,7 +131,7 @@ fn limit_requests(
 fn key_hash(
     key: &ZoneKey,
     client: IpAddr,
-    vars: &dyn Vars,
+    vars: &(dyn Vars + Sync),
     hash: impl Fn(&[u8]) -> u64,
 ) -> Option<u64> {
     match key {

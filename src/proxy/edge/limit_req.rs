@@ -195,10 +195,6 @@ impl ReqZone {
             Err(Full) => Some(0),
         }
     }
-
-    pub(crate) fn used(&self) -> usize {
-        self.table.used()
-    }
 }
 
 /// One location's `limit_req` list applied to a request, as nginx does:

@@ -90,6 +90,7 @@ impl Table {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
     }
@@ -197,7 +198,8 @@ impl Table {
         }
     }
 
-    /// Slots holding a key (for tests and the status page).
+    /// Slots holding a key.
+    #[cfg(test)]
     pub(crate) fn used(&self) -> usize {
         self.slots
             .iter()
