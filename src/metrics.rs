@@ -83,6 +83,11 @@ impl Metrics {
         for reason in ["missing", "malformed", "too_long", "eof", "timeout", "io"] {
             metrics.proxy_protocol_errors.with_label_values(&[reason]);
         }
+        // `increase(vigil_config_reloads_total{result="failure"}[5m]) > 0`
+        // must fire on the first failure, which needs a 0 before it.
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
         metrics
     }
 

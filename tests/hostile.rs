@@ -394,6 +394,8 @@ async fn host_target_and_coding_rules() {
     for (input, want) in [
         (&b"GET /x HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n"[..], "HTTP/1.1 400"),
         (b"GET /x HTTP/1.1\r\nHost: t@evil\r\n\r\n", "HTTP/1.1 400"),
+        // HTTP/1.1 without Host (HTTP/1.0 may omit it: below).
+        (b"GET /x HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
         (
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             "HTTP/1.1 501",
@@ -406,6 +408,8 @@ async fn host_target_and_coding_rules() {
     let reply = exchange(addr, long.as_bytes(), Duration::from_secs(3)).await;
     assert!(reply.starts_with("HTTP/1.1 414"), "{reply}");
     assert_eq!(a.requests(), 0, "a refused request reached the backend");
+    let reply = ask(b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
     // Absolute form: the target's host is routed on and forwarded.
     let reply =
         ask(b"GET http://public.test/x HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n")

@@ -108,6 +108,12 @@ fn reconcile_host(parts: &mut Parts) -> Result<(), StatusCode> {
         return Err(StatusCode::BAD_REQUEST);
     }
     let Some(authority) = parts.uri.authority() else {
+        // HTTP/1.0 may omit Host; HTTP/1.1 must send one (§3.2). HTTP/2
+        // carries :authority, or is routed to the default server as
+        // nginx does.
+        if host.is_none() && parts.version == Version::HTTP_11 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         return Ok(());
     };
     if authority.as_str().contains('@') {
@@ -165,6 +171,16 @@ mod tests {
     }
 
     #[test]
+    fn http_1_1_needs_a_host_http_1_0_does_not() {
+        assert_eq!(verdict(H11, "/", &[]).unwrap_err(), 400);
+        assert!(verdict(Version::HTTP_10, "/", &[]).is_ok());
+        // The absolute form carries the host itself.
+        let p = verdict(H11, "http://a.test/", &[]).unwrap();
+        assert_eq!(p.headers[header::HOST], "a.test");
+        assert!(verdict(Version::HTTP_2, "/", &[]).is_ok());
+    }
+
+    #[test]
     fn absolute_form_replaces_host() {
         let p = verdict(H11, "http://public.test/x", &[("host", "admin.test")]).unwrap();
         assert_eq!(p.headers[header::HOST], "public.test");
@@ -185,11 +201,12 @@ mod tests {
 
     #[test]
     fn only_chunked_is_a_supported_coding() {
-        assert!(verdict(H11, "/", &[("transfer-encoding", "chunked")]).is_ok());
-        assert!(verdict(H11, "/", &[("transfer-encoding", "Chunked")]).is_ok());
+        let host = ("host", "a.test");
+        assert!(verdict(H11, "/", &[host, ("transfer-encoding", "chunked")]).is_ok());
+        assert!(verdict(H11, "/", &[host, ("transfer-encoding", "Chunked")]).is_ok());
         for te in ["gzip, chunked", "gzip", "chunked, chunked"] {
             assert_eq!(
-                verdict(H11, "/", &[("transfer-encoding", te)]).unwrap_err(),
+                verdict(H11, "/", &[host, ("transfer-encoding", te)]).unwrap_err(),
                 501,
                 "{te}"
             );

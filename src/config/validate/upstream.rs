@@ -325,6 +325,12 @@ pub(super) fn resolve_addr(text: &str, default_port: u16) -> Result<Vec<SocketAd
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
+    // Fuzz builds never wait on DNS (docs/FUZZING.md).
+    if cfg!(fuzzing) {
+        return Err(format!(
+            "cannot resolve {text:?}: not resolved in fuzz builds"
+        ));
+    }
     let with_port = if text
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
