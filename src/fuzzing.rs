@@ -135,7 +135,11 @@ pub fn proxy_protocol(data: &[u8]) {
     if let Ok(Parsed::Complete(_, len)) = parse(data) {
         assert!(len <= data.len());
         for n in 0..len {
-            assert_eq!(parse(&data[..n]), Ok(Parsed::Incomplete), "prefix of {n} bytes");
+            assert_eq!(
+                parse(&data[..n]),
+                Ok(Parsed::Incomplete),
+                "prefix of {n} bytes"
+            );
         }
     }
 }
