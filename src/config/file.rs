@@ -56,6 +56,9 @@ pub struct ConfigFile {
     /// nginx `limit_conn_zone KEY zone=NAME:SIZE`.
     #[serde(default)]
     pub limit_conn_zone: BTreeMap<String, LimitConnZoneFile>,
+    /// `[map.<name>]`: variables looked up from another value.
+    #[serde(default)]
+    pub map: BTreeMap<String, crate::config::map::MapFile>,
 }
 
 /// `[limit_req_zone.<name>]`.
@@ -196,6 +199,10 @@ pub struct ServerFile {
     pub proxy_protocol: bool,
     #[serde(default)]
     pub location: Vec<LocationFile>,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,
@@ -250,6 +257,13 @@ pub struct LocationFile {
     /// The realm, or `"off"`.
     pub auth_basic: Option<String>,
     pub auth_basic_user_file: Option<PathBuf>,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
+    /// Answer the upstream's error statuses with `error_page`.
+    #[serde(default)]
+    pub proxy_intercept_errors: bool,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,

@@ -11,8 +11,11 @@ pub mod cidr;
 pub mod compression;
 pub mod edge;
 pub mod error;
+pub mod error_page;
 pub mod file;
 pub mod htpasswd;
+pub mod map;
+pub mod rewrite;
 mod static_site;
 pub mod template;
 pub mod units;
@@ -55,6 +58,8 @@ pub struct Config {
     pub limit_req_zones: BTreeMap<String, Arc<edge::LimitReqZone>>,
     /// `[limit_conn_zone.*]` by name.
     pub limit_conn_zones: BTreeMap<String, Arc<edge::LimitConnZone>>,
+    /// `[map.*]` variables; `Var::Map(i)` is `maps[i]`.
+    pub maps: Vec<map::MapDef>,
     /// Things that work but deserve attention (an expired certificate, a
     /// server name its certificate does not cover), each as
     /// `file:line: key: why`. `vigil check` prints them; a running vigil
@@ -187,6 +192,10 @@ pub struct VirtualServer {
     /// On-the-fly compression for responses no location answered (a 404
     /// before any location matched); locations carry their own.
     pub compression: Option<Arc<Compression>>,
+    /// Rewrites run before the location search.
+    pub rewrites: Vec<rewrite::Rewrite>,
+    /// Error pages for locations that have none of their own.
+    pub error_pages: Vec<error_page::ErrorPage>,
 }
 
 /// A server name as nginx matches them.
@@ -233,6 +242,10 @@ pub struct Location {
     /// On-the-fly compression (the location's keys over the server's over
     /// `[http]`'s); `None` when no coding is on.
     pub compression: Option<Arc<Compression>>,
+    /// Rewrites run when this location is chosen.
+    pub rewrites: Vec<rewrite::Rewrite>,
+    /// Error pages; when empty, the server's apply (nginx inheritance).
+    pub error_pages: Vec<error_page::ErrorPage>,
 }
 
 /// How a location matches a path (nginx `location` modifiers).
@@ -282,6 +295,9 @@ pub struct ProxyPass {
     /// nginx (which tunnels only where the config passes `Upgrade` on):
     /// a tunnel carries raw bytes past every later routing rule.
     pub websocket: bool,
+    /// `proxy_intercept_errors`: the upstream's statuses that have an
+    /// `error_page` are answered by it.
+    pub intercept_errors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

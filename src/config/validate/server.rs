@@ -101,6 +101,8 @@ impl Validator<'_> {
             self.compression_at(&key, &f.compression(), &http_compression);
 
         let real_ip = self.server_real_ip(&key, f);
+        let rewrites = self.rewrites(&key, &f.rewrite);
+        let error_pages = self.error_pages(&key, &f.error_page);
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
@@ -108,10 +110,12 @@ impl Validator<'_> {
             compression: compression_keys,
         };
         let mut locations = Vec::new();
+        let mut location_keys = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
             let lkey = index(&join(&key, "location"), j);
             if let Some(loc) = self.location(&lkey, l, &defaults, upstreams) {
                 locations.push(loc);
+                location_keys.push(lkey);
             }
         }
         if f.location.is_empty() && redirect_https.is_none() {
@@ -139,7 +143,10 @@ impl Validator<'_> {
                         &defaults.edge,
                     ),
                     compression: compression.clone(),
+                    rewrites: Vec::new(),
+                    error_pages: Vec::new(),
                 });
+                location_keys.push(join(&key, "root"));
             } else {
                 self.problems.add(
                     join(&key, "location"),
@@ -149,6 +156,7 @@ impl Validator<'_> {
         }
         self.check_duplicate_locations(&key, &locations);
         self.check_named_references(&key, &f.location, &locations);
+        self.check_error_pages(&key, &error_pages, &locations, &location_keys);
         if tls_failed {
             return None;
         }
@@ -166,6 +174,8 @@ impl Validator<'_> {
                 add_header,
                 real_ip,
                 compression,
+                rewrites,
+                error_pages,
             },
             listen,
         ))

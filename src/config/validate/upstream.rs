@@ -8,7 +8,6 @@ use super::Validator;
 use super::dur;
 use crate::config::error::{index, join};
 use crate::config::file::*;
-use crate::config::template::Template;
 use crate::config::*;
 
 impl Validator<'_> {
@@ -20,10 +19,7 @@ impl Validator<'_> {
             "ip_hash" => BalanceMethod::IpHash,
             "random_two" => BalanceMethod::RandomTwo,
             "hash" => match &f.hash_key {
-                Some(k) => BalanceMethod::Hash(
-                    self.problems
-                        .check(join(&key, "hash_key"), Template::parse(k))?,
-                ),
+                Some(k) => BalanceMethod::Hash(self.template(join(&key, "hash_key"), k, None)?),
                 None => {
                     self.problems.add(
                         join(&key, "hash_key"),
