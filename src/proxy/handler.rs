@@ -143,14 +143,17 @@ pub async fn handle(
         ),
         None => conn.peer.ip(),
     };
-    let remote_header = (remote != conn.peer.ip()).then(|| super::headers::addr_header(remote));
+    // Boxed: only requests whose address was replaced pay for it, and the
+    // request future stays small.
+    let remote_header =
+        (remote != conn.peer.ip()).then(|| Box::new(super::headers::addr_header(remote)));
     let mut exchange = Exchange {
         location: None,
         report: ForwardReport::default(),
         compress,
         remote,
         remote_header,
-        edge: EdgeState::default(),
+        edge: None,
         map_values: MapValues::new(rt.config.maps.len()),
         uri_changes_left: MAX_URI_CHANGES,
     };
@@ -203,7 +206,7 @@ pub async fn handle(
     let log = client_headers.map(|(referer, user_agent)| {
         Box::new(LogDetail {
             remote: exchange.remote,
-            user: exchange.edge.user.take(),
+            user: exchange.edge.as_mut().and_then(|e| e.user.take()),
             time: SystemTime::now(),
             uri: original_uri,
             version,
@@ -221,7 +224,11 @@ pub async fn handle(
         method,
         status,
         log,
-        _conn_limits: std::mem::take(&mut exchange.edge.conn_guards),
+        _conn_limits: exchange
+            .edge
+            .take()
+            .map(|e| e.conn_guards)
+            .unwrap_or_default(),
     };
     response.map(|body| LoggedBody {
         inner: body,
@@ -241,9 +248,10 @@ struct Exchange {
     /// The real client address (`$remote_addr`).
     remote: IpAddr,
     /// `remote` as a header value, when it is not the connection's peer.
-    remote_header: Option<http::HeaderValue>,
+    remote_header: Option<Box<http::HeaderValue>>,
     /// What the access phase keeps: limit_conn counts, the user name.
-    edge: EdgeState,
+    /// Made when a location with edge controls is reached.
+    edge: Option<Box<EdgeState>>,
     /// `[map.*]` values, computed when first used.
     map_values: MapValues,
     /// URI changes left before the request is a cycle (500).
@@ -290,7 +298,7 @@ async fn route(
     };
     let env = VarsEnv {
         conn,
-        remote: exchange.remote,
+        remote: &exchange.remote,
         server_name: &server.label,
         host,
         original_uri,
@@ -341,24 +349,31 @@ async fn route(
             }
         }
         let captures = location_captures(location, path.as_str());
-        let vars = env.vars(&parts, path.as_str(), captures.as_ref());
         // access: limit_req, limit_conn, allow/deny, auth_basic. Boxed,
-        // and only when the location has any, so the request future stays
-        // small for everyone else.
+        // with the variables it renders keys from, and only when the
+        // location has any, so the request future stays small.
         if !location.edge.is_empty() {
-            let checked = Box::pin(super::edge::access::access(
-                &location.edge,
-                &rt.edge,
-                &mut exchange.edge,
-                exchange.remote,
-                &parts.headers,
-                &vars,
-            ))
+            let state = exchange.edge.get_or_insert_default();
+            let remote = exchange.remote;
+            let (parts, path, captures) = (&parts, path.as_str(), captures.as_ref());
+            let checked = Box::pin(async move {
+                let vars = env.vars(parts, path, captures);
+                super::edge::access::access(
+                    &location.edge,
+                    &rt.edge,
+                    state,
+                    remote,
+                    &parts.headers,
+                    &vars,
+                )
+                .await
+            })
             .await;
             if let ControlFlow::Break(r) = checked {
                 return r;
             }
         }
+        let vars = env.vars(&parts, path.as_str(), captures.as_ref());
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
             Action::Static(site) => {
@@ -426,7 +441,10 @@ async fn route(
                 };
                 let client = ClientInfo {
                     addr: exchange.remote,
-                    addr_header: exchange.remote_header.as_ref().unwrap_or(&conn.peer_header),
+                    addr_header: exchange
+                        .remote_header
+                        .as_deref()
+                        .unwrap_or(&conn.peer_header),
                     scheme: conn.scheme(),
                     host,
                 };
@@ -674,8 +692,8 @@ async fn error_page(
 struct VarsEnv<'a> {
     conn: &'a ConnInfo,
     /// The real client address.
-    remote: IpAddr,
-    server_name: &'a str,
+    remote: &'a IpAddr,
+    server_name: &'a String,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     maps: &'a [MapDef],
@@ -812,14 +830,14 @@ struct RequestVars<'a> {
     parts: &'a Parts,
     conn: &'a ConnInfo,
     /// The real client address.
-    remote: IpAddr,
+    remote: &'a IpAddr,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     path: &'a str,
     /// The query string (`$args`), as rewrites left it.
     query: Option<&'a str>,
     proxy_host: &'a str,
-    server_name: &'a str,
+    server_name: &'a String,
     /// The groups of the regex that matched last (a regex location's).
     captures: Option<&'a Captures>,
     maps: &'a [MapDef],
