@@ -126,6 +126,24 @@ pub fn uri_path(data: &[u8]) {
     }
 }
 
+/// The PROXY protocol header parser: any bytes give a verdict, never a
+/// panic; a complete header's length is within the input and every
+/// shorter prefix of it is incomplete (so the socket reader never takes a
+/// byte past the header).
+pub fn proxy_protocol(data: &[u8]) {
+    use crate::proxy::proxy_protocol::{Parsed, parse};
+    if let Ok(Parsed::Complete(_, len)) = parse(data) {
+        assert!(len <= data.len());
+        for n in 0..len {
+            assert_eq!(
+                parse(&data[..n]),
+                Ok(Parsed::Incomplete),
+                "prefix of {n} bytes"
+            );
+        }
+    }
+}
+
 /// `Range`: the first 8 bytes are the file size, the rest the header
 /// value. Every resolved range lies inside the file and is never empty.
 pub fn range_header(data: &[u8]) {
@@ -228,6 +246,7 @@ mod tests {
             ("uri_path", uri_path),
             ("range_header", range_header),
             ("conditional_headers", conditional_headers),
+            ("proxy_protocol", proxy_protocol),
         ];
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
         for (name, target) in targets {

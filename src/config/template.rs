@@ -29,6 +29,8 @@ pub enum Var {
     RequestMethod,
     /// `$proxy_host`: the upstream's name (or host:port of a URL).
     ProxyHost,
+    /// `$server_name`: the virtual server's first name (`_` without one).
+    ServerName,
     /// `$http_<name>`: a request header (`-` written as `_`).
     Header(HeaderName),
     /// `$cookie_<name>`.
@@ -207,7 +209,9 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
         return Ok(Var::Capture(n));
     }
     Ok(match name {
-        "remote_addr" => Var::RemoteAddr,
+        // `$binary_remote_addr` is nginx's compact form for zone keys;
+        // vigil hashes keys, so the text form does the same job.
+        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
         "host" => Var::Host,
         "request_uri" => Var::RequestUri,
         "uri" | "document_uri" => Var::Uri,
@@ -216,6 +220,7 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
         "server_port" => Var::ServerPort,
         "request_method" => Var::RequestMethod,
         "proxy_host" => Var::ProxyHost,
+        "server_name" => Var::ServerName,
         _ => {
             if let Some(i) = scope.maps.iter().position(|m| m == name) {
                 Var::Map(i)
@@ -237,7 +242,8 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
             } else {
                 return Err(format!(
                     "unknown variable ${name}; known: $remote_addr, $host, $request_uri, $uri, \
-                     $args, $scheme, $server_port, $request_method, $proxy_host, $http_<header>, \
+                     $args, $scheme, $server_port, $request_method, $proxy_host, $server_name, \
+                     $binary_remote_addr, $http_<header>, \
                      $cookie_<name>, $arg_<name>, a [map.<name>], or a regex capture ($1, $name)"
                 ));
             }

@@ -11,7 +11,8 @@
 //!
 //! A request loads the config snapshot once and uses it to the end.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,6 +27,7 @@ use hyper::body::Incoming;
 use super::access_log::Entry;
 use super::body::{Body, BoxError};
 use super::compress::{self, ClientFacts};
+use super::edge::access::EdgeState;
 use super::forward::{self, ForwardReport, ForwardRequest};
 use super::headers::ClientInfo;
 use super::map_values::MapValues;
@@ -57,6 +59,9 @@ pub struct ConnInfo {
     /// Plain connections: static files may go out with `sendfile` (see
     /// `proxy::sendfile`).
     pub sendfile: Option<SendfileHandle>,
+    /// The PROXY protocol header the connection began with, on listeners
+    /// that expect one.
+    pub proxy_protocol: Option<super::proxy_protocol::ProxyHeader>,
 }
 
 impl ConnInfo {
@@ -126,10 +131,29 @@ pub async fn handle(
     let compress = (server.compression.is_some()
         || server.locations.iter().any(|l| l.compression.is_some()))
     .then(|| ClientFacts::new(&parts));
+    // real client: the address behind trusted proxies (set_real_ip_from,
+    // X-Forwarded-For / X-Real-IP / PROXY protocol), before anything reads
+    // the address.
+    let remote = match &server.real_ip {
+        Some(real) => super::edge::real_ip::client_addr(
+            conn.peer.ip(),
+            real,
+            &parts.headers,
+            conn.proxy_protocol.and_then(|h| h.source()),
+        ),
+        None => conn.peer.ip(),
+    };
+    // Boxed: only requests whose address was replaced pay for it, and the
+    // request future stays small.
+    let remote_header =
+        (remote != conn.peer.ip()).then(|| Box::new(super::headers::addr_header(remote)));
     let mut exchange = Exchange {
         location: None,
         report: ForwardReport::default(),
         compress,
+        remote,
+        remote_header,
+        edge: None,
         map_values: MapValues::new(rt.config.maps.len()),
         uri_changes_left: MAX_URI_CHANGES,
     };
@@ -181,7 +205,8 @@ pub async fn handle(
     let status = response.status();
     let log = client_headers.map(|(referer, user_agent)| {
         Box::new(LogDetail {
-            remote: conn.peer,
+            remote: exchange.remote,
+            user: exchange.edge.as_mut().and_then(|e| e.user.take()),
             time: SystemTime::now(),
             uri: original_uri,
             version,
@@ -199,6 +224,11 @@ pub async fn handle(
         method,
         status,
         log,
+        _conn_limits: exchange
+            .edge
+            .take()
+            .map(|e| e.conn_guards)
+            .unwrap_or_default(),
     };
     response.map(|body| LoggedBody {
         inner: body,
@@ -215,6 +245,13 @@ struct Exchange {
     report: ForwardReport,
     /// The client's side of compression, when the server compresses.
     compress: Option<ClientFacts>,
+    /// The real client address (`$remote_addr`).
+    remote: IpAddr,
+    /// `remote` as a header value, when it is not the connection's peer.
+    remote_header: Option<Box<http::HeaderValue>>,
+    /// What the access phase keeps: limit_conn counts, the user name.
+    /// Made when a location with edge controls is reached.
+    edge: Option<Box<EdgeState>>,
     /// `[map.*]` values, computed when first used.
     map_values: MapValues,
     /// URI changes left before the request is a cycle (500).
@@ -261,6 +298,8 @@ async fn route(
     };
     let env = VarsEnv {
         conn,
+        remote: &exchange.remote,
+        server_name: &server.label,
         host,
         original_uri,
         maps: &rt.config.maps,
@@ -310,6 +349,30 @@ async fn route(
             }
         }
         let captures = location_captures(location, path.as_str());
+        // access: limit_req, limit_conn, allow/deny, auth_basic. Boxed,
+        // with the variables it renders keys from, and only when the
+        // location has any, so the request future stays small.
+        if !location.edge.is_empty() {
+            let state = exchange.edge.get_or_insert_default();
+            let remote = exchange.remote;
+            let (parts, path, captures) = (&parts, path.as_str(), captures.as_ref());
+            let checked = Box::pin(async move {
+                let vars = env.vars(parts, path, captures);
+                super::edge::access::access(
+                    &location.edge,
+                    &rt.edge,
+                    state,
+                    remote,
+                    &parts.headers,
+                    &vars,
+                )
+                .await
+            })
+            .await;
+            if let ControlFlow::Break(r) = checked {
+                return r;
+            }
+        }
         let vars = env.vars(&parts, path.as_str(), captures.as_ref());
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
@@ -377,8 +440,11 @@ async fn route(
                     _ => None,
                 };
                 let client = ClientInfo {
-                    addr: conn.peer.ip(),
-                    addr_header: &conn.peer_header,
+                    addr: exchange.remote,
+                    addr_header: exchange
+                        .remote_header
+                        .as_deref()
+                        .unwrap_or(&conn.peer_header),
                     scheme: conn.scheme(),
                     host,
                 };
@@ -625,6 +691,9 @@ async fn error_page(
 #[derive(Clone, Copy)]
 struct VarsEnv<'a> {
     conn: &'a ConnInfo,
+    /// The real client address.
+    remote: &'a IpAddr,
+    server_name: &'a String,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     maps: &'a [MapDef],
@@ -644,6 +713,8 @@ impl<'a> VarsEnv<'a> {
         RequestVars {
             parts,
             conn: self.conn,
+            remote: self.remote,
+            server_name: self.server_name,
             host: self.host,
             original_uri: self.original_uri,
             path,
@@ -758,12 +829,15 @@ fn decorate(
 struct RequestVars<'a> {
     parts: &'a Parts,
     conn: &'a ConnInfo,
+    /// The real client address.
+    remote: &'a IpAddr,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     path: &'a str,
     /// The query string (`$args`), as rewrites left it.
     query: Option<&'a str>,
     proxy_host: &'a str,
+    server_name: &'a String,
     /// The groups of the regex that matched last (a regex location's).
     captures: Option<&'a Captures>,
     maps: &'a [MapDef],
@@ -775,7 +849,7 @@ impl Vars for RequestVars<'_> {
         use std::fmt::Write;
         match var {
             Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.conn.peer.ip());
+                let _ = write!(out, "{}", self.remote);
             }
             Var::Host => {
                 if let Some(h) = self.host {
@@ -795,6 +869,7 @@ impl Vars for RequestVars<'_> {
             }
             Var::RequestMethod => out.push_str(self.parts.method.as_str()),
             Var::ProxyHost => out.push_str(self.proxy_host),
+            Var::ServerName => out.push_str(self.server_name),
             Var::Header(name) => {
                 let values: Vec<&str> = self
                     .parts
@@ -848,10 +923,13 @@ struct Finished {
     status: StatusCode,
     /// Only when the access log is on.
     log: Option<Box<LogDetail>>,
+    /// limit_conn counts, given back when the response ends.
+    _conn_limits: Vec<super::edge::limit_conn::ConnGuard>,
 }
 
 struct LogDetail {
-    remote: SocketAddr,
+    remote: IpAddr,
+    user: Option<String>,
     time: SystemTime,
     uri: Uri,
     version: Version,
@@ -909,7 +987,8 @@ impl LoggedBody {
             return;
         };
         r.rt.access_log.write(&Entry {
-            remote: log.remote.ip(),
+            remote: log.remote,
+            user: log.user.as_deref(),
             time: log.time,
             method: &r.method,
             uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),

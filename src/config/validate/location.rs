@@ -11,7 +11,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::Validator;
 use super::server::ServerDefaults;
-use super::upstream::{host_part, resolve_addr, tls_name};
+use super::upstream::{host_name, host_part, resolve_addr, tls_name};
 use crate::config::error::{index, join};
 use crate::config::file::*;
 use crate::config::*;
@@ -100,12 +100,14 @@ impl Validator<'_> {
             }
             Action::Static(Box::new(self.static_site(key, f, &pattern, defaults)?))
         };
+        let edge = self.location_edge(key, f, &defaults.edge);
         Some(Location {
             label: f.path.clone(),
             pattern,
             action,
             add_header,
             client_max_body_size: f.client_max_body_size.map(|s| s.0),
+            edge,
             compression,
             rewrites,
             error_pages,
@@ -245,6 +247,7 @@ impl Validator<'_> {
                                 backup: false,
                                 down: false,
                                 tls_name: tls_name.clone(),
+                                resolved_from: host_name(&text, default_port),
                             })
                             .collect(),
                         keepalive: 32,
@@ -261,6 +264,28 @@ impl Validator<'_> {
                         },
                         health_check: None,
                         tls,
+                        resolve_interval: None,
+                        resolve: host_name(&text, default_port)
+                            .map(|(host, port)| {
+                                let any = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+                                ResolveName {
+                                    template: UpstreamServer {
+                                        addr: any,
+                                        label: any.to_string(),
+                                        weight: 1,
+                                        max_fails: 1,
+                                        fail_timeout: Duration::from_secs(10),
+                                        backup: false,
+                                        down: false,
+                                        tls_name: tls_name.clone(),
+                                        resolved_from: Some((host.clone(), port)),
+                                    },
+                                    host,
+                                    port,
+                                }
+                            })
+                            .into_iter()
+                            .collect(),
                     })
                 });
                 name

@@ -2,6 +2,7 @@
 //! one module per section of the file; this one runs them in order and
 //! checks what crosses sections (`[vrrp]` tracking an upstream).
 
+mod edge;
 mod location;
 mod server;
 mod settings;
@@ -31,6 +32,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems: &mut problems,
         warnings: &mut warnings,
         base_dir: &base_dir,
+        edge: edge::EdgeState::default(),
         compression: Default::default(),
         maps: Vec::new(),
     }
@@ -86,6 +88,7 @@ struct Validator<'a> {
     /// `(key, why)`: accepted, but worth telling (see [`Config::warnings`]).
     warnings: &'a mut Vec<(String, String)>,
     base_dir: &'a Path,
+    edge: edge::EdgeState,
     /// `[http]`'s compression keys, inherited by every server.
     compression: compression::CompressionKeys,
     /// `[map.*]` names, in `Config::maps` order: templates may use them.
@@ -95,6 +98,7 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn config(&mut self, file: ConfigFile, path: &Path) -> Option<Config> {
         let http = self.http(&file.http);
+        self.edge.has_resolver = !http.resolver.is_empty();
         self.compression = file.http.compression();
         self.compression_at("http", &self.compression.clone(), &Default::default());
         let log = self.log(&file.log);
@@ -104,6 +108,7 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|v| super::vrrp::validate(v, "vrrp", self.problems));
 
+        self.edge_globals(&file);
         let maps = self.maps(&file.map);
 
         let mut upstreams = BTreeMap::new();
@@ -142,6 +147,8 @@ impl Validator<'_> {
             log,
             admin,
             vrrp,
+            limit_req_zones: self.edge.req_zones(),
+            limit_conn_zones: self.edge.conn_zones(),
             maps,
             warnings: Vec::new(),
         })

@@ -62,11 +62,13 @@ impl Validator<'_> {
                 })
         });
         let mut servers = Vec::new();
+        let mut resolve = Vec::new();
         for (i, s) in f.servers.iter().enumerate() {
             servers.extend(self.upstream_server(
                 &index(&join(&key, "servers"), i),
                 s,
                 tls.as_ref(),
+                &mut resolve,
             ));
         }
         let sticky = matches!(balance, BalanceMethod::IpHash | BalanceMethod::Hash(_));
@@ -108,6 +110,15 @@ impl Validator<'_> {
             next_upstream,
             health_check,
             tls,
+            resolve_interval: match f.resolve_interval {
+                Some(d) if d.0 < Duration::from_secs(1) => {
+                    self.problems
+                        .add(join(&key, "resolve_interval"), "must be at least 1s");
+                    None
+                }
+                d => d.map(|d| d.0),
+            },
+            resolve,
         })
     }
 
@@ -144,6 +155,7 @@ impl Validator<'_> {
         key: &str,
         f: &UpstreamServerFile,
         tls: Option<&UpstreamTls>,
+        resolve: &mut Vec<ResolveName>,
     ) -> Vec<UpstreamServer> {
         let weight = f.weight.unwrap_or(1);
         if weight == 0 {
@@ -151,8 +163,19 @@ impl Validator<'_> {
                 .add(join(key, "weight"), "weight must be at least 1");
         }
         let default_port = if tls.is_some() { 443 } else { 80 };
+        let name = host_name(&f.addr, default_port);
         let addrs = match resolve_addr(&f.addr, default_port) {
             Ok(a) => a,
+            // With a resolver configured, a name that does not resolve
+            // now (a container not started yet) starts with no address
+            // and is looked up again in the background.
+            Err(e) if self.edge.has_resolver && name.is_some() => {
+                self.warnings.push((
+                    join(key, "addr"),
+                    format!("{e}; it has no address until [http] resolver answers for it"),
+                ));
+                Vec::new()
+            }
             Err(e) => {
                 self.problems.add(join(key, "addr"), e);
                 return Vec::new();
@@ -168,7 +191,7 @@ impl Validator<'_> {
                 }
             }
         };
-        addrs
+        let servers: Vec<UpstreamServer> = addrs
             .into_iter()
             .map(|addr| UpstreamServer {
                 addr,
@@ -179,8 +202,28 @@ impl Validator<'_> {
                 backup: f.backup,
                 down: f.down,
                 tls_name: tls_name.clone(),
+                resolved_from: name.clone(),
             })
-            .collect()
+            .collect();
+        if let Some((host, port)) = name {
+            let any = SocketAddr::from(([0, 0, 0, 0], port));
+            resolve.push(ResolveName {
+                template: UpstreamServer {
+                    addr: any,
+                    label: any.to_string(),
+                    weight: weight.max(1),
+                    max_fails: f.max_fails.unwrap_or(1),
+                    fail_timeout: dur(f.fail_timeout, 10),
+                    backup: f.backup,
+                    down: f.down,
+                    tls_name,
+                    resolved_from: Some((host.clone(), port)),
+                },
+                host,
+                port,
+            });
+        }
+        servers
     }
 
     fn next_upstream(&mut self, key: &str, f: &Option<Vec<String>>) -> Option<NextUpstream> {
@@ -300,6 +343,18 @@ pub(super) fn resolve_addr(text: &str, default_port: u16) -> Result<Vec<SocketAd
         return Err(format!("{text:?} resolved to no address"));
     }
     Ok(addrs)
+}
+
+/// `(host, port)` when `text` names a host rather than an IP address:
+/// such a server is looked up again in the background.
+pub(super) fn host_name(text: &str, default_port: u16) -> Option<(String, u16)> {
+    if text.parse::<SocketAddr>().is_ok() || text.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((text.to_owned(), default_port)),
+    }
 }
 
 /// The host of `host:port`, `host`, `ip`, `ip:port` or `[v6]:port`.
