@@ -34,10 +34,63 @@ impl Drop for AdminServer {
     }
 }
 
+/// The admin address, bound and not yet served: bound before anything
+/// else starts, so a second vigil on the same config stops here.
+#[derive(Debug)]
+pub struct AdminListener {
+    addr: SocketAddr,
+    listener: std::net::TcpListener,
+}
+
+impl AdminListener {
+    /// Binds `addr` for this process alone: no SO_REUSEPORT, so a second
+    /// vigil cannot share it (and `vigil reload` cannot reach the wrong
+    /// one). SO_REUSEADDR only lets a restart bind over TIME_WAIT.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<AdminListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{e}: another process listens there (another vigil? `ss -ltnp 'sport = :{}'` names it)",
+                        addr.port()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
+        socket.listen(128)?;
+        Ok(AdminListener {
+            addr,
+            listener: socket.into(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl AdminServer {
     /// Binds `addr` and serves the admin API for `app`.
     pub fn start(addr: SocketAddr, app: Weak<App>) -> std::io::Result<AdminServer> {
-        let std_listener = crate::proxy::listen::bind(addr)?;
+        AdminServer::serve(AdminListener::bind(addr)?, app)
+    }
+
+    /// Serves the admin API for `app` on an address bound earlier.
+    pub fn serve(bound: AdminListener, app: Weak<App>) -> std::io::Result<AdminServer> {
+        let AdminListener {
+            addr,
+            listener: std_listener,
+        } = bound;
         let listener = TcpListener::from_std(std_listener)?;
         let local = listener.local_addr()?;
         let stop = CancellationToken::new();
@@ -125,6 +178,9 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
                     "draining: connections finish, then the VIPs are released and vigil exits\n",
                 )
             }
+        }
+        (&Method::POST, "/debug/crash") if app.debug_enabled() => {
+            app.crash(req.uri().query() == Some("how=abort"))
         }
         (&Method::POST, "/debug/stall") if app.debug_enabled() => {
             let ms: u64 = req

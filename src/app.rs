@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin::AdminServer;
+use crate::admin::{AdminListener, AdminServer};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
@@ -67,6 +67,19 @@ impl App {
     pub async fn start_with(config_path: &Path, config: Config) -> Result<Arc<App>, StartError> {
         let admin_addr = config.admin.as_ref().map(|a| a.listen);
         let vrrp_config = config.vrrp.clone();
+        // One vigil per host: the VRRP instance locks and the admin
+        // address are taken before anything is bound or changed, so a
+        // second `vigil run` stops here without disturbing the first.
+        let instance_locks = match &vrrp_config {
+            Some(v) => Speaker::lock_instances(v)?,
+            None => Vec::new(),
+        };
+        let admin_listener = match admin_addr {
+            Some(addr) => Some(
+                AdminListener::bind(addr).map_err(|source| StartError::Admin { addr, source })?,
+            ),
+            None => None,
+        };
         let access_log =
             AccessLog::open(&config.log, config.http.workers).map_err(StartError::AccessLog)?;
         let runtime = Runtime::build(config, 1, None, access_log);
@@ -74,7 +87,7 @@ impl App {
         // may make this node master, so it serves from the first instant.
         let server = Server::start(runtime)?;
         let speaker = match vrrp_config {
-            Some(v) => Some(Speaker::start(v).await?),
+            Some(v) => Some(Speaker::start_locked(v, instance_locks).await?),
             None => None,
         };
         let heartbeats = crate::liveness::Heartbeats::start(&server.worker_handles());
@@ -90,8 +103,9 @@ impl App {
             vrrp: Mutex::new(speaker),
             reloading: tokio::sync::Mutex::new(()),
         });
-        if let Some(addr) = admin_addr {
-            let admin = AdminServer::start(addr, Arc::downgrade(&app))
+        if let Some(bound) = admin_listener {
+            let addr = bound.addr();
+            let admin = AdminServer::serve(bound, Arc::downgrade(&app))
                 .map_err(|source| StartError::Admin { addr, source })?;
             *app.lock_admin() = Some(admin);
         }
@@ -316,6 +330,18 @@ impl App {
         }
     }
 
+    /// Test hook: dies the way a bug would, with no cleanup (`POST
+    /// /debug/crash`, only with `[admin] debug`): a panic as under
+    /// `panic = "abort"`, or a plain abort (SIGABRT).
+    pub fn crash(&self, abort: bool) -> ! {
+        tracing::error!(abort, "debug: crash requested");
+        if abort {
+            std::process::abort();
+        }
+        vrrp::guardian::abort_on_panic();
+        panic!("debug: crash requested through /debug/crash");
+    }
+
     /// The bound admin address, if the admin API runs.
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
         self.lock_admin().as_ref().map(|a| a.local)
@@ -350,6 +376,8 @@ impl App {
         let rt = self.server.runtime();
         m.upstream_server_up.reset();
         for (name, pool) in &rt.pools {
+            // Every configured pool has its retry series from the start.
+            m.upstream_retries.with_label_values(&[name.as_str()]);
             let now = std::time::Instant::now();
             for peer in &pool.peers {
                 m.upstream_server_up
@@ -453,6 +481,11 @@ impl App {
                 crate::proxy::server::Lifecycle::Closing => "closing",
             },
             "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
+            "guardian": self.speaker().and_then(|s| s.guardian()).map(|g| json!({
+                "pid": g.pid,
+                "restarts": g.restarts,
+                "vips_held": g.held,
+            })),
         })
     }
 

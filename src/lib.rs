@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod liveness;
 pub mod metrics;

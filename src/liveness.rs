@@ -256,8 +256,8 @@ pub async fn monitor(app: Weak<App>, heartbeats: Arc<Heartbeats>) {
 fn probe_target(
     listeners: &[ListenerConfig],
     bound: &[(SocketAddr, SocketAddr)],
-) -> Option<SocketAddr> {
-    let mut candidates: Vec<(bool, SocketAddr)> = Vec::new();
+) -> Option<ProbeTarget> {
+    let mut candidates: Vec<((bool, bool), SocketAddr)> = Vec::new();
     for l in listeners {
         let Some((_, local)) = bound.iter().find(|(c, _)| *c == l.addr) else {
             continue;
@@ -268,10 +268,14 @@ fn probe_target(
             ip if ip.is_loopback() || is_local(ip) => ip,
             _ => continue,
         };
-        candidates.push((l.tls, SocketAddr::new(ip, local.port())));
+        candidates.push(((l.tls, l.proxy_protocol), SocketAddr::new(ip, local.port())));
     }
-    candidates.sort_by_key(|(tls, _)| *tls);
-    candidates.first().map(|(_, a)| *a)
+    // Plain first, then plain HTTP without a PROXY header expected.
+    candidates.sort_by_key(|(kind, _)| *kind);
+    candidates.first().map(|((_, proxy), a)| ProbeTarget {
+        addr: *a,
+        proxy_protocol: *proxy,
+    })
 }
 
 /// True when `ip` is configured on this host (binding to it works).
@@ -279,14 +283,29 @@ fn is_local(ip: IpAddr) -> bool {
     std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
+/// Where the self-probe goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProbeTarget {
+    addr: SocketAddr,
+    /// The listener expects a PROXY protocol header: the probe sends a v1
+    /// `UNKNOWN` one (the connection's own addresses apply).
+    proxy_protocol: bool,
+}
+
 /// One self-probe request; the handler answers it with 204 before routing.
-async fn probe(target: SocketAddr, timeout: Duration) -> Result<(), String> {
+async fn probe(to: ProbeTarget, timeout: Duration) -> Result<(), String> {
+    let target = to.addr;
     let attempt = async {
         let mut stream = TcpStream::connect(target)
             .await
             .map_err(|e| format!("self-probe cannot connect to {target}: {e}"))?;
         let request = format!(
-            "GET / HTTP/1.1\r\nHost: vigil-probe\r\n{PROBE_HEADER}: {}\r\nConnection: close\r\n\r\n",
+            "{}GET / HTTP/1.1\r\nHost: vigil-probe\r\n{PROBE_HEADER}: {}\r\nConnection: close\r\n\r\n",
+            if to.proxy_protocol {
+                "PROXY UNKNOWN\r\n"
+            } else {
+                ""
+            },
             probe_token()
         );
         stream
@@ -392,6 +411,7 @@ mod tests {
             servers: vec![0],
             default_server: 0,
             tls,
+            proxy_protocol: false,
         };
         let listeners = [
             l("0.0.0.0:443", true),
@@ -401,13 +421,34 @@ mod tests {
         let bound: Vec<(SocketAddr, SocketAddr)> =
             listeners.iter().map(|l| (l.addr, l.addr)).collect();
         // 192.0.2.99 is not on this host (a VIP held elsewhere): skipped.
+        let at = |a: &str, proxy_protocol: bool| {
+            Some(ProbeTarget {
+                addr: a.parse().unwrap(),
+                proxy_protocol,
+            })
+        };
         assert_eq!(
             probe_target(&listeners, &bound),
-            Some("127.0.0.1:8080".parse().unwrap())
+            at("127.0.0.1:8080", false)
         );
         assert_eq!(
             probe_target(&listeners[..2], &bound[..2]),
-            Some("127.0.0.1:443".parse().unwrap())
+            at("127.0.0.1:443", false)
+        );
+        // A listener expecting PROXY headers comes after a plain one, and
+        // is probed with a header when it is the only one.
+        let mut with_proxy = listeners.to_vec();
+        with_proxy[2].proxy_protocol = true;
+        assert_eq!(
+            probe_target(&with_proxy, &bound),
+            at("127.0.0.1:8080", true)
+        );
+        with_proxy.push(l("127.0.0.1:9000", false));
+        let bound: Vec<(SocketAddr, SocketAddr)> =
+            with_proxy.iter().map(|l| (l.addr, l.addr)).collect();
+        assert_eq!(
+            probe_target(&with_proxy, &bound),
+            at("127.0.0.1:9000", false)
         );
         assert_eq!(probe_target(&listeners[1..2], &bound[1..2]), None);
     }

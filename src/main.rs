@@ -101,6 +101,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The crash guardian `vigil run` starts for itself (internal).
+    #[command(name = "__guardian", hide = true)]
+    Guardian,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(config),
+        Command::Guardian => {
+            vigil::privileges::raise_network_capabilities();
+            vigil::vrrp::guardian::serve()
+        }
         Command::Reload { config, admin } => {
             admin_call(&config, admin, "POST", "/reload", print_reply)
         }
@@ -281,6 +288,9 @@ fn run(path: PathBuf) -> ExitCode {
     };
     init_logging(&config.log.level);
     vigil::privileges::raise_network_capabilities();
+    // A VRRP speaker starts `vigil __guardian` to remove its VIPs should
+    // this process die without doing so.
+    vigil::vrrp::guardian::enable("/proc/self/exe");
     // The control runtime: signals, reloads, health checks, the admin API
     // and VRRP. Client traffic runs on the worker threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -40,6 +40,14 @@ pub struct Metrics {
     /// HTTP/2 connections closed for flooding control frames, by frame
     /// type (`settings`, `ping`).
     pub http2_flood_closed: IntCounterVec,
+    /// `limit_req` outcomes by zone (`passed`, `delayed`, `rejected`).
+    pub limit_req_requests: IntCounterVec,
+    /// `limit_conn` outcomes by zone (`passed`, `rejected`).
+    pub limit_conn_requests: IntCounterVec,
+    /// Connections closed for a missing or bad PROXY protocol header.
+    pub proxy_protocol_errors: IntCounterVec,
+    /// Upstream name lookups that failed (the last good addresses stay).
+    pub upstream_resolve_failures: IntCounterVec,
     pub vrrp_state: IntGaugeVec,
     pub vrrp_priority: IntGaugeVec,
     pub vrrp_become_master: IntCounterVec,
@@ -71,6 +79,14 @@ impl Metrics {
         }
         for frame in ["settings", "ping"] {
             metrics.http2_flood_closed.with_label_values(&[frame]);
+        }
+        for reason in ["missing", "malformed", "too_long", "eof", "timeout", "io"] {
+            metrics.proxy_protocol_errors.with_label_values(&[reason]);
+        }
+        // `increase(vigil_config_reloads_total{result="failure"}[5m]) > 0`
+        // must fire on the first failure, which needs a 0 before it.
+        for result in ["success", "failure"] {
+            metrics.config_reloads.with_label_values(&[result]);
         }
         metrics
     }
@@ -195,6 +211,26 @@ impl Metrics {
                 "vigil_http2_flood_closed_total",
                 "HTTP/2 connections closed for flooding control frames, by frame type.",
                 &["frame"],
+            ),
+            limit_req_requests: counter(
+                "vigil_limit_req_requests_total",
+                "Requests checked by limit_req, by zone and result (passed, delayed, rejected).",
+                &["zone", "result"],
+            ),
+            limit_conn_requests: counter(
+                "vigil_limit_conn_requests_total",
+                "Requests checked by limit_conn, by zone and result (passed, rejected).",
+                &["zone", "result"],
+            ),
+            proxy_protocol_errors: counter(
+                "vigil_proxy_protocol_errors_total",
+                "Connections closed for their PROXY protocol header, by reason (missing, malformed, too_long, eof, timeout, io).",
+                &["reason"],
+            ),
+            upstream_resolve_failures: counter(
+                "vigil_upstream_resolve_failures_total",
+                "Failed DNS lookups of upstream server names (the last good addresses are kept).",
+                &["upstream", "name"],
             ),
             vrrp_state: gauge(
                 "vigil_vrrp_state",

@@ -51,6 +51,8 @@ struct Ha {
     a: HaNode,
     b: HaNode,
     vip: String,
+    /// The binary `start` runs (the rolling upgrade switches it).
+    exe: String,
 }
 
 #[derive(Clone, Copy)]
@@ -161,6 +163,7 @@ garp = {{ repeat = 3, interval = "50ms" }}
             a,
             b,
             vip,
+            exe: VIGIL.to_owned(),
         };
         // a first: it must be the master before b exists, so the test starts
         // from a known state.
@@ -191,7 +194,7 @@ garp = {{ repeat = 3, interval = "50ms" }}
         n.starts += 1;
         n.proxy = lab.spawn(
             &n.node,
-            &[VIGIL, "run", "-c", n.config.to_str().unwrap()],
+            &[&self.exe, "run", "-c", n.config.to_str().unwrap()],
             &format!("{}-proxy-{}.log", n.name, n.starts),
         );
         self.wait_ready(a);
@@ -343,6 +346,8 @@ fn rolling_restart_loses_nothing() {
     if skip_unless_root("rolling_restart_loses_nothing") {
         return;
     }
+    // The binary upgrade procedure of docs/OPERATIONS.md ("Upgrading"): a
+    // new binary, the same config, one node at a time through its peer.
     // Without preemption the VIP stays where it is when a node returns:
     // a preemption is itself a switchover that cuts the connections of
     // the node giving the VIP up (with keepalived as with vigil).
@@ -353,7 +358,20 @@ fn rolling_restart_loses_nothing() {
             ..opts(32)
         },
     );
+    let upgraded = ha.lab.path("vigil-upgraded");
+    std::fs::copy(VIGIL, &upgraded).unwrap();
+    ha.exe = upgraded.to_str().unwrap().to_owned();
     let load = ha.load();
+    // Besides keep-alive clients, a client opening a new connection for
+    // every request: no connection attempt may fail either.
+    let fresh = load::start_with(
+        &ha.lab,
+        &ha.client,
+        ha.target(),
+        1,
+        Duration::from_secs(4),
+        true,
+    );
     std::thread::sleep(Duration::from_millis(500));
     // The backup first, then the master, each back before the next.
     for a in [false, true] {
@@ -364,12 +382,20 @@ fn rolling_restart_loses_nothing() {
             ha.wait_vip_on(false, Duration::from_secs(2));
         }
         ha.start(a);
+        let exe = std::fs::read_link(format!("/proc/{}/exe", ha.node(a).proxy)).unwrap();
+        assert_eq!(exe, upgraded, "the node runs the new binary");
         std::thread::sleep(Duration::from_millis(700));
     }
     let report = load.stop();
-    eprintln!("rolling restart: {}", report.summary());
-    assert_no_failures(&report, "rolling restart", &ha.lab);
+    let fresh = fresh.stop();
+    eprintln!("rolling upgrade: {}", report.summary());
+    eprintln!("rolling upgrade, new connections: {}", fresh.summary());
+    assert_no_failures(&report, "rolling upgrade", &ha.lab);
+    assert_no_failures(&fresh, "rolling upgrade (new connections)", &ha.lab);
+    assert!(fresh.ok() > 20, "{}", fresh.summary());
     assert!(ha.lab.has_addr(&ha.b.node, &ha.vip), "the VIP stayed on b");
+    assert_eq!(ha.status(false)["vrrp"][0]["state"], "master");
+    assert_eq!(ha.status(true)["vrrp"][0]["state"], "backup");
 }
 
 #[test]
@@ -502,7 +528,7 @@ fn dead_upstreams_hand_the_vip_to_the_healthy_node() {
         .into_iter()
         .filter(|o| !matches!(&o.result, Err(e) if e.starts_with("status 502")))
         .collect();
-    assert!(lost.is_empty(), "{lost:?}");
+    assert!(lost.is_empty(), "{lost:?}\n{}", ha.lab.logs());
     let late: Vec<_> = report
         .failures()
         .into_iter()

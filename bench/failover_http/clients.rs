@@ -55,6 +55,7 @@ sent = 0
 answered = 0
 unanswered = 0
 bad = 0
+bad502 = 0
 pending = false
 verified = false
 last = os.time()
@@ -70,19 +71,21 @@ function response(status, headers, body)
   pending = false
   answered = answered + 1
   if status >= 400 then bad = bad + 1 end
+  if status == 502 then bad502 = bad502 + 1 end
   last = os.time()
 end
 function done(summary, latency, requests)
   local now = os.time()
-  local s, a, u, b, stuck = 0, 0, 0, 0, 0
+  local s, a, u, b, b502, stuck = 0, 0, 0, 0, 0, 0
   for _, t in ipairs(threads) do
     s = s + t:get("sent")
     a = a + t:get("answered")
     u = u + t:get("unanswered")
     b = b + t:get("bad")
+    b502 = b502 + t:get("bad502")
     if t:get("pending") and now - t:get("last") >= 3 then stuck = stuck + 1 end
   end
-  io.write(string.format("FOBENCH sent=%d answered=%d unanswered=%d bad=%d stuck=%d\n", s, a, u, b, stuck))
+  io.write(string.format("FOBENCH sent=%d answered=%d unanswered=%d bad=%d bad502=%d stuck=%d\n", s, a, u, b, b502, stuck))
 end
 "#;
 
@@ -95,6 +98,8 @@ pub struct WrkCounts {
     pub unanswered: u64,
     /// Answers with status ≥ 400.
     pub bad: u64,
+    /// Of those, 502 (an upstream pool with no server left).
+    pub bad_502: u64,
     /// Connections left waiting for an answer for ≥ 3 s at the end.
     pub stuck: u64,
     /// wrk's own line, for the record: connect, read, write, timeout.
@@ -125,6 +130,7 @@ impl WrkCounts {
                         "answered" => c.answered = v,
                         "unanswered" => c.unanswered = v,
                         "bad" => c.bad = v,
+                        "bad502" => c.bad_502 = v,
                         "stuck" => c.stuck = v,
                         _ => {}
                     }

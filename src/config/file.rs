@@ -50,6 +50,51 @@ pub struct ConfigFile {
     pub log: LogFile,
     pub admin: Option<AdminFile>,
     pub vrrp: Option<crate::config::vrrp::VrrpFile>,
+    /// nginx `limit_req_zone KEY zone=NAME:SIZE rate=R`.
+    #[serde(default)]
+    pub limit_req_zone: BTreeMap<String, LimitReqZoneFile>,
+    /// nginx `limit_conn_zone KEY zone=NAME:SIZE`.
+    #[serde(default)]
+    pub limit_conn_zone: BTreeMap<String, LimitConnZoneFile>,
+    /// `[map.<name>]`: variables looked up from another value.
+    #[serde(default)]
+    pub map: BTreeMap<String, crate::config::map::MapFile>,
+}
+
+/// `[limit_req_zone.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitReqZoneFile {
+    pub key: String,
+    pub rate: String,
+    pub size: Option<ByteSize>,
+}
+
+/// `[limit_conn_zone.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConnZoneFile {
+    pub key: String,
+    pub size: Option<ByteSize>,
+}
+
+/// `limit_req = [{ zone = "api", burst = 20, nodelay = true }]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitReqFile {
+    pub zone: String,
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub nodelay: bool,
+    pub delay: Option<u32>,
+}
+
+/// `limit_conn = [{ zone = "addr", limit = 10 }]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConnFile {
+    pub zone: String,
+    pub limit: u32,
 }
 
 /// `[http]`: connection-level settings shared by every server.
@@ -66,6 +111,15 @@ pub struct HttpFile {
     pub max_connections: Option<usize>,
     /// Worker threads; default one per core.
     pub workers: Option<usize>,
+    /// Trusted proxies for the real client address (servers inherit it).
+    pub set_real_ip_from: Option<Vec<String>>,
+    pub real_ip_header: Option<String>,
+    pub real_ip_recursive: Option<bool>,
+    /// Time allowed for a PROXY protocol header on listeners that expect it.
+    pub proxy_protocol_timeout: Option<ConfigDuration>,
+    /// DNS servers for upstream names, `"ip"` or `"ip:port"` (nginx `resolver`).
+    pub resolver: Option<Vec<String>>,
+    pub resolver_timeout: Option<ConfigDuration>,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,
@@ -127,8 +181,28 @@ pub struct ServerFile {
     pub hsts: Option<String>,
     #[serde(default)]
     pub add_header: BTreeMap<String, String>,
+    /// nginx `allow` / `deny`, in order: `["allow 10.0.0.0/8", "deny all"]`.
+    pub access: Option<Vec<String>>,
+    pub limit_req: Option<Vec<LimitReqFile>>,
+    pub limit_req_status: Option<u16>,
+    pub limit_conn: Option<Vec<LimitConnFile>>,
+    pub limit_conn_status: Option<u16>,
+    /// The realm, or `"off"`.
+    pub auth_basic: Option<String>,
+    pub auth_basic_user_file: Option<PathBuf>,
+    pub set_real_ip_from: Option<Vec<String>>,
+    pub real_ip_header: Option<String>,
+    pub real_ip_recursive: Option<bool>,
+    /// Every connection on this server's listen addresses starts with a
+    /// PROXY protocol header (nginx `listen ... proxy_protocol`).
+    #[serde(default)]
+    pub proxy_protocol: bool,
     #[serde(default)]
     pub location: Vec<LocationFile>,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,
@@ -174,6 +248,22 @@ pub struct LocationFile {
     /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
     #[serde(default)]
     pub websocket: bool,
+    /// nginx `allow` / `deny`, in order: `["allow 10.0.0.0/8", "deny all"]`.
+    pub access: Option<Vec<String>>,
+    pub limit_req: Option<Vec<LimitReqFile>>,
+    pub limit_req_status: Option<u16>,
+    pub limit_conn: Option<Vec<LimitConnFile>>,
+    pub limit_conn_status: Option<u16>,
+    /// The realm, or `"off"`.
+    pub auth_basic: Option<String>,
+    pub auth_basic_user_file: Option<PathBuf>,
+    #[serde(default)]
+    pub rewrite: Vec<crate::config::rewrite::RewriteFile>,
+    #[serde(default)]
+    pub error_page: Vec<crate::config::error_page::ErrorPageFile>,
+    /// Answer the upstream's error statuses with `error_page`.
+    #[serde(default)]
+    pub proxy_intercept_errors: bool,
     // On-the-fly compression (see `config::compression`).
     pub gzip: Option<bool>,
     pub gzip_comp_level: Option<i64>,
@@ -217,6 +307,8 @@ pub struct UpstreamFile {
     pub servers: Vec<UpstreamServerFile>,
     pub health_check: Option<HealthCheckFile>,
     pub tls: Option<UpstreamTlsFile>,
+    /// Re-resolve server names this often instead of at their DNS TTL.
+    pub resolve_interval: Option<ConfigDuration>,
 }
 
 /// `tls = { verify = true, ca = "ca.pem", sni = "app.internal" }` on an

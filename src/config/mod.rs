@@ -7,9 +7,15 @@
 //! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
 pub mod certificate;
+pub mod cidr;
 pub mod compression;
+pub mod edge;
 pub mod error;
+pub mod error_page;
 pub mod file;
+pub mod htpasswd;
+pub mod map;
+pub mod rewrite;
 mod static_site;
 pub mod template;
 pub mod units;
@@ -30,6 +36,7 @@ use regex::Regex;
 
 pub use self::certificate::{Certificate, CertificateError};
 pub use self::compression::Compression;
+pub use self::edge::{EdgeControls, RealIp};
 pub use self::error::{ConfigError, Problem};
 pub use self::static_site::{Expires, FileBase, StaticSite, TryFallback, TryFile};
 pub use self::template::Template;
@@ -47,6 +54,12 @@ pub struct Config {
     pub log: LogSettings,
     pub admin: Option<AdminSettings>,
     pub vrrp: Option<vrrp::VrrpConfig>,
+    /// `[limit_req_zone.*]` by name (locations hold them too).
+    pub limit_req_zones: BTreeMap<String, Arc<edge::LimitReqZone>>,
+    /// `[limit_conn_zone.*]` by name.
+    pub limit_conn_zones: BTreeMap<String, Arc<edge::LimitConnZone>>,
+    /// `[map.*]` variables; `Var::Map(i)` is `maps[i]`.
+    pub maps: Vec<map::MapDef>,
     /// Things that work but deserve attention (an expired certificate, a
     /// server name its certificate does not cover), each as
     /// `file:line: key: why`. `vigil check` prints them; a running vigil
@@ -94,6 +107,14 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Worker threads (one single-threaded runtime each); read at start.
     pub workers: usize,
+    /// Time allowed for the PROXY protocol header on listeners that
+    /// expect one.
+    pub proxy_protocol_timeout: Duration,
+    /// DNS servers for re-resolving upstream names (nginx `resolver`);
+    /// empty: the system's (`/etc/resolv.conf`).
+    pub resolver: Vec<SocketAddr>,
+    /// Time allowed for one lookup (nginx `resolver_timeout`).
+    pub resolver_timeout: Duration,
 }
 
 /// `[log]`.
@@ -144,6 +165,8 @@ pub struct ListenerConfig {
     pub default_server: usize,
     /// True when the servers on this address terminate TLS.
     pub tls: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
 }
 
 /// A `[[server]]`: a virtual host.
@@ -163,9 +186,16 @@ pub struct VirtualServer {
     pub hsts: Option<HeaderValue>,
     /// Headers added to every response of this server.
     pub add_header: Vec<(HeaderName, HeaderValue)>,
+    /// Where the client's real address comes from; `None` when no peer
+    /// is trusted to say.
+    pub real_ip: Option<RealIp>,
     /// On-the-fly compression for responses no location answered (a 404
     /// before any location matched); locations carry their own.
     pub compression: Option<Arc<Compression>>,
+    /// Rewrites run before the location search.
+    pub rewrites: Vec<rewrite::Rewrite>,
+    /// Error pages for locations that have none of their own.
+    pub error_pages: Vec<error_page::ErrorPage>,
 }
 
 /// A server name as nginx matches them.
@@ -207,9 +237,15 @@ pub struct Location {
     pub action: Action,
     pub add_header: Vec<(HeaderName, HeaderValue)>,
     pub client_max_body_size: Option<u64>,
+    /// access, auth_basic, limit_req, limit_conn (inheritance applied).
+    pub edge: EdgeControls,
     /// On-the-fly compression (the location's keys over the server's over
     /// `[http]`'s); `None` when no coding is on.
     pub compression: Option<Arc<Compression>>,
+    /// Rewrites run when this location is chosen.
+    pub rewrites: Vec<rewrite::Rewrite>,
+    /// Error pages; when empty, the server's apply (nginx inheritance).
+    pub error_pages: Vec<error_page::ErrorPage>,
 }
 
 /// How a location matches a path (nginx `location` modifiers).
@@ -259,6 +295,9 @@ pub struct ProxyPass {
     /// nginx (which tunnels only where the config passes `Upgrade` on):
     /// a tunnel carries raw bytes past every later routing rule.
     pub websocket: bool,
+    /// `proxy_intercept_errors`: the upstream's statuses that have an
+    /// `error_page` are answered by it.
+    pub intercept_errors: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +329,20 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheck>,
     /// Speak TLS to the servers (`tls = {...}` or `https://` in proxy_pass).
     pub tls: Option<UpstreamTls>,
+    /// How often server names are looked up again; `None`: at each
+    /// answer's TTL.
+    pub resolve_interval: Option<Duration>,
+    /// The servers given by name, looked up again in the background.
+    pub resolve: Vec<ResolveName>,
+}
+
+/// A server entry given by host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveName {
+    pub host: String,
+    pub port: u16,
+    /// The entry's settings; each address found becomes a copy of it.
+    pub template: UpstreamServer,
 }
 
 /// `[upstream.x] tls = { verify, ca, sni }`.
@@ -342,6 +395,10 @@ pub struct UpstreamServer {
     /// For a TLS pool: the name verified in this server's certificate and
     /// sent as SNI (the pool's `sni`, else the host as written).
     pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
+    /// The host name and port this address was resolved from, when the
+    /// server was given by name: it is looked up again in the background
+    /// and the pool follows the answers (`proxy::upstream::resolve`).
+    pub resolved_from: Option<(String, u16)>,
 }
 
 /// `next_upstream`: which failures move a request to the next server.

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use http::HeaderName;
+use regex::Regex;
 
 /// A variable a template may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +29,57 @@ pub enum Var {
     RequestMethod,
     /// `$proxy_host`: the upstream's name (or host:port of a URL).
     ProxyHost,
+    /// `$server_name`: the virtual server's first name (`_` without one).
+    ServerName,
     /// `$http_<name>`: a request header (`-` written as `_`).
     Header(HeaderName),
     /// `$cookie_<name>`.
     Cookie(String),
     /// `$arg_<name>`: a query argument.
     Arg(String),
+    /// `$1`..`$9` (`$0`: the whole match), or a named group `$name`, of
+    /// the regex in scope (see [`Scope::captures`]), by group index.
+    Capture(usize),
+    /// A `[map.<name>]` variable, by its index in [`super::Config::maps`].
+    Map(usize),
+}
+
+/// What a template may refer to beyond the built-in variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// The `[map.*]` names, in index order.
+    pub maps: &'a [String],
+    /// The regex whose groups `$1`..`$9` and `$name` are: a rewrite's, a
+    /// regex location's, a map's regex key. `None`: no captures here.
+    pub captures: Option<&'a Regex>,
+}
+
+/// The groups of one regex match, owned (the subject is copied), so they
+/// outlive the string that was matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captures {
+    subject: String,
+    spans: Vec<Option<(usize, usize)>>,
+}
+
+impl Captures {
+    /// Matches `re` against `subject`; `None` when it does not match.
+    pub fn of(re: &Regex, subject: &str) -> Option<Captures> {
+        let caps = re.captures(subject)?;
+        Some(Captures {
+            subject: subject.to_owned(),
+            spans: caps
+                .iter()
+                .map(|m| m.map(|m| (m.start(), m.end())))
+                .collect(),
+        })
+    }
+
+    /// Group `i` (0 = the whole match); `None` when it took no part.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let (a, b) = (*self.spans.get(i)?)?;
+        self.subject.get(a..b)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +102,14 @@ pub trait Vars {
 }
 
 impl Template {
-    /// Parses `$name` and `${name}` references.
+    /// Parses `$name` and `${name}` references to built-in variables.
     pub fn parse(source: &str) -> Result<Self, String> {
+        Self::parse_in(source, Scope::default())
+    }
+
+    /// Parses with `[map.*]` variables and regex captures in scope. `$1`
+    /// is one digit, as nginx (`$10` is `$1` then `0`).
+    pub fn parse_in(source: &str, scope: Scope<'_>) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = source;
@@ -69,6 +121,8 @@ impl Template {
                     .find('}')
                     .ok_or_else(|| format!("unclosed ${{ in {source:?}"))?;
                 (&braced[..close], &braced[close + 1..])
+            } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
+                (&rest[..1], &rest[1..])
             } else {
                 let end = rest
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -83,7 +137,7 @@ impl Template {
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal)));
             }
-            parts.push(Part::Var(parse_var(name)?));
+            parts.push(Part::Var(parse_var(name, scope)?));
             rest = after;
         }
         literal.push_str(rest);
@@ -136,9 +190,28 @@ impl fmt::Display for Template {
     }
 }
 
-fn parse_var(name: &str) -> Result<Var, String> {
+fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
+    if let Ok(n) = name.parse::<usize>() {
+        let Some(re) = scope.captures else {
+            return Err(format!(
+                "${name}: there is no regex here whose captures it could be"
+            ));
+        };
+        let groups = re.captures_len() - 1;
+        if n > groups {
+            return Err(format!(
+                "${name} refers to capture {n}, but the regex {:?} has {} group{}",
+                re.as_str(),
+                groups,
+                if groups == 1 { "" } else { "s" }
+            ));
+        }
+        return Ok(Var::Capture(n));
+    }
     Ok(match name {
-        "remote_addr" => Var::RemoteAddr,
+        // `$binary_remote_addr` is nginx's compact form for zone keys;
+        // vigil hashes keys, so the text form does the same job.
+        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
         "host" => Var::Host,
         "request_uri" => Var::RequestUri,
         "uri" | "document_uri" => Var::Uri,
@@ -147,8 +220,16 @@ fn parse_var(name: &str) -> Result<Var, String> {
         "server_port" => Var::ServerPort,
         "request_method" => Var::RequestMethod,
         "proxy_host" => Var::ProxyHost,
+        "server_name" => Var::ServerName,
         _ => {
-            if let Some(h) = name.strip_prefix("http_") {
+            if let Some(i) = scope.maps.iter().position(|m| m == name) {
+                Var::Map(i)
+            } else if let Some(i) = scope
+                .captures
+                .and_then(|re| re.capture_names().position(|n| n == Some(name)))
+            {
+                Var::Capture(i)
+            } else if let Some(h) = name.strip_prefix("http_") {
                 let header = h.replace('_', "-").to_ascii_lowercase();
                 Var::Header(
                     HeaderName::from_bytes(header.as_bytes())
@@ -161,8 +242,9 @@ fn parse_var(name: &str) -> Result<Var, String> {
             } else {
                 return Err(format!(
                     "unknown variable ${name}; known: $remote_addr, $host, $request_uri, $uri, \
-                     $args, $scheme, $server_port, $request_method, $proxy_host, $http_<header>, \
-                     $cookie_<name>, $arg_<name>"
+                     $args, $scheme, $server_port, $request_method, $proxy_host, $server_name, \
+                     $binary_remote_addr, $http_<header>, \
+                     $cookie_<name>, $arg_<name>, a [map.<name>], or a regex capture ($1, $name)"
                 ));
             }
         }
@@ -195,6 +277,48 @@ mod tests {
         assert_eq!(t.render(&Fixed), "example.comxalice-s1");
         assert!(Template::parse("plain").unwrap().is_literal());
         assert!(!t.is_literal());
+    }
+
+    #[test]
+    fn captures_and_maps_in_scope() {
+        let re = Regex::new(r"^/(?<section>\w+)/(.*)$").unwrap();
+        let maps = ["connection_upgrade".to_owned()];
+        let scope = Scope {
+            maps: &maps,
+            captures: Some(&re),
+        };
+        let t = Template::parse_in("/x/$2?s=$section&c=$connection_upgrade$10", scope).unwrap();
+        let vars: Vec<&Var> = t.vars().collect();
+        assert_eq!(
+            vars,
+            [
+                &Var::Capture(2),
+                &Var::Capture(1),
+                &Var::Map(0),
+                &Var::Capture(1)
+            ]
+        );
+        let e = Template::parse_in("$3", scope).unwrap_err();
+        assert!(e.contains("has 2 groups"), "{e}");
+        let e = Template::parse("$1").unwrap_err();
+        assert!(e.contains("no regex here"), "{e}");
+        assert!(Template::parse("$connection_upgrade").is_err());
+        assert!(
+            Template::parse_in(
+                "$section",
+                Scope {
+                    maps: &maps,
+                    captures: None
+                }
+            )
+            .is_err()
+        );
+        let c = Captures::of(&re, "/docs/a/b").unwrap();
+        assert_eq!(
+            (c.get(0), c.get(1), c.get(2), c.get(3)),
+            (Some("/docs/a/b"), Some("docs"), Some("a/b"), None)
+        );
+        assert!(Captures::of(&re, "nope").is_none());
     }
 
     #[test]

@@ -37,6 +37,8 @@ use crate::config::{AccessLogFormat, AccessLogTarget, LogSettings};
 #[derive(Debug)]
 pub struct Entry<'a> {
     pub remote: IpAddr,
+    /// `$remote_user`: the name basic auth accepted (never a password).
+    pub user: Option<&'a str>,
     pub time: SystemTime,
     pub method: &'a Method,
     /// Path and query as the client sent them.
@@ -354,14 +356,15 @@ pub fn format_line(format: AccessLogFormat, e: &Entry<'_>, buf: &mut Vec<u8>) {
     }
 }
 
-/// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent
+/// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
 /// "$http_referer" "$http_user_agent" $request_time "$upstream_addr"`.
 fn combined(e: &Entry<'_>, buf: &mut Vec<u8>) {
     // Writing into a Vec cannot fail.
     let _ = writeln!(
         buf,
-        "{} - - [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" {}.{:03} \"{}\"",
+        "{} - {} [{}] \"{} {} {:?}\" {} {} \"{}\" \"{}\" {}.{:03} \"{}\"",
         e.remote,
+        Escaped(e.user.unwrap_or("-")),
         NginxTime(e.time),
         e.method,
         Escaped(e.uri),
@@ -383,6 +386,7 @@ fn json(e: &Entry<'_>, buf: &mut Vec<u8>) {
         #[serde(serialize_with = "as_display")]
         time: IsoTime,
         remote_addr: IpAddr,
+        remote_user: Option<&'a str>,
         method: &'a str,
         uri: &'a str,
         #[serde(serialize_with = "as_display")]
@@ -402,6 +406,7 @@ fn json(e: &Entry<'_>, buf: &mut Vec<u8>) {
     let line = Line {
         time: IsoTime(e.time),
         remote_addr: e.remote,
+        remote_user: e.user,
         method: e.method.as_str(),
         uri: e.uri,
         protocol: Protocol(e.version),
@@ -564,6 +569,7 @@ mod tests {
     ) -> Entry<'a> {
         Entry {
             remote: "192.0.2.1".parse().unwrap(),
+            user: None,
             time: UNIX_EPOCH + Duration::from_secs(971_186_136),
             method: &Method::GET,
             uri: "/a?b=1",

@@ -32,7 +32,9 @@ use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
 /// What the forwarder needs to know about the request beyond its parts.
 pub struct ForwardRequest<'a> {
     pub parts: Parts,
-    pub body: Incoming,
+    /// `None` after an internal redirect that dropped the body (an
+    /// `error_page` after the body went to a server).
+    pub body: Option<Incoming>,
     pub client: ClientInfo<'a>,
     /// Normalized path (used when a URI prefix is replaced).
     pub normalized_path: &'a str,
@@ -99,8 +101,9 @@ pub async fn forward(
         }
     }
 
-    let has_body = !http_body::Body::is_end_stream(&body);
-    let (body, upload) = if has_body {
+    let body = body.filter(|b| !http_body::Body::is_end_stream(b));
+    let has_body = body.is_some();
+    let (body, upload) = if let Some(body) = body {
         let (b, u) = ClientBody::new(body, max_body_size, body_timeout);
         // Boxed: reading the body start is a rare, larger future.
         let body = match Box::pin(client_body::prebuffer(b, client_body::PREBUFFER)).await {
@@ -417,7 +420,7 @@ fn upstream_uri(uri: &Uri, pass: &ProxyPass, normalized_path: &str) -> Option<Ur
 }
 
 /// Percent-encodes what may not appear raw in a path.
-fn encode_path(path: &str) -> String {
+pub(crate) fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         match b {
@@ -546,6 +549,7 @@ mod tests {
             }),
             set_headers: Vec::new(),
             websocket: false,
+            intercept_errors: false,
         }
     }
 

@@ -11,7 +11,8 @@
 //!
 //! A request loads the config snapshot once and uses it to the end.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,15 +27,21 @@ use hyper::body::Incoming;
 use super::access_log::Entry;
 use super::body::{Body, BoxError};
 use super::compress::{self, ClientFacts};
+use super::edge::access::EdgeState;
 use super::forward::{self, ForwardReport, ForwardRequest};
 use super::headers::ClientInfo;
+use super::map_values::MapValues;
 use super::respond;
+use super::rewrite::{self, Step, UriState};
 use super::router::normalize_host;
 use super::runtime::Runtime;
 use super::sendfile::SendfileHandle;
 use super::static_files::{self, Outcome};
 use super::uri_path::NormalizedPath;
-use crate::config::template::{Var, Vars};
+use crate::config::error_page::{ErrorResponse, ErrorTarget};
+use crate::config::map::MapDef;
+use crate::config::rewrite::Rewrite;
+use crate::config::template::{Captures, Var, Vars};
 use crate::config::{Action, Location, ReturnAction, VirtualServer};
 
 /// Facts about the connection a request arrived on.
@@ -52,6 +59,9 @@ pub struct ConnInfo {
     /// Plain connections: static files may go out with `sendfile` (see
     /// `proxy::sendfile`).
     pub sendfile: Option<SendfileHandle>,
+    /// The PROXY protocol header the connection began with, on listeners
+    /// that expect one.
+    pub proxy_protocol: Option<super::proxy_protocol::ProxyHeader>,
 }
 
 impl ConnInfo {
@@ -68,9 +78,10 @@ impl ConnInfo {
     }
 }
 
-/// Internal redirects (try_files → URI / named location) allowed per
-/// request; nginx's limit is 10 as well.
-const MAX_INTERNAL_REDIRECTS: usize = 10;
+/// URI changes allowed per request, all kinds together: a rewrite that
+/// searches the locations again, an internal redirect (try_files, index,
+/// a named location) and an error page. nginx's NGX_HTTP_MAX_URI_CHANGES.
+const MAX_URI_CHANGES: usize = 10;
 
 /// Handles one request against runtime `rt`.
 pub async fn handle(
@@ -120,22 +131,67 @@ pub async fn handle(
     let compress = (server.compression.is_some()
         || server.locations.iter().any(|l| l.compression.is_some()))
     .then(|| ClientFacts::new(&parts));
+    // real client: the address behind trusted proxies (set_real_ip_from,
+    // X-Forwarded-For / X-Real-IP / PROXY protocol), before anything reads
+    // the address.
+    let remote = match &server.real_ip {
+        Some(real) => super::edge::real_ip::client_addr(
+            conn.peer.ip(),
+            real,
+            &parts.headers,
+            conn.proxy_protocol.and_then(|h| h.source()),
+        ),
+        None => conn.peer.ip(),
+    };
+    // Boxed: only requests whose address was replaced pay for it, and the
+    // request future stays small.
+    let remote_header =
+        (remote != conn.peer.ip()).then(|| Box::new(super::headers::addr_header(remote)));
     let mut exchange = Exchange {
         location: None,
         report: ForwardReport::default(),
         compress,
+        remote,
+        remote_header,
+        edge: None,
+        map_values: MapValues::new(rt.config.maps.len()),
+        uri_changes_left: MAX_URI_CHANGES,
     };
+    // What an error page's internal redirect needs of the request, kept
+    // only where error pages are configured.
+    let error_page_request = (!server.error_pages.is_empty()
+        || server.locations.iter().any(|l| !l.error_pages.is_empty()))
+    .then(|| (parts.method.clone(), parts.headers.clone()));
     let mut response = route(
         &rt,
         server_index,
         conn,
         parts,
-        body,
+        Some(body),
         host.as_deref(),
         &original_uri,
         &mut exchange,
+        None,
     )
     .await;
+    if let Some((method, headers)) = error_page_request {
+        let request = Redirected {
+            method,
+            headers,
+            version,
+        };
+        response = Box::pin(error_page(
+            &rt,
+            server_index,
+            conn,
+            response,
+            request,
+            host.as_deref(),
+            &original_uri,
+            &mut exchange,
+        ))
+        .await;
+    }
     let location = exchange.location.map(|i| &server.locations[i]);
     decorate(&mut response, &server, location, conn.tls);
     let compression = match location {
@@ -149,7 +205,8 @@ pub async fn handle(
     let status = response.status();
     let log = client_headers.map(|(referer, user_agent)| {
         Box::new(LogDetail {
-            remote: conn.peer,
+            remote: exchange.remote,
+            user: exchange.edge.as_mut().and_then(|e| e.user.take()),
             time: SystemTime::now(),
             uri: original_uri,
             version,
@@ -167,6 +224,11 @@ pub async fn handle(
         method,
         status,
         log,
+        _conn_limits: exchange
+            .edge
+            .take()
+            .map(|e| e.conn_guards)
+            .unwrap_or_default(),
     };
     response.map(|body| LoggedBody {
         inner: body,
@@ -183,18 +245,33 @@ struct Exchange {
     report: ForwardReport,
     /// The client's side of compression, when the server compresses.
     compress: Option<ClientFacts>,
+    /// The real client address (`$remote_addr`).
+    remote: IpAddr,
+    /// `remote` as a header value, when it is not the connection's peer.
+    remote_header: Option<Box<http::HeaderValue>>,
+    /// What the access phase keeps: limit_conn counts, the user name.
+    /// Made when a location with edge controls is reached.
+    edge: Option<Box<EdgeState>>,
+    /// `[map.*]` values, computed when first used.
+    map_values: MapValues,
+    /// URI changes left before the request is a cycle (500).
+    uri_changes_left: usize,
 }
 
+/// Routes the request (rewrites, location search, the location's action)
+/// and answers it. `named`: start in this named location (an error page's
+/// `@name`), skipping the server's rewrites and the search.
 #[allow(clippy::too_many_arguments)]
 async fn route(
     rt: &Runtime,
     server_index: usize,
     conn: &ConnInfo,
     mut parts: Parts,
-    body: Incoming,
+    mut body: Option<Incoming>,
     host: Option<&str>,
     original_uri: &Uri,
     exchange: &mut Exchange,
+    named: Option<usize>,
 ) -> Response<Body> {
     let server = rt.server(server_index);
     if let Some(redirect) = &server.redirect_https {
@@ -219,22 +296,84 @@ async fn route(
             return respond::status(StatusCode::BAD_REQUEST);
         }
     };
-    let table = &rt.locations[server_index];
-    let Some(mut index) = table.find(path.as_str()) else {
-        return respond::status(StatusCode::NOT_FOUND);
+    let env = VarsEnv {
+        conn,
+        remote: &exchange.remote,
+        server_name: &server.label,
+        host,
+        original_uri,
+        maps: &rt.config.maps,
+        map_values: &exchange.map_values,
     };
-    let mut body = Some(body);
-    for _ in 0..MAX_INTERNAL_REDIRECTS {
+    let table = &rt.locations[server_index];
+    let mut index = match named {
+        Some(i) => i,
+        None => {
+            // Server-level rules run once, before the search; `last` and
+            // `break` just end them (nginx's server rewrite phase).
+            if !server.rewrites.is_empty() {
+                if let Err(r) = rewrite_uri(&server.rewrites, &mut parts, &mut path, &env) {
+                    return *r;
+                }
+            }
+            match table.find(path.as_str()) {
+                Some(i) => i,
+                None => return respond::status(StatusCode::NOT_FOUND),
+            }
+        }
+    };
+    // The URI was rewritten: proxy_pass sends it whole (nginx ignores
+    // proxy_pass's own URI part then).
+    let mut rewritten = false;
+    loop {
         let location = &server.locations[index];
         exchange.location = Some(index);
-        let vars = RequestVars {
-            parts: &parts,
-            conn,
-            host,
-            original_uri,
-            path: path.as_str(),
-            proxy_host: "",
-        };
+        if !location.rewrites.is_empty() {
+            let (step, changed) = match rewrite_uri(&location.rewrites, &mut parts, &mut path, &env)
+            {
+                Ok(done) => done,
+                Err(r) => return *r,
+            };
+            rewritten |= changed;
+            // `last`, or rules that changed the URI and ran out: search
+            // again; `break` stays here.
+            if step == Step::Last || (step == Step::Done && changed) {
+                if !spend_uri_change(&mut exchange.uri_changes_left, original_uri) {
+                    return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                match table.find(path.as_str()) {
+                    Some(i) => index = i,
+                    None => return respond::status(StatusCode::NOT_FOUND),
+                }
+                continue;
+            }
+        }
+        let captures = location_captures(location, path.as_str());
+        // access: limit_req, limit_conn, allow/deny, auth_basic. Boxed,
+        // with the variables it renders keys from, and only when the
+        // location has any, so the request future stays small.
+        if !location.edge.is_empty() {
+            let state = exchange.edge.get_or_insert_default();
+            let remote = exchange.remote;
+            let (parts, path, captures) = (&parts, path.as_str(), captures.as_ref());
+            let checked = Box::pin(async move {
+                let vars = env.vars(parts, path, captures);
+                super::edge::access::access(
+                    &location.edge,
+                    &rt.edge,
+                    state,
+                    remote,
+                    &parts.headers,
+                    &vars,
+                )
+                .await
+            })
+            .await;
+            if let ControlFlow::Break(r) = checked {
+                return r;
+            }
+        }
+        let vars = env.vars(&parts, path.as_str(), captures.as_ref());
         match &location.action {
             Action::Return(r) => return return_response(r, &vars),
             Action::Static(site) => {
@@ -245,7 +384,13 @@ async fn route(
                     compress::negotiate(&client.weights, c).map(|_| &c.types)
                 });
                 let sendfile = conn.sendfile(parts.version);
-                match static_files::serve(site, &parts, &path, sendfile, compressed).await {
+                let outcome = static_files::serve(site, &parts, &path, sendfile, compressed).await;
+                if !matches!(outcome, Outcome::Response(_))
+                    && !spend_uri_change(&mut exchange.uri_changes_left, original_uri)
+                {
+                    return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                match outcome {
                     Outcome::Response(r) => return r,
                     Outcome::Named(name) => match table.named(&name) {
                         Some(i) => index = i,
@@ -281,9 +426,6 @@ async fn route(
                 if limit > 0 && content_length(&parts).is_some_and(|n| n > limit) {
                     return respond::status(StatusCode::PAYLOAD_TOO_LARGE);
                 }
-                let Some(body) = body.take() else {
-                    return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
-                };
                 let vars = RequestVars {
                     proxy_host: &pool.config.name,
                     ..vars
@@ -298,17 +440,30 @@ async fn route(
                     _ => None,
                 };
                 let client = ClientInfo {
-                    addr: conn.peer.ip(),
-                    addr_header: &conn.peer_header,
+                    addr: exchange.remote,
+                    addr_header: exchange
+                        .remote_header
+                        .as_deref()
+                        .unwrap_or(&conn.peer_header),
                     scheme: conn.scheme(),
                     host,
+                };
+                let unprefixed;
+                let pass = if rewritten && pass.replace_prefix.is_some() {
+                    unprefixed = crate::config::ProxyPass {
+                        replace_prefix: None,
+                        ..pass.clone()
+                    };
+                    &unprefixed
+                } else {
+                    pass
                 };
                 return forward::forward(
                     pool,
                     pass,
                     ForwardRequest {
                         parts,
-                        body,
+                        body: body.take(),
                         client,
                         normalized_path: path.as_str(),
                         set_headers,
@@ -322,8 +477,271 @@ async fn route(
             }
         }
     }
-    tracing::warn!(uri = %original_uri, "internal redirect cycle");
-    respond::status(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Spends one of the request's URI changes; `false`, with nginx's log
+/// line, when none is left (the request then gets 500).
+fn spend_uri_change(left: &mut usize, original_uri: &Uri) -> bool {
+    if *left == 0 {
+        tracing::error!(
+            uri = %original_uri,
+            "rewrite or internal redirection cycle while processing the request; answering 500"
+        );
+        return false;
+    }
+    *left -= 1;
+    true
+}
+
+/// Runs rewrite `rules` over the request's URI, updating `parts.uri` and
+/// `path` when they change it. A redirect is the response (`Err`), and so
+/// is a 500 for a rewritten URI that cannot be used.
+fn rewrite_uri(
+    rules: &[Rewrite],
+    parts: &mut Parts,
+    path: &mut NormalizedPath,
+    env: &VarsEnv<'_>,
+) -> Result<(Step, bool), Box<Response<Body>>> {
+    let mut state = UriState {
+        path: path.as_str().to_owned(),
+        args: parts
+            .uri
+            .query()
+            .filter(|q| !q.is_empty())
+            .map(str::to_owned),
+        changed: false,
+    };
+    let step = {
+        let base = env.vars(parts, path.as_str(), None);
+        rewrite::run(rules, &mut state, &mut |t, captures, st| {
+            t.render(&RequestVars {
+                path: &st.path,
+                query: st.args.as_deref(),
+                captures: Some(captures),
+                ..base
+            })
+        })
+    };
+    if let Step::Redirect { status, location } = &step {
+        return Err(Box::new(respond::redirect(*status, location)));
+    }
+    if state.changed {
+        let raw = forward::encode_path(&state.path);
+        let target = match &state.args {
+            Some(a) => format!("{raw}?{}", rewrite::escape_query(a)),
+            None => raw.clone(),
+        };
+        match (target.parse::<Uri>(), NormalizedPath::parse(&raw)) {
+            (Ok(uri), Ok(p)) => {
+                parts.uri = uri;
+                *path = p;
+            }
+            _ => {
+                tracing::warn!(uri = %target, "a rewrite made a URI that cannot be used");
+                return Err(Box::new(respond::status(StatusCode::INTERNAL_SERVER_ERROR)));
+            }
+        }
+    }
+    Ok((step, state.changed))
+}
+
+/// What an error page's internal redirect keeps of the request.
+struct Redirected {
+    method: http::Method,
+    headers: http::HeaderMap,
+    version: Version,
+}
+
+/// `error_page`: answers a final error status (vigil's own, or with
+/// `proxy_intercept_errors` an upstream's) from the page configured for
+/// it, at most once per request, as nginx (`recursive_error_pages off`).
+#[allow(clippy::too_many_arguments)]
+async fn error_page(
+    rt: &Runtime,
+    server_index: usize,
+    conn: &ConnInfo,
+    response: Response<Body>,
+    request: Redirected,
+    host: Option<&str>,
+    original_uri: &Uri,
+    exchange: &mut Exchange,
+) -> Response<Body> {
+    let server = rt.server(server_index);
+    let status = response.status();
+    let location = exchange.location.map(|i| &server.locations[i]);
+    let pages = match location {
+        Some(l) if !l.error_pages.is_empty() => &l.error_pages,
+        _ => &server.error_pages,
+    };
+    let Some(page) = crate::config::error_page::find(pages, status) else {
+        return response;
+    };
+    if matches!(response.body(), Body::Upstream(_)) {
+        let intercepts =
+            location.is_some_and(|l| matches!(&l.action, Action::Proxy(p) if p.intercept_errors));
+        if !intercepts {
+            return response;
+        }
+    } else if location.is_some_and(|l| matches!(&l.action, Action::Return(r) if r.body.is_some())) {
+        // `return` with a text is an answer, not an error (nginx sends it).
+        return response;
+    }
+    // An intercepted upstream body is dropped unread: its connection is
+    // closed, never reused.
+    drop(response);
+    let name = match &page.target {
+        ErrorTarget::Redirect(url) => {
+            let code = match page.response {
+                ErrorResponse::Status(s) => s,
+                _ => StatusCode::FOUND,
+            };
+            return respond::redirect(code, url);
+        }
+        ErrorTarget::Named(name) => Some(name),
+        ErrorTarget::Uri(_) => None,
+    };
+    if !spend_uri_change(&mut exchange.uri_changes_left, original_uri) {
+        return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let Redirected {
+        method,
+        mut headers,
+        version,
+    } = request;
+    // The page is served whole and fresh: no body, no range, no
+    // precondition of the original request applies to it.
+    for h in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        headers.remove(h);
+    }
+    let mut req = Request::new(());
+    *req.headers_mut() = headers;
+    *req.version_mut() = version;
+    let (mut parts, ()) = req.into_parts();
+    let table = &rt.locations[server_index];
+    let start = match (name, &page.target) {
+        (Some(name), _) => {
+            // A named location keeps the method and the URI.
+            parts.method = method;
+            parts.uri = original_uri.clone();
+            match table.named(name) {
+                Some(i) => Some(i),
+                None => return respond::status(status),
+            }
+        }
+        (None, ErrorTarget::Uri(uri)) => {
+            parts.method = if method == http::Method::HEAD {
+                http::Method::HEAD
+            } else {
+                http::Method::GET
+            };
+            match uri.parse::<Uri>() {
+                Ok(u) => parts.uri = u,
+                Err(_) => return respond::status(status),
+            }
+            None
+        }
+        (None, _) => return respond::status(status),
+    };
+    let mut page_response = route(
+        rt,
+        server_index,
+        conn,
+        parts,
+        None,
+        host,
+        original_uri,
+        exchange,
+        start,
+    )
+    .await;
+    let answered = page_response.status();
+    match page.response {
+        ErrorResponse::Target => page_response,
+        _ if answered.as_u16() >= 400 => {
+            tracing::warn!(
+                uri = %original_uri,
+                %status,
+                page_status = %answered,
+                "the error page could not be served; answering with vigil's own page"
+            );
+            respond::status(status)
+        }
+        ErrorResponse::Status(s) => {
+            *page_response.status_mut() = s;
+            page_response
+        }
+        ErrorResponse::Original => {
+            *page_response.status_mut() = status;
+            page_response
+        }
+    }
+}
+
+/// What every template of a request shares; [`VarsEnv::vars`] adds the
+/// current URI.
+#[derive(Clone, Copy)]
+struct VarsEnv<'a> {
+    conn: &'a ConnInfo,
+    /// The real client address.
+    remote: &'a IpAddr,
+    server_name: &'a String,
+    host: Option<&'a str>,
+    original_uri: &'a Uri,
+    maps: &'a [MapDef],
+    map_values: &'a MapValues,
+}
+
+impl<'a> VarsEnv<'a> {
+    fn vars<'b>(
+        &self,
+        parts: &'b Parts,
+        path: &'b str,
+        captures: Option<&'b Captures>,
+    ) -> RequestVars<'b>
+    where
+        'a: 'b,
+    {
+        RequestVars {
+            parts,
+            conn: self.conn,
+            remote: self.remote,
+            server_name: self.server_name,
+            host: self.host,
+            original_uri: self.original_uri,
+            path,
+            query: parts.uri.query(),
+            proxy_host: "",
+            captures,
+            maps: self.maps,
+            map_values: self.map_values,
+        }
+    }
+}
+
+/// A regex location's groups, when its templates use them (`$1`).
+fn location_captures(location: &Location, path: &str) -> Option<Captures> {
+    let crate::config::LocationPattern::Regex(re) = &location.pattern else {
+        return None;
+    };
+    let templates: Vec<&crate::config::Template> = match &location.action {
+        Action::Return(r) => r.body.iter().chain(r.location.iter()).collect(),
+        Action::Proxy(p) => p.set_headers.iter().map(|(_, t)| t).collect(),
+        Action::Static(_) => Vec::new(),
+    };
+    templates
+        .iter()
+        .any(|t| t.vars().any(|v| matches!(v, Var::Capture(_))))
+        .then(|| Captures::of(re, path))
+        .flatten()
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute
@@ -411,10 +829,19 @@ fn decorate(
 struct RequestVars<'a> {
     parts: &'a Parts,
     conn: &'a ConnInfo,
+    /// The real client address.
+    remote: &'a IpAddr,
     host: Option<&'a str>,
     original_uri: &'a Uri,
     path: &'a str,
+    /// The query string (`$args`), as rewrites left it.
+    query: Option<&'a str>,
     proxy_host: &'a str,
+    server_name: &'a String,
+    /// The groups of the regex that matched last (a regex location's).
+    captures: Option<&'a Captures>,
+    maps: &'a [MapDef],
+    map_values: &'a MapValues,
 }
 
 impl Vars for RequestVars<'_> {
@@ -422,7 +849,7 @@ impl Vars for RequestVars<'_> {
         use std::fmt::Write;
         match var {
             Var::RemoteAddr => {
-                let _ = write!(out, "{}", self.conn.peer.ip());
+                let _ = write!(out, "{}", self.remote);
             }
             Var::Host => {
                 if let Some(h) = self.host {
@@ -435,13 +862,14 @@ impl Vars for RequestVars<'_> {
                     .map_or("/", |pq| pq.as_str()),
             ),
             Var::Uri => out.push_str(self.path),
-            Var::Args => out.push_str(self.parts.uri.query().unwrap_or("")),
+            Var::Args => out.push_str(self.query.unwrap_or("")),
             Var::Scheme => out.push_str(self.conn.scheme()),
             Var::ServerPort => {
                 let _ = write!(out, "{}", self.conn.listener.port());
             }
             Var::RequestMethod => out.push_str(self.parts.method.as_str()),
             Var::ProxyHost => out.push_str(self.proxy_host),
+            Var::ServerName => out.push_str(self.server_name),
             Var::Header(name) => {
                 let values: Vec<&str> = self
                     .parts
@@ -465,8 +893,14 @@ impl Vars for RequestVars<'_> {
                     }
                 }
             }
+            Var::Capture(i) => {
+                if let Some(c) = self.captures {
+                    out.push_str(c.get(*i).unwrap_or(""));
+                }
+            }
+            Var::Map(i) => self.map_values.write(*i, self.maps, self, out),
             Var::Arg(name) => {
-                for pair in self.parts.uri.query().unwrap_or("").split('&') {
+                for pair in self.query.unwrap_or("").split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if k == name {
                         out.push_str(v);
@@ -489,10 +923,13 @@ struct Finished {
     status: StatusCode,
     /// Only when the access log is on.
     log: Option<Box<LogDetail>>,
+    /// limit_conn counts, given back when the response ends.
+    _conn_limits: Vec<super::edge::limit_conn::ConnGuard>,
 }
 
 struct LogDetail {
-    remote: SocketAddr,
+    remote: IpAddr,
+    user: Option<String>,
     time: SystemTime,
     uri: Uri,
     version: Version,
@@ -550,7 +987,8 @@ impl LoggedBody {
             return;
         };
         r.rt.access_log.write(&Entry {
-            remote: log.remote.ip(),
+            remote: log.remote,
+            user: log.user.as_deref(),
             time: log.time,
             method: &r.method,
             uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),

@@ -30,6 +30,8 @@ pub struct Runtime {
     pub access_log: AccessLog,
     /// TLS acceptors (certificates by SNI) by listen address.
     pub tls: TlsListeners,
+    /// limit_req / limit_conn zones and the basic-auth cache.
+    pub edge: super::edge::Edge,
 }
 
 /// A pool together with its health-check task; the task stops when the
@@ -93,6 +95,7 @@ impl Runtime {
                 )
             })
             .collect();
+        let edge = super::edge::Edge::build(&config, previous.map(|p| &p.edge));
         Runtime {
             generation,
             config,
@@ -101,6 +104,7 @@ impl Runtime {
             pools,
             access_log,
             tls,
+            edge,
         }
     }
 

@@ -130,6 +130,11 @@ impl Server {
             by_local: Arc::default(),
         };
         server.sync_listeners()?;
+        // Upstream names follow DNS (a task on this, the control runtime).
+        tokio::spawn(super::upstream::resolve::run(
+            server.runtime.clone(),
+            server.root.child_token(),
+        ));
         if let Some(handle) = server.workers.handles().next() {
             handle.spawn(super::memory::trim_after_closes());
         }
@@ -455,6 +460,17 @@ struct AcceptContext {
     by_local: Arc<LocalCounts>,
 }
 
+/// The PROXY protocol header, before anything else on the connection
+/// (TLS included), within `timeout`.
+async fn read_proxy_header(
+    stream: &mut tokio::net::TcpStream,
+    timeout: Duration,
+) -> Result<super::proxy_protocol::ProxyHeader, super::proxy_protocol::ProxyHeaderError> {
+    tokio::time::timeout(timeout, super::proxy_protocol::read_header(stream))
+        .await
+        .unwrap_or(Err(super::proxy_protocol::ProxyHeaderError::Timeout))
+}
+
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -494,7 +510,16 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         backoff.succeeded();
         // The runtime current at accept time decides TLS and certificates,
         // so a reload applies to new connections only.
-        let tls = ctx.runtime.load().tls.acceptor(&ctx.addr);
+        let (tls, expect_proxy) = {
+            let rt = ctx.runtime.load();
+            let expect = rt
+                .config
+                .listeners
+                .iter()
+                .any(|l| l.addr == ctx.addr && l.proxy_protocol)
+                .then_some(rt.config.http.proxy_protocol_timeout);
+            (rt.tls.acceptor(&ctx.addr), expect)
+        };
         let conn = ConnInfo {
             peer,
             peer_header: super::headers::addr_header(peer.ip()),
@@ -502,6 +527,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             listener: ctx.addr,
             tls: tls.is_some(),
             sendfile: None,
+            proxy_protocol: None,
         };
         let runtime = ctx.runtime.clone();
         let mut released = ctx.released.clone();
@@ -524,6 +550,23 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         metrics.connections_active.inc();
         ctx.connections.spawn(async move {
             let _ = stream.set_nodelay(true);
+            let mut stream = stream;
+            let mut conn = conn;
+            if let Some(timeout) = expect_proxy {
+                match read_proxy_header(&mut stream, timeout).await {
+                    Ok(header) => conn.proxy_protocol = Some(header),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "connection closed");
+                        metrics
+                            .proxy_protocol_errors
+                            .with_label_values(&[e.reason()])
+                            .inc();
+                        metrics.connections_active.dec();
+                        drop(permit);
+                        return;
+                    }
+                }
+            }
             match tls {
                 None => {
                     let (stream, sendfile) = SendfileStream::new(stream);

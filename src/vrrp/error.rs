@@ -30,6 +30,17 @@ pub enum VrrpError {
     /// A netlink request failed.
     #[error("netlink: {0}")]
     Netlink(String),
+    /// Another process runs this virtual router on this host.
+    #[error(
+        "VRRP instance on {interface}, VRID {vrid} ({family}) is already run by {holder} on this \
+         host; one vigil per host (to upgrade the binary, see docs/OPERATIONS.md, \"Upgrading\")"
+    )]
+    AlreadyRunning {
+        interface: String,
+        vrid: u8,
+        family: &'static str,
+        holder: String,
+    },
     /// No instance of that name is running.
     #[error("no VRRP instance named {0:?}")]
     UnknownInstance(String),

@@ -14,16 +14,20 @@
 //! I/O (integration-tested in network namespaces):
 //! - [`socket`]: raw protocol-112 sockets.
 //! - [`vip`]: VIPs through rtnetlink.
+//! - [`guardian`]: the process that removes the VIPs if vigil crashes.
 //! - [`announce`]: gratuitous ARP / unsolicited NA.
 //! - [`netif`]: interface facts and capability checks.
 //! - `instance`: one task per virtual router, gluing the above.
+//! - [`instance_lock`]: one speaker per (interface, VRID, family) on a host.
 //! - [`speaker`]: the [`Speaker`] handle; [`run_standalone`] for a
 //!   `[vrrp]`-only config.
 
 pub mod announce;
 pub mod discard;
 pub mod error;
+pub mod guardian;
 mod instance;
+pub mod instance_lock;
 pub mod machine;
 pub mod netif;
 pub mod packet;

@@ -17,6 +17,7 @@ use super::announce::FrameSender;
 use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use super::error::VrrpError;
 use super::instance::{self, Command, HookSlot, Io, Packet, ReleaseHook, Shared, TransitionRecord};
+use super::instance_lock::{InstanceLock, LockKey};
 use super::machine::{OWNER_PRIORITY, State};
 use super::netif;
 use super::packet::Version;
@@ -82,6 +83,10 @@ struct Inner {
     standby: Mutex<bool>,
     sync_task: Mutex<Option<JoinHandle<()>>>,
     hook: Arc<HookSlot>,
+    /// Instance locks taken before the speaker started (see
+    /// [`Speaker::lock_instances`]), handed to their instances as they
+    /// start.
+    pending_locks: Mutex<Vec<InstanceLock>>,
 }
 
 /// One shared receive socket and its VRID routes.
@@ -98,6 +103,8 @@ struct Handle {
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
     route: (u32, bool),
+    /// Released when the instance is gone.
+    _lock: InstanceLock,
 }
 
 impl Speaker {
@@ -105,12 +112,38 @@ impl Speaker {
     /// previous run, and starts every instance. Must be called from within
     /// a tokio runtime (the proxy's own).
     pub async fn start(config: VrrpConfig) -> Result<Speaker, VrrpError> {
+        Speaker::start_locked(config, Vec::new()).await
+    }
+
+    /// Takes the instance lock of every instance of `config`: what a
+    /// process does first, before it binds or changes anything, so that a
+    /// second vigil on the same host stops before it can disturb the one
+    /// running (see [`instance_lock`](super::instance_lock)).
+    pub fn lock_instances(config: &VrrpConfig) -> Result<Vec<InstanceLock>, VrrpError> {
+        config
+            .instances
+            .iter()
+            .map(|c| InstanceLock::acquire(lock_key(c)))
+            .collect()
+    }
+
+    /// [`start`](Self::start) with locks already taken by
+    /// [`lock_instances`](Self::lock_instances).
+    pub async fn start_locked(
+        config: VrrpConfig,
+        locks: Vec<InstanceLock>,
+    ) -> Result<Speaker, VrrpError> {
         netif::check_capabilities()?;
         let (sync_tick, _) = watch::channel(0u64);
         let speaker = Speaker {
             inner: Arc::new(Inner {
                 origin: Instant::now(),
-                vips: VipTable::new()?,
+                vips: VipTable::new()?.with_guardian(
+                    super::guardian::Guardian::start_if_enabled().map_err(|e| VrrpError::Io {
+                        context: "start the VIP guardian".into(),
+                        source: e,
+                    })?,
+                ),
                 receivers: Mutex::new(HashMap::new()),
                 instances: Mutex::new(BTreeMap::new()),
                 config: Mutex::new(config.clone()),
@@ -118,6 +151,7 @@ impl Speaker {
                 standby: Mutex::new(false),
                 sync_task: Mutex::new(None),
                 hook: Arc::new(HookSlot::default()),
+                pending_locks: Mutex::new(locks),
             }),
         };
         for c in &config.instances {
@@ -135,6 +169,11 @@ impl Speaker {
     /// proxy closes its connections to them first).
     pub fn on_release(&self, hook: ReleaseHook) {
         self.inner.hook.set(hook);
+    }
+
+    /// The crash guardian, when this process has one.
+    pub fn guardian(&self) -> Option<super::guardian::GuardianStatus> {
+        self.inner.vips.guardian().map(|g| g.status())
     }
 
     /// A snapshot of every instance.
@@ -244,6 +283,18 @@ impl Speaker {
     }
 
     async fn start_instance(&self, config: InstanceConfig) -> Result<(), VrrpError> {
+        // The lock first: what follows removes "stale" VIPs, which would
+        // be another live speaker's.
+        let key = lock_key(&config);
+        let taken = {
+            let mut pending = lock(&self.inner.pending_locks);
+            let at = pending.iter().position(|l| *l.key() == key);
+            at.map(|i| pending.swap_remove(i))
+        };
+        let instance_lock = match taken {
+            Some(l) => l,
+            None => InstanceLock::acquire(key)?,
+        };
         let info = netif::lookup(&config.interface)?;
         let ipv6 = config.is_ipv6();
         // Stale VIPs: a previous run killed with SIGKILL leaves its VIPs
@@ -323,6 +374,7 @@ impl Speaker {
                 commands: commands_tx,
                 task,
                 route: (info.index, ipv6),
+                _lock: instance_lock,
             },
         );
         Ok(())
@@ -504,6 +556,14 @@ fn snapshot(shared: &Shared) -> InstanceStatus {
 
 /// Locks, ignoring poisoning: the data stays consistent because every
 /// critical section here is a plain read or replace.
+fn lock_key(c: &InstanceConfig) -> LockKey {
+    LockKey {
+        interface: c.interface.clone(),
+        vrid: c.vrid,
+        ipv6: c.is_ipv6(),
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -14,6 +14,8 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMe
 use rtnetlink::{Handle, new_connection};
 
 use super::error::VrrpError;
+use super::guardian::Guardian;
+use super::guardian::wire::HeldVip;
 use crate::config::vrrp::Vip;
 
 const NEEDED_FOR: &str = "adding and removing virtual IP addresses";
@@ -22,6 +24,8 @@ const NEEDED_FOR: &str = "adding and removing virtual IP addresses";
 #[derive(Clone, Debug)]
 pub struct VipTable {
     handle: Handle,
+    /// Told of every VIP held, so that a crash leaves none behind.
+    guardian: Option<Guardian>,
 }
 
 /// The label `ip addr` shows next to an IPv4 VIP: `<ifname>:vigil`, or
@@ -45,11 +49,28 @@ impl VipTable {
             source: e,
         })?;
         tokio::spawn(connection);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            guardian: None,
+        })
+    }
+
+    /// The same table, telling `guardian` what it adds and removes.
+    pub fn with_guardian(self, guardian: Option<Guardian>) -> Self {
+        Self { guardian, ..self }
+    }
+
+    pub fn guardian(&self) -> Option<&Guardian> {
+        self.guardian.as_ref()
     }
 
     /// Adds `vip` to the interface (replacing an identical one).
     pub async fn add(&self, ifindex: u32, ifname: &str, vip: &Vip) -> Result<(), VrrpError> {
+        // The guardian first: a crash between the two leaves it removing
+        // an address that may not be there, never the reverse.
+        if let Some(g) = &self.guardian {
+            g.hold(held(ifindex, vip));
+        }
         let mut req = self
             .handle
             .address()
@@ -74,12 +95,15 @@ impl VipTable {
         msg.attributes.push(AddressAttribute::Local(vip.addr));
         msg.attributes.push(AddressAttribute::Address(vip.addr));
         match self.handle.address().del(msg).execute().await {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) || errno(&e) == Some(libc::ENOENT) => {
-                Ok(())
             }
-            Err(e) => Err(netlink_error("remove", vip, e)),
+            Err(e) => return Err(netlink_error("remove", vip, e)),
         }
+        if let Some(g) = &self.guardian {
+            g.release(held(ifindex, vip));
+        }
+        Ok(())
     }
 
     /// Whether `addr` is configured on the interface.
@@ -96,6 +120,14 @@ impl VipTable {
             Ok(found) => Ok(found.is_some()),
             Err(e) => Err(VrrpError::Netlink(format!("list addresses: {e}"))),
         }
+    }
+}
+
+fn held(ifindex: u32, vip: &Vip) -> HeldVip {
+    HeldVip {
+        ifindex,
+        addr: vip.addr,
+        prefix: vip.prefix,
     }
 }
 

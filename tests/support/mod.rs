@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod dns;
 pub mod load;
 pub mod netns;
 pub mod prom;

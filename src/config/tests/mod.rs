@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 
+mod edge;
 mod upstream_tls;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

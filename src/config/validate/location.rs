@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
-use regex::RegexBuilder;
+use regex::{Regex, RegexBuilder};
 
 use super::Validator;
 use super::server::ServerDefaults;
-use super::upstream::{host_part, resolve_addr, tls_name};
+use super::upstream::{host_name, host_part, resolve_addr, tls_name};
 use crate::config::error::{index, join};
 use crate::config::file::*;
-use crate::config::template::Template;
 use crate::config::*;
 
 impl Validator<'_> {
@@ -31,6 +30,8 @@ impl Validator<'_> {
         let add_header = self.headers(&join(key, "add_header"), &f.add_header);
         let (_, compression) = self.compression_at(key, &f.compression(), &defaults.compression);
 
+        let rewrites = self.rewrites(key, &f.rewrite);
+        let error_pages = self.error_pages(key, &f.error_page);
         let actions = [
             f.return_.is_some(),
             f.proxy_pass.is_some(),
@@ -52,7 +53,14 @@ impl Validator<'_> {
         let proxy_only = [
             ("proxy_set_header", !f.proxy_set_header.is_empty()),
             ("websocket", f.websocket),
+            ("proxy_intercept_errors", f.proxy_intercept_errors),
         ];
+        // A location that only rewrites (`rewrite ... last`), as nginx
+        // allows: whatever its rules do not send elsewhere gets 404.
+        let only_rewrites = !rewrites.is_empty()
+            && actions.iter().all(|a| !a)
+            && defaults.root.is_none()
+            && static_only.iter().all(|(_, set)| !set);
 
         let action = if let Some(r) = &f.return_ {
             for (name, set) in static_only.iter().chain(&proxy_only) {
@@ -63,7 +71,7 @@ impl Validator<'_> {
                     );
                 }
             }
-            Action::Return(self.return_action(&join(key, "return"), r)?)
+            Action::Return(self.return_action(&join(key, "return"), r, regex_of(&pattern))?)
         } else if let Some(target) = &f.proxy_pass {
             for (name, set) in &static_only {
                 if *set {
@@ -74,6 +82,13 @@ impl Validator<'_> {
                 }
             }
             Action::Proxy(self.proxy_pass(key, target, &pattern, f, upstreams)?)
+        } else if only_rewrites {
+            Action::Return(ReturnAction {
+                status: StatusCode::NOT_FOUND,
+                body: None,
+                location: None,
+                content_type: HeaderValue::from_static("text/plain"),
+            })
         } else {
             for (name, set) in &proxy_only {
                 if *set {
@@ -85,17 +100,26 @@ impl Validator<'_> {
             }
             Action::Static(Box::new(self.static_site(key, f, &pattern, defaults)?))
         };
+        let edge = self.location_edge(key, f, &defaults.edge);
         Some(Location {
             label: f.path.clone(),
             pattern,
             action,
             add_header,
             client_max_body_size: f.client_max_body_size.map(|s| s.0),
+            edge,
             compression,
+            rewrites,
+            error_pages,
         })
     }
 
-    fn return_action(&mut self, key: &str, r: &ReturnFile) -> Option<ReturnAction> {
+    fn return_action(
+        &mut self,
+        key: &str,
+        r: &ReturnFile,
+        captures: Option<&Regex>,
+    ) -> Option<ReturnAction> {
         let status = match StatusCode::from_u16(r.status) {
             Ok(s) if (200..=599).contains(&r.status) => s,
             _ => {
@@ -120,14 +144,11 @@ impl Validator<'_> {
             );
         }
         let body = match &r.body {
-            Some(b) => Some(self.problems.check(join(key, "body"), Template::parse(b))?),
+            Some(b) => Some(self.template(join(key, "body"), b, captures)?),
             None => None,
         };
         let location = match &r.location {
-            Some(l) => Some(
-                self.problems
-                    .check(join(key, "location"), Template::parse(l))?,
-            ),
+            Some(l) => Some(self.template(join(key, "location"), l, captures)?),
             None => None,
         };
         let content_type = r.content_type.as_deref().unwrap_or("text/plain");
@@ -226,6 +247,7 @@ impl Validator<'_> {
                                 backup: false,
                                 down: false,
                                 tls_name: tls_name.clone(),
+                                resolved_from: host_name(&text, default_port),
                             })
                             .collect(),
                         keepalive: 32,
@@ -242,6 +264,28 @@ impl Validator<'_> {
                         },
                         health_check: None,
                         tls,
+                        resolve_interval: None,
+                        resolve: host_name(&text, default_port)
+                            .map(|(host, port)| {
+                                let any = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+                                ResolveName {
+                                    template: UpstreamServer {
+                                        addr: any,
+                                        label: any.to_string(),
+                                        weight: 1,
+                                        max_fails: 1,
+                                        fail_timeout: Duration::from_secs(10),
+                                        backup: false,
+                                        down: false,
+                                        tls_name: tls_name.clone(),
+                                        resolved_from: Some((host.clone(), port)),
+                                    },
+                                    host,
+                                    port,
+                                }
+                            })
+                            .into_iter()
+                            .collect(),
                     })
                 });
                 name
@@ -276,7 +320,7 @@ impl Validator<'_> {
                     .add(k, format!("{name:?} is not a header name"));
                 continue;
             };
-            if let Some(t) = self.problems.check(k, Template::parse(value)) {
+            if let Some(t) = self.template(k, value, regex_of(pattern)) {
                 set_headers.push((n, t));
             }
         }
@@ -284,7 +328,13 @@ impl Validator<'_> {
             upstream,
             replace_prefix,
             set_headers,
-            websocket: f.websocket,
+            // nginx tunnels where the config passes `Upgrade` on: the
+            // `proxy_set_header Upgrade $http_upgrade` idiom opts in.
+            websocket: f.websocket
+                || f.proxy_set_header
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case("upgrade")),
+            intercept_errors: f.proxy_intercept_errors,
         })
     }
 
@@ -338,6 +388,14 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+}
+
+/// A regex location's regex: its groups are `$1`.. in its templates.
+fn regex_of(pattern: &LocationPattern) -> Option<&Regex> {
+    match pattern {
+        LocationPattern::Regex(re) => Some(re),
+        _ => None,
     }
 }
 

@@ -2,9 +2,11 @@
 //! one module per section of the file; this one runs them in order and
 //! checks what crosses sections (`[vrrp]` tracking an upstream).
 
+mod edge;
 mod location;
 mod server;
 mod settings;
+mod shaping;
 mod static_site;
 mod upstream;
 
@@ -30,7 +32,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         problems: &mut problems,
         warnings: &mut warnings,
         base_dir: &base_dir,
+        edge: edge::EdgeState::default(),
         compression: Default::default(),
+        maps: Vec::new(),
     }
     .config(file, path);
     problems.finish(path, text)?;
@@ -84,13 +88,17 @@ struct Validator<'a> {
     /// `(key, why)`: accepted, but worth telling (see [`Config::warnings`]).
     warnings: &'a mut Vec<(String, String)>,
     base_dir: &'a Path,
+    edge: edge::EdgeState,
     /// `[http]`'s compression keys, inherited by every server.
     compression: compression::CompressionKeys,
+    /// `[map.*]` names, in `Config::maps` order: templates may use them.
+    maps: Vec<String>,
 }
 
 impl Validator<'_> {
     fn config(&mut self, file: ConfigFile, path: &Path) -> Option<Config> {
         let http = self.http(&file.http);
+        self.edge.has_resolver = !http.resolver.is_empty();
         self.compression = file.http.compression();
         self.compression_at("http", &self.compression.clone(), &Default::default());
         let log = self.log(&file.log);
@@ -99,6 +107,9 @@ impl Validator<'_> {
             .vrrp
             .as_ref()
             .and_then(|v| super::vrrp::validate(v, "vrrp", self.problems));
+
+        self.edge_globals(&file);
+        let maps = self.maps(&file.map);
 
         let mut upstreams = BTreeMap::new();
         for (name, up) in &file.upstream {
@@ -136,6 +147,9 @@ impl Validator<'_> {
             log,
             admin,
             vrrp,
+            limit_req_zones: self.edge.req_zones(),
+            limit_conn_zones: self.edge.conn_zones(),
+            maps,
             warnings: Vec::new(),
         })
     }
@@ -155,6 +169,67 @@ impl Validator<'_> {
         let merged = own.inherit(outer);
         let settings = compression::build(&merged).ok().flatten().map(Arc::new);
         (merged, settings)
+    }
+
+    /// Parses a template at `key` with the maps in scope, and the groups of
+    /// `captures` (a regex location's, a rewrite's) as `$1`, `$name`.
+    fn template(
+        &mut self,
+        key: impl Into<String>,
+        text: &str,
+        captures: Option<&regex::Regex>,
+    ) -> Option<Template> {
+        let scope = template::Scope {
+            maps: &self.maps,
+            captures,
+        };
+        let parsed = Template::parse_in(text, scope);
+        self.problems.check(key, parsed)
+    }
+
+    /// `[map.*]`: names first (maps may use each other), then each map,
+    /// then cycles.
+    fn maps(&mut self, files: &BTreeMap<String, map::MapFile>) -> Vec<map::MapDef> {
+        self.maps = files.keys().cloned().collect();
+        let mut defs = Vec::new();
+        for (name, f) in files {
+            let key = join("map", name);
+            let valid_name = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid_name {
+                self.problems.add(
+                    &key,
+                    format!("{name:?} is not a variable name (letters, digits, _)"),
+                );
+                continue;
+            }
+            if Template::parse(&format!("${{{name}}}")).is_ok() {
+                self.problems.add(
+                    &key,
+                    format!("${name} is a built-in variable; choose another name"),
+                );
+                continue;
+            }
+            match map::MapDef::build(name, f, &self.maps) {
+                Ok(def) => defs.push(def),
+                Err(problems) => {
+                    for p in problems {
+                        self.problems.add(join(&key, &p.key), p.reason);
+                    }
+                }
+            }
+        }
+        if defs.len() == files.len() {
+            let deps: Vec<Vec<usize>> = defs.iter().map(|d| d.uses().collect()).collect();
+            if let Some((at, chain)) = map::find_cycle(&self.maps, &deps) {
+                self.problems.add(
+                    join(&join("map", &self.maps[at]), "source"),
+                    format!("maps depend on each other in a loop: ${chain}"),
+                );
+            }
+        }
+        defs
     }
 
     /// Relative paths are relative to the config file's directory.

@@ -100,16 +100,22 @@ impl Validator<'_> {
         let (compression_keys, compression) =
             self.compression_at(&key, &f.compression(), &http_compression);
 
+        let real_ip = self.server_real_ip(&key, f);
+        let rewrites = self.rewrites(&key, &f.rewrite);
+        let error_pages = self.error_pages(&key, &f.error_page);
         let defaults = ServerDefaults {
             root: f.root.as_ref().map(|r| self.resolve(r)),
             index: f.index.clone(),
+            edge: self.server_edge(&key, f),
             compression: compression_keys,
         };
         let mut locations = Vec::new();
+        let mut location_keys = Vec::new();
         for (j, l) in f.location.iter().enumerate() {
             let lkey = index(&join(&key, "location"), j);
             if let Some(loc) = self.location(&lkey, l, &defaults, upstreams) {
                 locations.push(loc);
+                location_keys.push(lkey);
             }
         }
         if f.location.is_empty() && redirect_https.is_none() {
@@ -131,8 +137,16 @@ impl Validator<'_> {
                     })),
                     add_header: Vec::new(),
                     client_max_body_size: None,
+                    edge: self.location_edge(
+                        &join(&key, "location"),
+                        &LocationFile::default(),
+                        &defaults.edge,
+                    ),
                     compression: compression.clone(),
+                    rewrites: Vec::new(),
+                    error_pages: Vec::new(),
                 });
+                location_keys.push(join(&key, "root"));
             } else {
                 self.problems.add(
                     join(&key, "location"),
@@ -142,6 +156,7 @@ impl Validator<'_> {
         }
         self.check_duplicate_locations(&key, &locations);
         self.check_named_references(&key, &f.location, &locations);
+        self.check_error_pages(&key, &error_pages, &locations, &location_keys);
         if tls_failed {
             return None;
         }
@@ -157,7 +172,10 @@ impl Validator<'_> {
                 redirect_https,
                 hsts,
                 add_header,
+                real_ip,
                 compression,
+                rewrites,
+                error_pages,
             },
             listen,
         ))
@@ -259,6 +277,7 @@ impl Validator<'_> {
                             servers: Vec::new(),
                             default_server: pos,
                             tls: server.tls.is_some(),
+                            proxy_protocol: files[server.index].proxy_protocol,
                         });
                         listeners.last_mut().expect("just pushed")
                     }
@@ -268,6 +287,16 @@ impl Validator<'_> {
                         join(&index("server", server.index), "listen"),
                         format!(
                             "{addr} mixes TLS and plain-HTTP servers; give every server on it tls, or none"
+                        ),
+                    );
+                }
+                if l.proxy_protocol != files[server.index].proxy_protocol {
+                    self.problems.add(
+                        join(&index("server", server.index), "proxy_protocol"),
+                        format!(
+                            "{addr} has servers with and without proxy_protocol; a listen \
+                             address either expects the PROXY header or not: set it on every \
+                             server on it, or on none"
                         ),
                     );
                 }
@@ -314,10 +343,12 @@ impl Validator<'_> {
     }
 }
 
-/// Server-level `root` and `index`, inherited by its locations.
+/// Server-level `root`, `index` and edge controls, inherited by its
+/// locations.
 pub(super) struct ServerDefaults {
     pub(super) root: Option<PathBuf>,
     index: Option<Vec<String>>,
+    pub(super) edge: super::edge::EdgeDefaults,
     /// The server's compression keys (over `[http]`'s).
     pub(super) compression: crate::config::compression::CompressionKeys,
 }

@@ -18,6 +18,14 @@ impl Validator<'_> {
                 "must be at least 1 (or leave it out: one per core)",
             );
         }
+        if f.resolver_timeout.is_some_and(|d| d.0.is_zero()) {
+            self.problems
+                .add("http.resolver_timeout", "must be more than 0");
+        }
+        if f.proxy_protocol_timeout.is_some_and(|d| d.0.is_zero()) {
+            self.problems
+                .add("http.proxy_protocol_timeout", "must be more than 0");
+        }
         if max_header_size < 1024 {
             self.problems
                 .add("http.max_header_size", "must be at least 1k");
@@ -32,7 +40,33 @@ impl Validator<'_> {
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
             workers: f.workers.filter(|&n| n > 0).unwrap_or_else(default_workers),
+            proxy_protocol_timeout: dur(f.proxy_protocol_timeout, 10),
+            resolver: self.resolvers(f.resolver.as_deref().unwrap_or_default()),
+            resolver_timeout: dur(f.resolver_timeout, 5),
         }
+    }
+
+    /// `resolver = ["10.0.0.2", "[::1]:5353"]`: port 53 by default.
+    fn resolvers(&mut self, list: &[String]) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for (i, text) in list.iter().enumerate() {
+            let parsed = text
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| {
+                    format!("{text:?} is not an IP address (with an optional port) of a DNS server")
+                });
+            if let Some(a) = self
+                .problems
+                .check(crate::config::error::index("http.resolver", i), parsed)
+            {
+                out.push(a);
+            }
+        }
+        out
     }
 
     pub(super) fn log(&mut self, f: &LogFile) -> LogSettings {

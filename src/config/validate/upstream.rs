@@ -8,7 +8,6 @@ use super::Validator;
 use super::dur;
 use crate::config::error::{index, join};
 use crate::config::file::*;
-use crate::config::template::Template;
 use crate::config::*;
 
 impl Validator<'_> {
@@ -20,10 +19,7 @@ impl Validator<'_> {
             "ip_hash" => BalanceMethod::IpHash,
             "random_two" => BalanceMethod::RandomTwo,
             "hash" => match &f.hash_key {
-                Some(k) => BalanceMethod::Hash(
-                    self.problems
-                        .check(join(&key, "hash_key"), Template::parse(k))?,
-                ),
+                Some(k) => BalanceMethod::Hash(self.template(join(&key, "hash_key"), k, None)?),
                 None => {
                     self.problems.add(
                         join(&key, "hash_key"),
@@ -66,11 +62,13 @@ impl Validator<'_> {
                 })
         });
         let mut servers = Vec::new();
+        let mut resolve = Vec::new();
         for (i, s) in f.servers.iter().enumerate() {
             servers.extend(self.upstream_server(
                 &index(&join(&key, "servers"), i),
                 s,
                 tls.as_ref(),
+                &mut resolve,
             ));
         }
         let sticky = matches!(balance, BalanceMethod::IpHash | BalanceMethod::Hash(_));
@@ -112,6 +110,15 @@ impl Validator<'_> {
             next_upstream,
             health_check,
             tls,
+            resolve_interval: match f.resolve_interval {
+                Some(d) if d.0 < Duration::from_secs(1) => {
+                    self.problems
+                        .add(join(&key, "resolve_interval"), "must be at least 1s");
+                    None
+                }
+                d => d.map(|d| d.0),
+            },
+            resolve,
         })
     }
 
@@ -148,6 +155,7 @@ impl Validator<'_> {
         key: &str,
         f: &UpstreamServerFile,
         tls: Option<&UpstreamTls>,
+        resolve: &mut Vec<ResolveName>,
     ) -> Vec<UpstreamServer> {
         let weight = f.weight.unwrap_or(1);
         if weight == 0 {
@@ -155,8 +163,19 @@ impl Validator<'_> {
                 .add(join(key, "weight"), "weight must be at least 1");
         }
         let default_port = if tls.is_some() { 443 } else { 80 };
+        let name = host_name(&f.addr, default_port);
         let addrs = match resolve_addr(&f.addr, default_port) {
             Ok(a) => a,
+            // With a resolver configured, a name that does not resolve
+            // now (a container not started yet) starts with no address
+            // and is looked up again in the background.
+            Err(e) if self.edge.has_resolver && name.is_some() => {
+                self.warnings.push((
+                    join(key, "addr"),
+                    format!("{e}; it has no address until [http] resolver answers for it"),
+                ));
+                Vec::new()
+            }
             Err(e) => {
                 self.problems.add(join(key, "addr"), e);
                 return Vec::new();
@@ -172,7 +191,7 @@ impl Validator<'_> {
                 }
             }
         };
-        addrs
+        let servers: Vec<UpstreamServer> = addrs
             .into_iter()
             .map(|addr| UpstreamServer {
                 addr,
@@ -183,8 +202,28 @@ impl Validator<'_> {
                 backup: f.backup,
                 down: f.down,
                 tls_name: tls_name.clone(),
+                resolved_from: name.clone(),
             })
-            .collect()
+            .collect();
+        if let Some((host, port)) = name {
+            let any = SocketAddr::from(([0, 0, 0, 0], port));
+            resolve.push(ResolveName {
+                template: UpstreamServer {
+                    addr: any,
+                    label: any.to_string(),
+                    weight: weight.max(1),
+                    max_fails: f.max_fails.unwrap_or(1),
+                    fail_timeout: dur(f.fail_timeout, 10),
+                    backup: f.backup,
+                    down: f.down,
+                    tls_name,
+                    resolved_from: Some((host.clone(), port)),
+                },
+                host,
+                port,
+            });
+        }
+        servers
     }
 
     fn next_upstream(&mut self, key: &str, f: &Option<Vec<String>>) -> Option<NextUpstream> {
@@ -282,6 +321,12 @@ pub(super) fn resolve_addr(text: &str, default_port: u16) -> Result<Vec<SocketAd
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, default_port)]);
     }
+    // Fuzz builds never wait on DNS (docs/FUZZING.md).
+    if cfg!(fuzzing) {
+        return Err(format!(
+            "cannot resolve {text:?}: not resolved in fuzz builds"
+        ));
+    }
     let with_port = if text
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
@@ -298,6 +343,18 @@ pub(super) fn resolve_addr(text: &str, default_port: u16) -> Result<Vec<SocketAd
         return Err(format!("{text:?} resolved to no address"));
     }
     Ok(addrs)
+}
+
+/// `(host, port)` when `text` names a host rather than an IP address:
+/// such a server is looked up again in the background.
+pub(super) fn host_name(text: &str, default_port: u16) -> Option<(String, u16)> {
+    if text.parse::<SocketAddr>().is_ok() || text.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((text.to_owned(), default_port)),
+    }
 }
 
 /// The host of `host:port`, `host`, `ip`, `ip:port` or `[v6]:port`.

@@ -34,6 +34,7 @@ mod conditional;
 mod decision;
 mod facts;
 mod file_body;
+pub(crate) mod fuzz;
 mod lookup;
 mod mime;
 mod open;

@@ -5,5 +5,6 @@ pub mod checker;
 pub mod conn;
 pub mod health;
 pub mod pool;
+pub mod resolve;
 
 pub use pool::{Peer, PickKey, UpstreamPool};
