@@ -242,6 +242,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn spaces_split_items_as_commas_do() {
+        // proptest found this: "] ::" is two items, and "::" is an address.
+        let c = cfg(&["10.0.0.0/8"], RealIpHeader::XForwardedFor, false);
+        let h = headers(&[("x-forwarded-for", "] ::")]);
+        assert_eq!(client_addr(ip(LB), &c, &h, None), ip("::"));
+    }
+
     proptest! {
         /// Whatever the header says, the result is the peer or an address
         /// written in it; with an untrusted peer it is always the peer.
@@ -264,7 +272,10 @@ mod tests {
             if !trusted_peer {
                 prop_assert_eq!(got, peer);
             } else {
-                prop_assert!(got == peer || items.iter().any(|i| parse_addr_port(i.trim().as_bytes()) == Some(got)));
+                // The header splits at commas and spaces (as nginx's
+                // walk does), so an item may hold several words.
+                let words = items.iter().flat_map(|i| i.split([' ', ',']));
+                prop_assert!(got == peer || words.map(str::as_bytes).any(|w| parse_addr_port(w) == Some(got)));
             }
         }
     }
