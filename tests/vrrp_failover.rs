@@ -43,6 +43,8 @@ struct Pair {
     a: Router,
     b: Router,
     vip: String,
+    /// The routers' bridge ports (for [`Lab::isolate`]).
+    ports: [String; 2],
 }
 
 #[derive(Clone)]
@@ -80,8 +82,10 @@ fn pair(tag: &str, o: Opts) -> Pair {
     let v6 = |h: u8| format!("fd00:231:{x}::{h}/64");
     let v4 = |h: u8| format!("10.231.{x}.{h}/24");
     lab.connect(&client, "eth0", &[&v4(10), &v6(10)]);
-    lab.connect(&na, "eth0", &[&v4(1), &v6(1)]);
-    lab.connect(&nb, "eth0", &[&v4(2), &v6(2)]);
+    let ports = [
+        lab.connect(&na, "eth0", &[&v4(1), &v6(1)]),
+        lab.connect(&nb, "eth0", &[&v4(2), &v6(2)]),
+    ];
     let vip = if o.ipv6 {
         format!("fd00:231:{x}::100")
     } else {
@@ -119,10 +123,27 @@ fn pair(tag: &str, o: Opts) -> Pair {
         a,
         b,
         vip,
+        ports,
     }
 }
 
 impl Pair {
+    /// Cuts (or restores) VRRP between the routers; the client still
+    /// reaches both.
+    fn split(&self, on: bool) {
+        for port in &self.ports {
+            self.lab.isolate(port, on);
+        }
+    }
+
+    /// Waits until the client's neighbour entry for the VIP names `r`'s MAC.
+    fn client_on(&self, r: &Router, within: Duration, what: &str) -> Duration {
+        let mac = self.lab.mac(&r.node, "eth0");
+        self.lab.wait_until(within, what, || {
+            self.lab.neighbour(&self.client, &self.vip).as_deref() == Some(mac.as_str())
+        })
+    }
+
     fn start(&self, r: &Router) -> u32 {
         let pid = self
             .lab
@@ -403,4 +424,125 @@ fn vrrpv2_with_password_failover() {
     );
     p.lab.kill(b_pid);
     p.expect_master(&p.a, &p.b, mdi(100) + MARGIN, "SIGKILL", true);
+}
+
+/// A split brain heals with the client on the master (issue 14). VRRP
+/// between the routers is cut (bridge port isolation) while the client
+/// still sees both: A takes over too, and its gratuitous ARP pulls the
+/// client. On healing, A yields on B's advert, and B, having heard A's
+/// lower priority, announces once A has let go of the VIP: the client's
+/// neighbour entry goes back to B's MAC. (B announcing only when it first
+/// heard A, before A yielded, left clients on A until their entry went
+/// stale, about 5 s.) Each round starts with every earlier burst and the
+/// client's ARP locktime (1 s) long past. More rounds: VIGIL_HEAL_ROUNDS.
+#[test]
+fn healed_split_brain_ends_with_the_client_on_the_master() {
+    if skip_unless_root("healed_split_brain_ends_with_the_client_on_the_master") {
+        return;
+    }
+    let rounds: usize = std::env::var("VIGIL_HEAL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let p = pair(
+        "heal",
+        Opts {
+            subnet: 16,
+            ..Opts::default()
+        },
+    );
+    p.start(&p.a);
+    p.start(&p.b);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    // B's second burst (1.2 s) and the locktime after it.
+    let settle = Duration::from_millis(2800);
+    std::thread::sleep(settle);
+    for round in 1..=rounds {
+        p.split(true);
+        p.lab
+            .wait_until(Duration::from_secs(3), "split: VIP on both", || {
+                p.holds(&p.a) && p.holds(&p.b)
+            });
+        p.client_on(&p.a, Duration::from_secs(3), "split: client on a");
+        std::thread::sleep(settle);
+
+        p.split(false);
+        let dropped = p
+            .lab
+            .wait_until(Duration::from_secs(3), "heal: a yields the VIP", || {
+                !p.holds(&p.a)
+            });
+        let back = p.client_on(&p.b, Duration::from_secs(3), "heal: client back on b");
+        eprintln!(
+            "heal {round}/{rounds}: a dropped the VIP {dropped:?} after the heal, \
+             the client was on b {back:?} after that"
+        );
+        assert!(p.holds(&p.b), "{}", p.lab.logs());
+        std::thread::sleep(settle);
+    }
+}
+
+/// A Master woken from a freeze sends none of the gratuitous ARPs its
+/// timers queued while it was stopped (issue 14): they would pull clients
+/// to a node that is about to step back. B announces every 100 ms while
+/// Master (a 10-frame burst every second), is stopped long enough for A to take over, and is
+/// woken; the client's capture shows no ARP from B's MAC after that.
+#[test]
+fn woken_master_sends_no_queued_announcements() {
+    if skip_unless_root("woken_master_sends_no_queued_announcements") {
+        return;
+    }
+    let p = pair(
+        "frz",
+        Opts {
+            subnet: 17,
+            extra: "garp = { delay = \"0s\", repeat = 10, interval = \"100ms\", refresh = \"1s\" }",
+            ..Opts::default()
+        },
+    );
+    p.start(&p.a);
+    let b_pid = p.start(&p.b);
+    p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    let mac_b = p.lab.mac(&p.b.node, "eth0");
+    p.lab.spawn(
+        &p.client,
+        &["tcpdump", "-l", "-n", "-e", "-i", "eth0", "arp"],
+        "arp.txt",
+    );
+    let from_b = || {
+        p.lab
+            .read("arp.txt")
+            .lines()
+            .filter(|l| l.starts_with(mac_b.as_str()) || l.contains(&format!(" {mac_b} >")))
+            .count()
+    };
+    // The capture runs: B's refresh shows up in it.
+    p.lab
+        .wait_until(Duration::from_secs(5), "capture sees b's refresh", || {
+            from_b() >= 2
+        });
+
+    p.lab.signal(b_pid, libc::SIGSTOP);
+    p.lab
+        .wait_until(mdi_100ms(100) + MARGIN, "b stopped: VIP on a", || {
+            p.holds(&p.a)
+        });
+    // A freeze long enough for a dozen refresh timers to come due.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = from_b();
+    p.lab.signal(b_pid, libc::SIGCONT);
+    p.lab
+        .wait_until(Duration::from_secs(3), "b steps back", || {
+            p.lab.read(&p.b.log).contains("master -> backup")
+        });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = from_b();
+    assert_eq!(
+        after,
+        before,
+        "b announced after waking:\n{}\n{}",
+        p.lab.read("arp.txt"),
+        p.lab.logs()
+    );
+    p.client_on(&p.a, Duration::from_secs(3), "client stays on a");
 }

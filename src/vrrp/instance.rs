@@ -25,7 +25,7 @@ use super::socket::{self, Sender};
 use super::timers::TimerRules;
 use super::track::{self, Health, TrackBoard, TrackStatus};
 use super::vip::VipTable;
-use crate::config::vrrp::{InstanceConfig, TrackEffect};
+use crate::config::vrrp::{InstanceConfig, TrackEffect, Vip};
 
 /// A received datagram handed from the interface's receiver to the
 /// instance owning its VRID.
@@ -214,6 +214,7 @@ pub(crate) async fn run(
         }
     };
     runner.step(Event::Shutdown).await;
+    runner.finish_yield().await;
     runner.stop_announcing();
     runner.notify(State::Initialize, true);
     for t in trackers {
@@ -247,6 +248,10 @@ struct Runner {
     sync_tick: Arc<watch::Sender<u64>>,
     announcer: Option<JoinHandle<()>>,
     last_announce: Option<Instant>,
+    /// When the last announcement after a yield window was scheduled.
+    last_yield_announce: Option<Instant>,
+    /// A yield in progress (see `yield_vips`): a canceller and the task.
+    yielding: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     faulted: bool,
     log: RateLimitedLog,
     /// When a send failure was last logged (at most one line per 10 s).
@@ -291,6 +296,8 @@ impl Runner {
             sync_tick,
             announcer: None,
             last_announce: None,
+            last_yield_announce: None,
+            yielding: None,
             faulted: false,
             log: RateLimitedLog::new(Duration::from_secs(10)),
             send_error_logged: None,
@@ -507,6 +514,7 @@ impl Runner {
         match action {
             Action::SendAdvert { priority } => self.send_advert(priority),
             Action::AddVips => {
+                self.cancel_yield().await;
                 for vip in self.shared.config.all_vips() {
                     if let Err(e) = self
                         .io
@@ -522,7 +530,9 @@ impl Runner {
                 }
             }
             Action::RemoveVips => self.remove_vips().await,
+            Action::YieldVips => self.yield_vips(),
             Action::Announce => self.announce(),
+            Action::AnnounceAfterYield => self.announce_after_yield(),
             Action::StopAnnouncing => self.stop_announcing(),
             Action::Transition { from, to, reason } => self.transition(from, to, reason),
         }
@@ -633,9 +643,55 @@ impl Runner {
         }
     }
 
+    /// Lets go of the VIPs for a live Master that took over: the proxy
+    /// closes its connections to them now, and the addresses go once that
+    /// Master announces them ([`YIELD_WINDOW`]), in a task of its own so
+    /// that adverts keep being heard meanwhile.
+    fn yield_vips(&mut self) {
+        let until = Instant::now() + YIELD_WINDOW;
+        let hook = self.shared.hook.get();
+        let vips: Vec<Vip> = self.shared.config.all_vips().cloned().collect();
+        let table = self.io.vips.clone();
+        let ifindex = self.io.ifindex;
+        let name = self.shared.config.name.clone();
+        let (cancel, mut cancelled) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            if let Some(hook) = hook {
+                hook(vips.iter().map(|v| v.addr).collect()).await;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => return,
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            for vip in &vips {
+                if let Err(e) = table.remove(ifindex, vip).await {
+                    error!(instance = %name, "cannot remove {}/{}: {e}", vip.addr, vip.prefix);
+                }
+            }
+        });
+        self.yielding = Some((cancel, task));
+    }
+
+    /// Stops a yield before it removes the addresses (we are taking them
+    /// back), and waits for its task: it may be removing them right now.
+    async fn cancel_yield(&mut self) {
+        if let Some((cancel, task)) = self.yielding.take() {
+            let _ = cancel.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Lets a yield in progress finish (at shutdown: its addresses must go).
+    async fn finish_yield(&mut self) {
+        if let Some((_cancel, task)) = self.yielding.take() {
+            let _ = task.await;
+        }
+    }
+
     /// Gratuitous ARP / unsolicited NA bursts for every VIP, then refreshes
-    /// while Master. A repeated request within a second (a Master hearing
-    /// lower priorities) does not restart the burst.
+    /// while Master. A repeated request within a second does not restart
+    /// the burst.
     fn announce(&mut self) {
         let now = Instant::now();
         let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
@@ -646,8 +702,40 @@ impl Runner {
         {
             return;
         }
+        self.start_announcer(now);
+    }
+
+    /// The announcement, [`YIELD_WINDOW`] from now: the other Master (one
+    /// we preempted, or met in a dual-master moment) is alive and lets go
+    /// of the VIPs on hearing our advert. While Master, a burst already
+    /// scheduled this way within the last second stands (a peer that keeps
+    /// advertising a lower priority, one-way partition, must not postpone
+    /// it forever nor make us flood).
+    fn announce_after_yield(&mut self) {
+        let now = Instant::now();
+        // Not announcing: we have just become Master, and must.
+        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
+        if running
+            && self
+                .last_yield_announce
+                .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_yield_announce = Some(now);
+        self.start_announcer(now + YIELD_WINDOW);
+    }
+
+    /// (Re)starts the announcer with its first burst at `first`. Frames
+    /// whose time passed while the process was stopped are skipped rather
+    /// than sent late: after a freeze (SIGSTOP, a VM pause) the timers of
+    /// every frame due in the meantime fire at once, and those frames
+    /// would pull clients to a node that is about to step back (see
+    /// `check_freeze`). A wake-up more than [`LATE_FRAME`] late marks every
+    /// frame due until then as stale.
+    fn start_announcer(&mut self, first: Instant) {
         self.stop_announcing();
-        self.last_announce = Some(now);
+        self.last_announce = Some(Instant::now());
         let garp = self.shared.config.garp.clone();
         let frames: Vec<Vec<u8>> = self
             .shared
@@ -658,10 +746,21 @@ impl Runner {
         let sender = self.io.frames.clone();
         let name = self.shared.config.name.clone();
         self.announcer = Some(tokio::spawn(async move {
-            let mut start = Instant::now();
+            let mut start = first;
+            // Frames due before this were queued while we were stopped.
+            let mut stale_before: Option<Instant> = None;
             loop {
                 for offset in announce::burst_offsets(&garp) {
-                    tokio::time::sleep_until(start + offset).await;
+                    let due = start + offset;
+                    tokio::time::sleep_until(due).await;
+                    let now = Instant::now();
+                    if now.saturating_duration_since(due) > LATE_FRAME {
+                        stale_before = Some(now);
+                    }
+                    if stale_before.is_some_and(|t| due <= t) {
+                        debug!(instance = %name, "announcement skipped: {:?} late", now - due);
+                        continue;
+                    }
                     for f in &frames {
                         if let Err(e) = sender.send(f) {
                             debug!(instance = %name, "announcement failed: {e}");
@@ -771,6 +870,21 @@ pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
         )
     }
 }
+
+/// How long a live Master is given to let go of the VIPs before we
+/// announce them (see [`Action::AnnounceAfterYield`]). A vigil peer's
+/// release holds new connections, closes the open ones (waiting up to
+/// 100 ms for them, after a 10 ms handshake settle) and then removes the
+/// addresses: 200 ms covers that with margin for a loaded host. Clients
+/// that reach the old Master after it removed the VIP and before our
+/// burst lose nothing: their SYN (the only thing they can send, every
+/// connection being closed) is retried by TCP after a second.
+pub(crate) const YIELD_WINDOW: Duration = Duration::from_millis(200);
+
+/// A gratuitous ARP frame this late is skipped (see `start_announcer`).
+/// Loaded hosts wake timers a few ms late; a freeze wakes them hundreds
+/// of ms late.
+const LATE_FRAME: Duration = Duration::from_millis(50);
 
 /// How long a node that was frozen while Master stays out of the election
 /// (see `check_freeze`).

@@ -12,8 +12,13 @@
 //! - Accept_Mode is always on (RFC 5798 §6.1): the VIP exists to receive
 //!   traffic. keepalived does the same by default, for v2 too.
 //! - A Master that hears a lower priority re-advertises at once (RFC 9568
-//!   §6.4.3; keepalived's default) and re-announces its addresses, which
-//!   heals client ARP caches after a split brain.
+//!   §6.4.3; keepalived's default) and re-announces its addresses once the
+//!   other side has yielded, which heals client ARP caches after a split
+//!   brain.
+//! - Taking over from a live lower-priority Master (preemption), the
+//!   addresses are announced once it has yielded, not at once: its
+//!   connections close cleanly instead of being reset (see
+//!   [`Action::AnnounceAfterYield`]).
 //! - Fast preemption: a preempting Backup that hears a lower priority does
 //!   not wait out the whole Master_Down_Interval (RFC 5798 §6.4.2 says
 //!   "discard" and let the timer run); it takes over after Skew_Time, the
@@ -21,7 +26,9 @@
 //!   what makes a health-driven priority drop move the VIP at once. With
 //!   `preempt_delay` it waits that long after first hearing the lower
 //!   priority. A lower-priority master that falls silent is still replaced
-//!   at Master_Down_Interval after its last advert.
+//!   at Master_Down_Interval after its last advert. Only the Master we
+//!   follow can trigger it; a lower priority from any other router is
+//!   discarded, as the RFC says.
 //! - Owner adverts are processed, not discarded (RFC 9568 erratum 8298), so
 //!   two routers configured as owner still elect one Master.
 
@@ -146,8 +153,20 @@ pub enum Action {
     AddVips,
     /// Remove them.
     RemoveVips,
+    /// Another Master took over while we are alive: let go of the
+    /// addresses as a release does, but keep them until that Master
+    /// announces them (its [`Action::AnnounceAfterYield`] window), so that
+    /// clients never point at a node that no longer has them.
+    YieldVips,
     /// Start (or restart) gratuitous ARP / unsolicited NA for the VIPs.
     Announce,
+    /// Announce once the other Master has had time to let go of the VIPs
+    /// (the caller's yield window). Used when the other Master is alive:
+    /// we preempted it, or heard it in a dual-master moment. Until it has
+    /// closed its connections and removed the addresses, its clients stay
+    /// with it; announcing at once would send their next packets to us,
+    /// and our kernel would reset connections it never saw.
+    AnnounceAfterYield,
     /// Stop any announcement still scheduled.
     StopAnnouncing,
     /// The state changed (for status, logs and notify hooks).
@@ -400,6 +419,13 @@ impl Machine {
                     timer.cause = TransitionReason::MasterDown;
                     *master = Some((from, priority));
                     *lower = None;
+                } else if master.is_some_and(|(current, _)| current != from) {
+                    // Preempt_Mode and a lower priority from a router that
+                    // is not the Master we follow: discarded, as the RFC
+                    // says. Fast preemption reacts to the current Master's
+                    // own adverts only: a third router's (a yielding
+                    // Master's last advert, a stale or forged one) must
+                    // not move the VIP away from a live Master.
                 } else {
                     // Preempt_Mode and a lower priority: the RFC discards the
                     // advert; we also schedule the takeover (fast preemption,
@@ -431,7 +457,11 @@ impl Machine {
                     priority > ours || (priority == ours && from > self.params.primary_address);
                 if priority == RESIGN_PRIORITY {
                     // §6.4.3: another Master resigned; assert ourselves now.
+                    // It held the addresses too (a dual-master moment, or
+                    // the one we preempted letting go): once it has, our
+                    // announcement is the one clients must keep.
                     out.push(Action::SendAdvert { priority: ours });
+                    out.push(Action::AnnounceAfterYield);
                     *adver_deadline = now + self.params.advert_interval.as_duration();
                 } else if higher {
                     // §6.4.3: → Backup, learning the new Master's interval.
@@ -440,8 +470,19 @@ impl Machine {
                     } else {
                         self.params.advert_interval
                     };
+                    // Not in the RFC: one last advert as we yield. The new
+                    // Master may have become one without hearing us (a
+                    // split brain healing, its advert reached us first);
+                    // hearing our lower priority tells it that we held the
+                    // addresses, so it announces them again once we have
+                    // let go (see the lower-priority case below). It is the
+                    // advert the race could as well have delivered first,
+                    // so peers see nothing a dual-master moment does not
+                    // already show them. (Priority 0 would say the same,
+                    // but sends every other Backup to Skew_Time.)
+                    out.push(Action::SendAdvert { priority: ours });
                     out.push(Action::StopAnnouncing);
-                    out.push(Action::RemoveVips);
+                    out.push(Action::YieldVips);
                     let inner = Inner::Backup {
                         timer: MasterDownTimer {
                             deadline: now + master_down_interval(rules, ours, learned),
@@ -454,9 +495,14 @@ impl Machine {
                     self.go(State::Master, inner, TransitionReason::HigherPriority, out);
                 } else {
                     // RFC 9568 §6.4.3: a lower priority is discarded, but the
-                    // Active router advertises at once to assert itself.
+                    // Active router advertises at once to assert itself. The
+                    // other side yields on hearing it; announcing once it has
+                    // (not now, while its clients are still connected to it)
+                    // moves every client here without a reset, and a burst
+                    // sent after its last gratuitous ARP is the one clients
+                    // keep.
                     out.push(Action::SendAdvert { priority: ours });
-                    out.push(Action::Announce);
+                    out.push(Action::AnnounceAfterYield);
                     *adver_deadline = now + self.params.advert_interval.as_duration();
                 }
             }
@@ -504,7 +550,11 @@ impl Machine {
             priority: self.params.priority,
         });
         out.push(Action::AddVips);
-        out.push(Action::Announce);
+        out.push(if reason == TransitionReason::Preempted {
+            Action::AnnounceAfterYield
+        } else {
+            Action::Announce
+        });
         let inner = Inner::Master {
             adver_deadline: now + self.params.advert_interval.as_duration(),
         };

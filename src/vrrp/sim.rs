@@ -124,7 +124,7 @@ impl Lan {
             match a {
                 Action::SendAdvert { priority } => self.broadcast(i, priority),
                 Action::AddVips => self.nodes[i].holds_vip = true,
-                Action::RemoveVips => self.nodes[i].holds_vip = false,
+                Action::RemoveVips | Action::YieldVips => self.nodes[i].holds_vip = false,
                 _ => {}
             }
         }

@@ -153,7 +153,8 @@ impl Lab {
     /// Plugs `node` into the bridge with a veth named `ifname` on the node
     /// side, brings it up and adds `addrs` (CIDR) to it. No route besides
     /// the connected subnets is ever added.
-    pub fn connect(&self, node: &Node, ifname: &str, addrs: &[&str]) {
+    /// Returns the bridge port's name (see [`Lab::isolate`]).
+    pub fn connect(&self, node: &Node, ifname: &str, addrs: &[&str]) -> String {
         let port = format!("p{}", self.ports.fetch_add(1, Ordering::Relaxed));
         self.ip(
             &node.ns,
@@ -176,6 +177,32 @@ impl Lab {
             self.ip(&node.ns, &["addr", "add", a, "dev", ifname]);
         }
         self.ip(&node.ns, &["link", "set", ifname, "up"]);
+        port
+    }
+
+    /// Bridge port isolation: isolated ports cannot reach each other, but
+    /// still reach (and are reached by) the other ports. Isolating both
+    /// routers' ports cuts VRRP between them while the client still sees
+    /// both: a split brain.
+    pub fn isolate(&self, port: &str, on: bool) {
+        let out = Command::new("bridge")
+            .args([
+                "-n",
+                &self.bridge_ns,
+                "link",
+                "set",
+                "dev",
+                port,
+                "isolated",
+            ])
+            .arg(if on { "on" } else { "off" })
+            .output()
+            .expect("run bridge");
+        assert!(
+            out.status.success(),
+            "bridge link set {port} isolated: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Sets a node's interface up or down (a cable pull, seen from the node).

@@ -40,10 +40,16 @@ fn transition(from: State, to: State, reason: TransitionReason) -> Action {
 }
 
 fn become_master(priority: u8, from: State, reason: TransitionReason) -> Vec<Action> {
+    // A live Master that was preempted is given time to let go first.
+    let announce = if reason == TransitionReason::Preempted {
+        Action::AnnounceAfterYield
+    } else {
+        Action::Announce
+    };
     vec![
         Action::SendAdvert { priority },
         Action::AddVips,
-        Action::Announce,
+        announce,
         transition(from, State::Master, reason),
     ]
 }
@@ -265,8 +271,9 @@ fn master_steps_down_for_higher_priority_and_learns_interval() {
     assert_eq!(
         a,
         vec![
+            Action::SendAdvert { priority: 100 },
             Action::StopAnnouncing,
-            Action::RemoveVips,
+            Action::YieldVips,
             transition(
                 State::Master,
                 State::Backup,
@@ -286,14 +293,17 @@ fn master_tie_break_on_primary_address() {
     let mut m = master(params(100));
     let a = m.step(advert(HIGH_ADDR, 100), ms(9000));
     assert_eq!(m.state(), State::Backup);
-    assert!(a.contains(&Action::RemoveVips));
+    assert!(a.contains(&Action::YieldVips));
     // Equal priority from a lower address loses: we assert ourselves.
     let mut m = master(params(100));
     let a = m.step(advert(LOW_ADDR, 100), ms(9000));
     assert_eq!(m.state(), State::Master);
     assert_eq!(
         a,
-        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+        vec![
+            Action::SendAdvert { priority: 100 },
+            Action::AnnounceAfterYield
+        ]
     );
 }
 
@@ -303,11 +313,20 @@ fn master_answers_lower_priority_and_resignations_at_once() {
     let a = m.step(advert(HIGH_ADDR, 50), ms(9000));
     assert_eq!(
         a,
-        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+        vec![
+            Action::SendAdvert { priority: 100 },
+            Action::AnnounceAfterYield
+        ]
     );
     assert_eq!(m.next_deadline(), Some(ms(10_000)));
     let a = m.step(advert(HIGH_ADDR, 0), ms(9500));
-    assert_eq!(a, vec![Action::SendAdvert { priority: 100 }]);
+    assert_eq!(
+        a,
+        vec![
+            Action::SendAdvert { priority: 100 },
+            Action::AnnounceAfterYield
+        ]
+    );
     assert_eq!(m.next_deadline(), Some(ms(10_500)));
 }
 
@@ -487,7 +506,7 @@ proptest! {
             for a in m.step(event, now) {
                 match a {
                     Action::AddVips => { prop_assert!(!holding); holding = true; }
-                    Action::RemoveVips => { prop_assert!(holding); holding = false; }
+                    Action::RemoveVips | Action::YieldVips => { prop_assert!(holding); holding = false; }
                     Action::Transition { from, to, .. } => {
                         prop_assert_eq!(from, before);
                         prop_assert_ne!(from, to);
@@ -502,4 +521,26 @@ proptest! {
             prop_assert_eq!(m.next_deadline().is_some(), matches!(m.state(), State::Master | State::Backup));
         }
     }
+}
+
+#[test]
+fn a_lower_priority_from_another_router_than_the_master_is_discarded() {
+    // Following HIGH_ADDR (a live Master at 200), a preempting Backup at
+    // 150 hears priority 1 from a third router (a yielding Master's last
+    // advert, a forged one): RFC 5798 §6.4.2 discards it; nothing moves.
+    let third: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66));
+    let mut m = backup(params(150));
+    m.step(advert(HIGH_ADDR, 200), ms(1000));
+    let deadline = m.next_deadline();
+    assert!(m.step(advert(third, 1), ms(1005)).is_empty());
+    assert_eq!(m.next_deadline(), deadline, "the Master_Down timer stands");
+    assert_eq!(m.master(), Some((HIGH_ADDR, 200)));
+    // The Master's own drop below us still preempts after Skew_Time.
+    m.step(advert(HIGH_ADDR, 100), ms(1100));
+    let at = m.next_deadline().unwrap();
+    assert_eq!(at, ms(1100) + Duration::from_micros(414_062));
+    assert_eq!(
+        m.step(Event::Timer, at),
+        become_master(150, State::Backup, TransitionReason::Preempted)
+    );
 }
