@@ -56,6 +56,7 @@ struct Opts {
     unicast: bool,
     ipv6: bool,
     extra: &'static str,
+    a_priority: u8,
 }
 
 impl Default for Opts {
@@ -68,6 +69,7 @@ impl Default for Opts {
             unicast: false,
             ipv6: false,
             extra: "",
+            a_priority: 100,
         }
     }
 }
@@ -115,7 +117,7 @@ fn pair(tag: &str, o: Opts) -> Pair {
             config,
         }
     };
-    let a = router(na, 1, 2, 100, true);
+    let a = router(na, 1, 2, o.a_priority, true);
     let b = router(nb, 2, 1, 150, o.b_preempt);
     Pair {
         lab,
@@ -545,4 +547,62 @@ fn woken_master_sends_no_queued_announcements() {
         p.lab.logs()
     );
     p.client_on(&p.a, Duration::from_secs(3), "client stays on a");
+}
+
+/// A Master stalled for less than the Backup's Master_Down_Interval keeps
+/// the VIP (issue 15): no takeover, no step back, no second move. With
+/// 1 s adverts and A at priority 50, A's Master_Down_Interval is 3.805 s;
+/// B is stopped just after an advert for 3.3 s, past its own 3-interval
+/// stall check. B looks for adverts of a new Master, finds none, and
+/// carries on. (Stepping back on the stall alone handed the VIP to A and
+/// back 60 s later.)
+#[test]
+fn stall_below_master_down_interval_moves_nothing() {
+    if skip_unless_root("stall_below_master_down_interval_moves_nothing") {
+        return;
+    }
+    let p = pair(
+        "stall",
+        Opts {
+            subnet: 18,
+            interval: "1s",
+            a_priority: 50,
+            ..Opts::default()
+        },
+    );
+    p.start(&p.a);
+    let b_pid = p.start(&p.b);
+    p.expect_master(&p.b, &p.a, Duration::from_secs(5), "election", false);
+    p.lab.spawn(
+        &p.client,
+        &["tcpdump", "-l", "-n", "-i", "eth0", "ip proto 112"],
+        "vrrp.txt",
+    );
+    let adverts = || p.lab.read("vrrp.txt").lines().count();
+    p.lab
+        .wait_until(Duration::from_secs(5), "capture sees adverts", || {
+            adverts() >= 1
+        });
+    let a_masters = || p.lab.read(&p.a.log).matches("-> master").count();
+    let before = a_masters();
+    // Stop B right after one of its adverts.
+    let seen = adverts();
+    p.lab
+        .wait_until(Duration::from_secs(3), "next advert", || adverts() > seen);
+    p.lab.signal(b_pid, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(3300));
+    p.lab.signal(b_pid, libc::SIGCONT);
+    p.lab
+        .wait_until(Duration::from_secs(3), "b checks the stall", || {
+            p.lab.read(&p.b.log).contains("no other router took over")
+        });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(a_masters(), before, "a took over:\n{}", p.lab.logs());
+    let b_log = p.lab.read(&p.b.log);
+    assert!(
+        !b_log.contains("stepping back") && !b_log.contains("master -> backup"),
+        "{}",
+        p.lab.logs()
+    );
+    assert!(p.holds(&p.b) && !p.holds(&p.a), "{}", p.lab.logs());
 }

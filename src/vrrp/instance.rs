@@ -205,7 +205,9 @@ pub(crate) async fn run(
         // Before anything else: were we frozen while Master? (After a
         // SIGSTOP every branch is ready at once; whichever wins, a frozen
         // Master must step back before it asserts anything.)
-        runner.check_freeze().await;
+        for p in runner.check_freeze(&mut packets).await {
+            runner.on_packet(p).await;
+        }
         match woke {
             Wake::Board(true) => runner.apply_board().await,
             Wake::Board(false) => {}
@@ -352,35 +354,53 @@ impl Runner {
     }
 
     /// A Master that has not sent an advert for 3 × Advertisement_Interval
-    /// was frozen (SIGSTOP, a stalled runtime, a VM pause): every peer's
-    /// Master_Down_Interval (3 × interval + Skew_Time) is over or nearly
-    /// so, and a Backup has most likely taken the VIP. Asserting mastership
-    /// now with our normal priority would preempt it back and cut its fresh
-    /// connections: a second outage. So step back instead: advertise
-    /// priority 1 (the peer answers and we become Backup, RFC 5798 §6.4.3),
-    /// and hold that for `FREEZE_HOLD` (longer when `preempt_delay` says
-    /// so) before competing normally again. An address owner (255) keeps
-    /// its priority.
-    async fn check_freeze(&mut self) {
+    /// was stalled (SIGSTOP, a stalled runtime, a VM pause) long enough
+    /// that a Backup *may* have taken over: whether one did depends on its
+    /// Master_Down_Interval (3 × interval + its Skew_Time), which we cannot
+    /// know. So we look: a Backup that took over advertised as Master
+    /// meanwhile, and those adverts wait for us in the socket. If one came
+    /// from another router, asserting mastership now with our normal
+    /// priority would preempt it back and cut its fresh connections: a
+    /// second outage. So step back instead: advertise priority 1 (the peer
+    /// answers and we become Backup, RFC 5798 §6.4.3), and hold that for
+    /// `FREEZE_HOLD` (longer when `preempt_delay` says so) before competing
+    /// normally again. If none came, nobody took over (the stall was
+    /// shorter than every peer's Master_Down_Interval): carry on as Master,
+    /// as RFC 5798 and keepalived do. An address owner (255) keeps its
+    /// priority. Returns the packets read while looking, to be handled as
+    /// usual afterwards.
+    async fn check_freeze(&mut self, packets: &mut mpsc::Receiver<Packet>) -> Vec<Packet> {
         if self.machine.state() != State::Master {
-            return;
+            return Vec::new();
         }
-        let Some(last) = self.last_advert else { return };
+        let Some(last) = self.last_advert else {
+            return Vec::new();
+        };
         let interval = self.shared.config.advert_interval.as_duration();
         let silent = Instant::now().saturating_duration_since(last);
         if silent < interval * 3 {
-            return;
+            return Vec::new();
         }
         let priority = self.shared.config.priority;
         if priority == super::machine::OWNER_PRIORITY {
-            return;
+            return Vec::new();
+        }
+        let queued = read_queued(packets).await;
+        let taken_over = queued.iter().any(|p| self.is_other_master(p));
+        if !taken_over {
+            info!(
+                instance = self.name(),
+                ?silent,
+                "stalled while Master, but no other router took over: carrying on"
+            );
+            return queued;
         }
         let hold = FREEZE_HOLD.max(self.shared.config.preempt_delay);
         warn!(
             instance = self.name(),
             ?silent,
             ?hold,
-            "this node was frozen while Master; stepping back so the peer keeps the VIP"
+            "this node was frozen while Master and a peer took over; stepping back so it keeps the VIP"
         );
         let reason = format!("frozen for {silent:?} while Master; stepping back for {hold:?}");
         // Counts as "sent" so the check does not repeat before the step.
@@ -402,6 +422,24 @@ impl Runner {
                 set_track(&shared, "freeze", TrackStatus::Ok);
             }
         });
+        queued
+    }
+
+    /// Whether `p` is a valid advert from another router that is Master
+    /// (only a Master advertises; priority 0 is one resigning). Counts
+    /// nothing: the packet is handled again afterwards.
+    fn is_other_master(&self, p: &Packet) -> bool {
+        let env = Envelope {
+            src: p.src,
+            dst: p.dst,
+            hop_limit: p.hop_limit,
+            payload: &p.payload,
+        };
+        p.src != self.io.source
+            && self
+                .policy
+                .check(&env)
+                .is_ok_and(|a| a.advert.priority != super::machine::RESIGN_PRIORITY)
     }
 
     /// Turns the board into machine events.
@@ -885,6 +923,25 @@ pub(crate) const YIELD_WINDOW: Duration = Duration::from_millis(200);
 /// Loaded hosts wake timers a few ms late; a freeze wakes them hundreds
 /// of ms late.
 const LATE_FRAME: Duration = Duration::from_millis(50);
+
+/// After a stall, how long the receive task is given to hand over what
+/// the kernel queued meanwhile (it runs as soon as the process does; the
+/// wait adds to the stall, so it stays short).
+const QUEUED_READ: Duration = Duration::from_millis(5);
+
+/// The packets queued for an instance, read until none arrives for
+/// [`QUEUED_READ`] (at most 64: a stalled second's worth at 20 ms adverts
+/// from a few routers).
+async fn read_queued(packets: &mut mpsc::Receiver<Packet>) -> Vec<Packet> {
+    let mut out = Vec::new();
+    while out.len() < 64 {
+        match tokio::time::timeout(QUEUED_READ, packets.recv()).await {
+            Ok(Some(p)) => out.push(p),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
 
 /// How long a node that was frozen while Master stays out of the election
 /// (see `check_freeze`).
