@@ -38,8 +38,9 @@ pub(crate) struct ConnControl {
     pub(crate) _local: LocalAddrGuard,
 }
 
-/// How long a connection that has not sent its first request yet is given
-/// to send it when the connection is asked to close: well inside the 100 ms
+/// How long an HTTP/1 connection with nothing unread (just opened, or
+/// between requests) is given to send its next request when it is asked
+/// to close, so that request is answered rather than cut: well inside the 100 ms
 /// a VIP release waits for connections, so the answer still gets out.
 pub(crate) const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(40);
 
@@ -207,12 +208,15 @@ pub(crate) async fn serve_connection<IO>(
         // socket buffer as idle and would close it unread (a reset for the
         // client). Answer that request first, with `Connection: close`.
         if !is_h2.load(Relaxed) && !control.stop.is_cancelled() {
-            if !served.load(Relaxed) {
-                // Just opened: its first request is likely on the way, and
-                // closing now would fail a request the client has not even
-                // sent (no client retries that). Give it a moment.
-                await_first_bytes(control.fd, FIRST_REQUEST_GRACE).await;
-            }
+            // Just opened, its first request is likely on the way, and
+            // closing now would fail a request the client has not even
+            // sent (no client retries that). Between two requests, a
+            // client that sends its next one as our FIN arrives sees the
+            // connection fail (the keep-alive close race of RFC 9112
+            // §9.6); a busy client's next request comes within the grace
+            // and is answered, with `Connection: close`, instead. An idle
+            // one is closed after it.
+            await_first_bytes(control.fd, FIRST_REQUEST_GRACE).await;
             if unread_bytes(control.fd) > 0 {
                 close_after.store(true, Relaxed);
                 continue;
