@@ -80,6 +80,8 @@ pub fn vrrp_receive(data: &[u8]) {
         } else {
             vec![]
         },
+        unicast_ttl_check: flags & 8 == 0,
+        own: None,
     };
     if let Ok(accepted) = policy.check(&env) {
         // Whatever passed the checks is an advert of this router.

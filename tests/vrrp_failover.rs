@@ -366,9 +366,26 @@ fn ipv6_vip_with_unsolicited_na() {
             ..Opts::default()
         },
     );
+    p.lab.spawn(
+        &p.client,
+        &["tcpdump", "-l", "-n", "-v", "-i", "eth0", "ip6 proto 112"],
+        "adverts6.txt",
+    );
     let _a_pid = p.start(&p.a);
     let mut b_pid = p.start(&p.b);
     p.expect_master(&p.b, &p.a, mdi_100ms(150) + MARGIN, "election", false);
+    // IPv6 adverts carry Traffic Class 0xc0 (network control), as IPv4
+    // adverts carry TOS 0xc0 and as keepalived sends both.
+    p.lab
+        .wait_until(Duration::from_secs(3), "an IPv6 advert captured", || {
+            p.lab.read("adverts6.txt").contains("VRRP")
+        });
+    let capture = p.lab.read("adverts6.txt");
+    let headers: Vec<&str> = capture.lines().filter(|l| l.contains("IP6 (")).collect();
+    assert!(
+        !headers.is_empty() && headers.iter().all(|l| l.contains("class 0xc0")),
+        "{capture}"
+    );
     // The client's neighbour entry for the VIP must move to A's MAC on the
     // unsolicited NA alone (the entry exists, Override is set).
     p.lab.kill(b_pid);

@@ -43,11 +43,14 @@ pub enum DiscardReason {
     /// (keepalived `check_unicast_src`; draft-abinabraham-vrrp-unicast §8.6),
     /// or a multicast advert reached a unicast instance and vice versa.
     UnknownPeer,
+    /// The source is this node's own advert address: a forged packet, or
+    /// our own looped back (keepalived logs these too).
+    OwnAddress,
 }
 
 impl DiscardReason {
     /// Every reason, in a stable order (for counters and exporters).
-    pub const ALL: [DiscardReason; 11] = [
+    pub const ALL: [DiscardReason; 12] = [
         DiscardReason::IpTtl,
         DiscardReason::Version,
         DiscardReason::PacketLength,
@@ -59,6 +62,7 @@ impl DiscardReason {
         DiscardReason::AuthTypeMismatch,
         DiscardReason::AuthFailure,
         DiscardReason::UnknownPeer,
+        DiscardReason::OwnAddress,
     ];
 
     /// Stable metric label (RFC 8347 leaf name where there is one).
@@ -75,6 +79,7 @@ impl DiscardReason {
             DiscardReason::AuthTypeMismatch => "auth-type-mismatch",
             DiscardReason::AuthFailure => "auth-failures",
             DiscardReason::UnknownPeer => "unknown-peer",
+            DiscardReason::OwnAddress => "own-address",
         }
     }
 

@@ -288,6 +288,8 @@ impl Runner {
             interval: c.advert_interval,
             addresses: advertised(c),
             unicast_peers: c.unicast_peers.clone(),
+            unicast_ttl_check: c.unicast_ttl_check,
+            own: Some(io.source),
         };
         Self {
             shared,

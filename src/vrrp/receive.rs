@@ -22,6 +22,12 @@ pub struct ReceivePolicy {
     pub addresses: AddressList,
     /// Non-empty: unicast mode, only these sources are accepted.
     pub unicast_peers: Vec<IpAddr>,
+    /// Unicast mode: whether TTL 255 is required (keepalived relaxes it
+    /// so that peers across a router work; multicast always requires it).
+    pub unicast_ttl_check: bool,
+    /// The address our own adverts come from: a packet claiming it is
+    /// forged or looped back.
+    pub own: Option<IpAddr>,
 }
 
 /// An advert that passed every check.
@@ -37,10 +43,16 @@ pub struct Accepted {
 impl ReceivePolicy {
     /// Runs the §7.1 checks in the RFC's order.
     pub fn check(&self, env: &Envelope<'_>) -> Result<Accepted, DiscardReason> {
+        if self.own == Some(env.src) {
+            return Err(DiscardReason::OwnAddress);
+        }
         // "MUST verify that the IP TTL is 255" — the only protection against
-        // off-link senders (GTSM). Kept in unicast mode too (the unicast
-        // draft keeps it; keepalived sends 255 to unicast peers as well).
-        if env.hop_limit != packet::VRRP_TTL {
+        // off-link senders (GTSM). Kept in unicast mode too by default (the
+        // unicast draft keeps it; keepalived sends 255 to unicast peers as
+        // well), unless `unicast_ttl_check = false` lets peers across a
+        // router in (their source must still be a configured peer).
+        let ttl_checked = self.unicast_peers.is_empty() || self.unicast_ttl_check;
+        if ttl_checked && env.hop_limit != packet::VRRP_TTL {
             return Err(DiscardReason::IpTtl);
         }
         // Unicast mode accepts only configured peers, and only unicast;
@@ -121,6 +133,8 @@ mod tests {
             interval: cs(100),
             addresses: vips(),
             unicast_peers: vec![],
+            unicast_ttl_check: true,
+            own: None,
         }
     }
 
@@ -354,6 +368,35 @@ mod tests {
             ..p3.clone()
         };
         assert!(check(&pu, &a3, peer, me, 255).is_ok());
+        // TTL: required from a unicast peer by default, relaxed on request,
+        // always required in multicast mode.
+        assert_eq!(r(check(&pu, &a3, peer, me, 254)), DiscardReason::IpTtl);
+        let relaxed = ReceivePolicy {
+            unicast_ttl_check: false,
+            ..pu.clone()
+        };
+        assert!(check(&relaxed, &a3, peer, me, 62).is_ok());
+        assert_eq!(
+            r(check(&relaxed, &a3, SRC, me, 62)),
+            DiscardReason::UnknownPeer
+        );
+        let multicast_relaxed = ReceivePolicy {
+            unicast_ttl_check: false,
+            ..p3.clone()
+        };
+        assert_eq!(
+            r(check(&multicast_relaxed, &a3, SRC, GROUP, 62)),
+            DiscardReason::IpTtl
+        );
+        // Our own address as the source: forged or looped, counted.
+        let own = ReceivePolicy {
+            own: Some(SRC),
+            ..p3.clone()
+        };
+        assert_eq!(
+            r(check(&own, &a3, SRC, GROUP, 255)),
+            DiscardReason::OwnAddress
+        );
         assert_eq!(r(check(&pu, &a3, SRC, me, 255)), DiscardReason::UnknownPeer);
         assert_eq!(
             r(check(&pu, &a3, peer, GROUP, 255)),

@@ -75,6 +75,8 @@ impl Lan {
                         interval,
                         addresses: vip(),
                         unicast_peers: vec![],
+                        unicast_ttl_check: true,
+                        own: None,
                     },
                     addr,
                     alive: false,

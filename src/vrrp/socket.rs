@@ -248,6 +248,9 @@ impl Sender {
                     .map_err(|e| io_err("IPV6_MULTICAST_LOOP", e))?;
                 s.set_multicast_if_v6(ifindex)
                     .map_err(|e| io_err("IPV6_MULTICAST_IF", e))?;
+                // Traffic Class 0xc0 (network control), as the IPv4 TOS
+                // above and as keepalived sets it for both families.
+                set_tclass_v6(&s, 0xc0).map_err(|e| io_err("IPV6_TCLASS", e))?;
                 let _ = s.set_freebind_v6(true);
                 let scope = if v6.is_unicast_link_local() {
                     ifindex
@@ -288,5 +291,25 @@ pub fn group(ipv6: bool) -> IpAddr {
         IpAddr::V6(GROUP_V6)
     } else {
         IpAddr::V4(GROUP_V4)
+    }
+}
+
+/// `IPV6_TCLASS` on a send socket (socket2 only offers the receive side).
+fn set_tclass_v6(s: &Socket, tclass: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid fd and a pointer to an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_TCLASS,
+            (&tclass as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

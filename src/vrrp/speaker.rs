@@ -448,6 +448,14 @@ async fn receive_loop(socket: Receiver, entry: std::sync::Weak<ReceiverEntry>, i
                 continue;
             }
         };
+        // Shorter than a VRRP header (8 bytes): not even a VRID to route by.
+        if env.payload.len() < 8 {
+            entry.discards.count(DiscardReason::PacketLength);
+            if let Some(n) = log.admit(DiscardReason::PacketLength, std::time::Instant::now()) {
+                debug!(interface = %ifname, from = %env.src, "VRRP packet of {} bytes ({n} more)", env.payload.len());
+            }
+            continue;
+        }
         let vrid = env.payload.get(1).copied();
         let route = vrid.and_then(|v| read(&entry.routes).get(&v).cloned());
         let Some(route) = route else {

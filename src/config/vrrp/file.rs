@@ -37,6 +37,7 @@ pub struct InstanceFile {
     #[serde(default)]
     pub unicast_peer: Vec<String>,
     pub unicast_src_ip: Option<String>,
+    pub unicast_ttl_check: Option<bool>,
     pub garp: Option<GarpFile>,
     pub notify: Option<NotifyFile>,
     pub track: Option<TrackFile>,

@@ -58,6 +58,9 @@ pub struct InstanceConfig {
     /// Non-empty: unicast mode (send to and accept only these).
     pub unicast_peers: Vec<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
+    /// Unicast mode: require TTL 255 from peers (default). `false` lets
+    /// peers across a router in, as keepalived does.
+    pub unicast_ttl_check: bool,
     pub garp: GarpConfig,
     pub notify: NotifyConfig,
     pub track: TrackConfig,

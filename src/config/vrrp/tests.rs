@@ -276,3 +276,18 @@ fn unknown_keys_are_rejected() {
         .unwrap();
     assert!(err.to_string().contains("unknown field"), "{err}");
 }
+
+#[test]
+fn unicast_ttl_check_is_on_by_default_and_only_for_unicast() {
+    let with = |extra: &str| {
+        load(&format!(
+            "[[vrrp.instance]]\nname = \"v\"\ninterface = \"eth0\"\nvirtual_router_id = 1\nvirtual_ipaddress = [\"10.0.0.1\"]\n{extra}\n"
+        ))
+    };
+    assert!(with("").unwrap().instances[0].unicast_ttl_check);
+    let relaxed = with("unicast_peer = [\"10.0.0.2\"]\nunicast_ttl_check = false").unwrap();
+    assert!(!relaxed.instances[0].unicast_ttl_check);
+    let err = with("unicast_ttl_check = false").unwrap_err();
+    assert_eq!(err[0].0, "vrrp.instance[0].unicast_ttl_check", "{err:?}");
+    assert!(err[0].1.contains("unicast_peer"), "{err:?}");
+}

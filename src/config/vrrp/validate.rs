@@ -220,6 +220,13 @@ impl Validator<'_> {
             },
         };
 
+        let unicast_ttl_check = f.unicast_ttl_check.unwrap_or(true);
+        if !unicast_ttl_check && unicast_peers.is_empty() {
+            self.add(
+                &k("unicast_ttl_check"),
+                "only applies with unicast_peer (multicast adverts always need TTL 255)",
+            );
+        }
         let garp = self.garp(f.garp.as_ref(), &k("garp"));
         let notify = f
             .notify
@@ -293,6 +300,7 @@ impl Validator<'_> {
             preempt_delay,
             unicast_peers,
             unicast_src_ip,
+            unicast_ttl_check,
             garp,
             notify,
             track,

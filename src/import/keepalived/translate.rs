@@ -408,6 +408,12 @@ impl<'a> Tr<'a> {
                         }
                     }
                     b.set("unicast_peer", Value::strs(&peers), "");
+                    // keepalived accepts unicast adverts whatever their TTL.
+                    b.set(
+                        "unicast_ttl_check",
+                        Value::Bool(false),
+                        "keepalived accepts any TTL from unicast peers",
+                    );
                 }
                 "authentication" => {
                     let mut t = None;
