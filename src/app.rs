@@ -398,6 +398,8 @@ impl App {
                 vrrp::State::Fault => 3,
             };
             m.vrrp_state.with_label_values(&labels).set(state);
+            // Present (at zero) before the first advert.
+            m.vrrp_advert_lag.with_label_values(&labels);
             m.vrrp_priority
                 .with_label_values(&labels)
                 .set(i64::from(i.effective_priority));
@@ -502,6 +504,13 @@ impl App {
             return;
         };
         let app = Arc::downgrade(self);
+        speaker.on_advert_lag(Arc::new(|c, lag| {
+            let vrid = c.vrid.to_string();
+            crate::metrics::get()
+                .vrrp_advert_lag
+                .with_label_values(&[c.name.as_str(), vrid.as_str(), c.interface.as_str()])
+                .observe(lag.as_secs_f64());
+        }));
         speaker.on_release(Arc::new(move |vips| {
             let app = app.clone();
             Box::pin(async move {

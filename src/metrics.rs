@@ -54,9 +54,17 @@ pub struct Metrics {
     pub vrrp_adverts_sent: IntCounterVec,
     pub vrrp_adverts_received: IntCounterVec,
     pub vrrp_packets_discarded: IntCounterVec,
+    /// How late scheduled adverts went out (Adver_Timer deadline to send).
+    pub vrrp_advert_lag: HistogramVec,
     /// Serializes scrapes (they refresh mirrored values before gathering).
     scrape: Mutex<()>,
 }
+
+/// Advert lag buckets: 0.5 ms to 1 s (a 10 ms advert interval to a node
+/// stalled for seconds).
+const ADVERT_LAG_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+];
 
 /// Request-duration buckets: 1 ms to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -262,6 +270,21 @@ impl Metrics {
                 "VRRP packets discarded, by reason (RFC 5798 section 7.1 checks).",
                 &["vrrp_instance", "vrid", "interface", "reason"],
             ),
+            vrrp_advert_lag: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "vigil_vrrp_advert_lag_seconds",
+                        "How late scheduled VRRP adverts went out (Adver_Timer deadline to send); a Backup takes over past its Skew_Time plus a few intervals.",
+                    )
+                    .buckets(ADVERT_LAG_BUCKETS.to_vec()),
+                    &["vrrp_instance", "vrid", "interface"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
             registry,
             scrape: Mutex::new(()),
         }

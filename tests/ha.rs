@@ -290,6 +290,23 @@ fn planned_stop_under_load_loses_nothing() {
         return;
     }
     let ha = Ha::new("stop", opts(31));
+    // The advert lag histogram (issue 15): both nodes export it from the
+    // first scrape; the master's count grows with every scheduled advert.
+    let lag_count = |a: bool| -> u64 {
+        let text = ha.admin(a, "GET", "/metrics");
+        text.lines()
+            .find(|l| l.starts_with("vigil_vrrp_advert_lag_seconds_count{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no advert lag series:\n{text}"))
+    };
+    lag_count(false);
+    let first = lag_count(true);
+    ha.lab.wait_until(
+        Duration::from_secs(3),
+        "master's advert lag count grows",
+        || lag_count(true) > first,
+    );
     if std::env::var_os("VIGIL_TEST_PCAP").is_some() {
         ha.lab.spawn(
             &ha.client,

@@ -106,9 +106,19 @@ pub type ReleaseHook = Arc<
         + Sync,
 >;
 
-/// Where the speaker keeps its [`ReleaseHook`], shared by instances.
+/// Told how late each scheduled advert went out, by instance: the gap
+/// between its Adver_Timer deadline and the send. A Backup takes over when
+/// adverts are late by more than its Skew_Time plus a few intervals, so
+/// this is how close a node is to a false failover (issue 15).
+pub type LagHook = Arc<dyn Fn(&InstanceConfig, Duration) + Send + Sync>;
+
+/// Where the speaker keeps its [`ReleaseHook`] and [`LagHook`], shared by
+/// instances.
 #[derive(Default)]
-pub struct HookSlot(std::sync::RwLock<Option<ReleaseHook>>);
+pub struct HookSlot(
+    std::sync::RwLock<Option<ReleaseHook>>,
+    std::sync::RwLock<Option<LagHook>>,
+);
 
 impl HookSlot {
     pub fn set(&self, hook: ReleaseHook) {
@@ -117,6 +127,16 @@ impl HookSlot {
 
     pub fn get(&self) -> Option<ReleaseHook> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_lag(&self, hook: LagHook) {
+        *self.1.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    fn lag(&self, config: &InstanceConfig, lag: Duration) {
+        if let Some(hook) = &*self.1.read().unwrap_or_else(|e| e.into_inner()) {
+            hook(config, lag);
+        }
     }
 }
 
@@ -211,7 +231,11 @@ pub(crate) async fn run(
         match woke {
             Wake::Board(true) => runner.apply_board().await,
             Wake::Board(false) => {}
-            Wake::Timer => runner.step(Event::Timer).await,
+            Wake::Timer => {
+                runner.timer_due = deadline;
+                runner.step(Event::Timer).await;
+                runner.timer_due = None;
+            }
             Wake::Packet(p) => runner.on_packet(p).await,
         }
     };
@@ -252,6 +276,9 @@ struct Runner {
     last_announce: Option<Instant>,
     /// When the last announcement after a yield window was scheduled.
     last_yield_announce: Option<Instant>,
+    /// The deadline of the timer being handled: an advert it sends is
+    /// measured against it (see [`LagHook`]).
+    timer_due: Option<Instant>,
     /// A yield in progress (see `yield_vips`): a canceller and the task.
     yielding: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     faulted: bool,
@@ -302,6 +329,7 @@ impl Runner {
             last_announce: None,
             last_yield_announce: None,
             yielding: None,
+            timer_due: None,
             faulted: false,
             log: RateLimitedLog::new(Duration::from_secs(10)),
             send_error_logged: None,
@@ -579,7 +607,13 @@ impl Runner {
     }
 
     fn send_advert(&mut self, priority: u8) {
-        self.last_advert = Some(Instant::now());
+        let now = Instant::now();
+        self.last_advert = Some(now);
+        if let Some(due) = self.timer_due.take() {
+            self.shared
+                .hook
+                .lag(&self.shared.config, now.saturating_duration_since(due));
+        }
         let c = &self.shared.config;
         let advert = Advertisement {
             version: c.version,

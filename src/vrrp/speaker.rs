@@ -171,6 +171,11 @@ impl Speaker {
         self.inner.hook.set(hook);
     }
 
+    /// Registers `hook`, told how late each scheduled advert went out.
+    pub fn on_advert_lag(&self, hook: instance::LagHook) {
+        self.inner.hook.set_lag(hook);
+    }
+
     /// The crash guardian, when this process has one.
     pub fn guardian(&self) -> Option<super::guardian::GuardianStatus> {
         self.inner.vips.guardian().map(|g| g.status())
