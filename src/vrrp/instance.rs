@@ -435,6 +435,9 @@ impl Runner {
         let reason = format!("frozen for {silent:?} while Master; stepping back for {hold:?}");
         // Counts as "sent" so the check does not repeat before the step.
         self.last_advert = Some(Instant::now());
+        // The peer's announcements are the ones clients must keep: ours
+        // stop now, not when its answer makes us Backup.
+        self.stop_announcing();
         // The peer holds the VIP now: connections to it here are dead ends
         // already; let the proxy close them before the next response goes
         // out with keep-alive.
@@ -806,7 +809,7 @@ impl Runner {
     /// every frame due in the meantime fire at once, and those frames
     /// would pull clients to a node that is about to step back (see
     /// `check_freeze`). A wake-up more than [`LATE_FRAME`] late marks every
-    /// frame due until then as stale.
+    /// frame due until then, and [`STALL_SETTLE`] after, as stale.
     fn start_announcer(&mut self, first: Instant) {
         self.stop_announcing();
         self.last_announce = Some(Instant::now());
@@ -829,7 +832,10 @@ impl Runner {
                     tokio::time::sleep_until(due).await;
                     let now = Instant::now();
                     if now.saturating_duration_since(due) > LATE_FRAME {
-                        stale_before = Some(now);
+                        // Also hold what falls due while the instance
+                        // looks at what happened during the stall (it may
+                        // step back and stop us).
+                        stale_before = Some(now + STALL_SETTLE);
                     }
                     if stale_before.is_some_and(|t| due <= t) {
                         debug!(instance = %name, "announcement skipped: {:?} late", now - due);
@@ -954,6 +960,11 @@ pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
 /// burst lose nothing: their SYN (the only thing they can send, every
 /// connection being closed) is retried by TCP after a second.
 pub(crate) const YIELD_WINDOW: Duration = Duration::from_millis(200);
+
+/// After a stall, frames due this soon are skipped too: `check_freeze`
+/// reads the queued adverts (up to `QUEUED_READ` at a time) and may step
+/// back meanwhile.
+const STALL_SETTLE: Duration = Duration::from_millis(25);
 
 /// A gratuitous ARP frame this late is skipped (see `start_announcer`).
 /// Loaded hosts wake timers a few ms late; a freeze wakes them hundreds
