@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use crate::config::Config;
+use crate::import::files::Memory;
+use crate::import::{Input, import};
 use crate::proxy::static_files::fuzz as static_files;
 use crate::proxy::uri_path::NormalizedPath;
 use crate::vrrp::packet::{self, AddressList, Auth, Envelope, GROUP_V4, GROUP_V6, Version};
@@ -102,6 +104,47 @@ pub fn config_toml(data: &[u8]) {
     // Errors must render (they quote the offending line).
     if let Err(e) = Config::parse(text, Path::new("/nonexistent/fuzz/vigil.toml")) {
         let _ = e.to_string();
+    }
+}
+
+/// `vigil import` on an nginx.conf: parsing, includes (none exist: each
+/// is reported missing) and translation. A parse error names a line of
+/// the file; a translation is valid TOML.
+pub fn import_nginx(data: &[u8]) {
+    import_one(data, false);
+}
+
+/// `vigil import` on a keepalived.conf, with the same invariants.
+pub fn import_keepalived(data: &[u8]) {
+    import_one(data, true);
+}
+
+fn import_one(data: &[u8], keepalived: bool) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = if keepalived {
+        "/etc/keepalived/keepalived.conf"
+    } else {
+        "/etc/nginx/nginx.conf"
+    };
+    let files = Memory::new().with(path, text);
+    let input = Input {
+        nginx: (!keepalived).then(|| path.into()),
+        keepalived: keepalived.then(|| path.into()),
+        ..Input::default()
+    };
+    match import(&files, &input) {
+        Err(e) => {
+            let _ = e.to_string();
+            let lines = text.lines().count() as u32 + 1;
+            assert!(e.line <= lines, "line {} of {lines}: {e}", e.line);
+        }
+        Ok(imported) => {
+            if let Err(e) = toml::from_str::<toml::Value>(&imported.toml) {
+                panic!("not TOML: {e}\n{}", imported.toml);
+            }
+        }
     }
 }
 
@@ -249,6 +292,8 @@ mod tests {
             ("range_header", range_header),
             ("conditional_headers", conditional_headers),
             ("proxy_protocol", proxy_protocol),
+            ("import_nginx", import_nginx),
+            ("import_keepalived", import_keepalived),
         ];
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
         for (name, target) in targets {

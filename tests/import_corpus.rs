@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use vigil::import::files::Disk;
 use vigil::import::nginx::directives::{self, Fate};
-use vigil::import::{Imported, Input, ParseError, Report};
+use vigil::import::{Imported, Input, ParseError, Report, Status};
 
 /// Files broken upstream, and the line nginx (and the importer) stops at.
 const BROKEN: &[(&str, u32, &str)] = &[(
@@ -395,4 +395,33 @@ fn the_import_command() {
         ),
         "{err}"
     );
+}
+
+/// The worked example of docs/MIGRATING.md: a seed-style pair (static site
+/// plus a balanced API, VIP 192.168.56.100) imports into a config vigil
+/// accepts, with the nginx check script become `track.proxy`, and only
+/// directives vigil does not need (or approximates) in the report.
+#[test]
+fn the_migrating_example_imports_into_a_valid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = test_cert(dir.path());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating");
+    let imported = import(
+        Some(&root.join("nginx.conf")),
+        Some(&root.join("keepalived.conf")),
+    )
+    .unwrap();
+    check_config("migrating-example", &imported.toml, dir.path(), &cert);
+    assert!(imported.toml.contains("proxy = -60"), "{}", imported.toml);
+    assert!(
+        imported.toml.contains("proxy_pass = \"api\""),
+        "{}",
+        imported.toml
+    );
+    for item in &imported.report.items {
+        assert!(
+            matches!(item.status, Status::NotNeeded | Status::Approximated),
+            "{item:?}"
+        );
+    }
 }
