@@ -125,12 +125,16 @@ fn speaker_api_against_a_peer() {
                     speaker
                         .set_external("VI_1", ExternalHealth::delta(-60, "upstream app: 1/3 up"))
                         .unwrap();
-                    until(Duration::from_secs(2), "b takes over", || on_b() && !on_a()).await;
+                    until(Duration::from_secs(2), "b takes over", on_b).await;
                     let took = t.elapsed();
                     assert!(
                         took < Duration::from_millis(340),
                         "priority drop took {took:?}, expected about Skew_Time"
                     );
+                    // a, alive, keeps the VIP through the yield window
+                    // (200 ms) while it closes its connections, then
+                    // drops it.
+                    until(Duration::from_secs(2), "a lets go", || !on_a()).await;
                     until(Duration::from_secs(1), "a backup at 90", || {
                         let s = &speaker.status()[0];
                         s.state == State::Backup
