@@ -37,6 +37,17 @@ pub(crate) struct Packet {
     pub payload: Vec<u8>,
 }
 
+impl Packet {
+    fn envelope(&self) -> Envelope<'_> {
+        Envelope {
+            src: self.src,
+            dst: self.dst,
+            hop_limit: self.hop_limit,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// Commands from the [`Speaker`](super::Speaker).
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -462,17 +473,10 @@ impl Runner {
     /// (only a Master advertises; priority 0 is one resigning). Counts
     /// nothing: the packet is handled again afterwards.
     fn is_other_master(&self, p: &Packet) -> bool {
-        let env = Envelope {
-            src: p.src,
-            dst: p.dst,
-            hop_limit: p.hop_limit,
-            payload: &p.payload,
-        };
-        p.src != self.io.source
-            && self
-                .policy
-                .check(&env)
-                .is_ok_and(|a| a.advert.priority != super::machine::RESIGN_PRIORITY)
+        // The policy refuses our own address (`own`).
+        self.policy
+            .check(&p.envelope())
+            .is_ok_and(|a| a.advert.priority != super::machine::RESIGN_PRIORITY)
     }
 
     /// Turns the board into machine events.
@@ -526,13 +530,7 @@ impl Runner {
     }
 
     async fn on_packet(&mut self, p: Packet) {
-        let env = Envelope {
-            src: p.src,
-            dst: p.dst,
-            hop_limit: p.hop_limit,
-            payload: &p.payload,
-        };
-        match self.policy.check(&env) {
+        match self.policy.check(&p.envelope()) {
             Err(reason) => {
                 self.shared.discards.count(reason);
                 if let Some(suppressed) = self.log.admit(reason, std::time::Instant::now()) {
@@ -710,14 +708,8 @@ impl Runner {
         // First the connections (their FINs still leave from the VIP),
         // then the addresses.
         self.release_vips().await;
-        for vip in self.shared.config.all_vips() {
-            if let Err(e) = self.io.vips.remove(self.io.ifindex, vip).await {
-                error!(
-                    instance = self.name(),
-                    "cannot remove {}/{}: {e}", vip.addr, vip.prefix
-                );
-            }
-        }
+        let vips: Vec<Vip> = self.shared.config.all_vips().cloned().collect();
+        remove_all(&self.io.vips, self.io.ifindex, &vips, self.name()).await;
     }
 
     /// Lets go of the VIPs for a live Master that took over: the proxy
@@ -741,11 +733,7 @@ impl Runner {
                 _ = &mut cancelled => return,
                 _ = tokio::time::sleep_until(until) => {}
             }
-            for vip in &vips {
-                if let Err(e) = table.remove(ifindex, vip).await {
-                    error!(instance = %name, "cannot remove {}/{}: {e}", vip.addr, vip.prefix);
-                }
-            }
+            remove_all(&table, ifindex, &vips, &name).await;
         });
         self.yielding = Some((cancel, task));
     }
@@ -771,15 +759,17 @@ impl Runner {
     /// the burst.
     fn announce(&mut self) {
         let now = Instant::now();
-        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
-        if running
-            && self
-                .last_announce
-                .is_some_and(|t| now - t < Duration::from_secs(1))
-        {
+        if self.announcing_since_within_a_second(self.last_announce, now) {
             return;
         }
         self.start_announcer(now);
+    }
+
+    /// Whether the announcer runs and `since` (when it was last asked to
+    /// start a burst of some kind) is less than a second ago.
+    fn announcing_since_within_a_second(&self, since: Option<Instant>, now: Instant) -> bool {
+        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
+        running && since.is_some_and(|t| now - t < Duration::from_secs(1))
     }
 
     /// The announcement, [`YIELD_WINDOW`] from now: the other Master (one
@@ -791,12 +781,7 @@ impl Runner {
     fn announce_after_yield(&mut self) {
         let now = Instant::now();
         // Not announcing: we have just become Master, and must.
-        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
-        if running
-            && self
-                .last_yield_announce
-                .is_some_and(|t| now - t < Duration::from_secs(1))
-        {
+        if self.announcing_since_within_a_second(self.last_yield_announce, now) {
             return;
         }
         self.last_yield_announce = Some(now);
@@ -948,6 +933,15 @@ pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
                 })
                 .collect(),
         )
+    }
+}
+
+/// Removes `vips` from the interface, logging (not stopping at) failures.
+async fn remove_all(table: &VipTable, ifindex: u32, vips: &[Vip], instance: &str) {
+    for vip in vips {
+        if let Err(e) = table.remove(ifindex, vip).await {
+            error!(instance, "cannot remove {}/{}: {e}", vip.addr, vip.prefix);
+        }
     }
 }
 
