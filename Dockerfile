@@ -8,29 +8,57 @@
 #     -v /etc/vigil:/etc/vigil:ro vigil
 #
 # The binary carries file capabilities (permitted set only) and raises
-# what it needs itself: without --cap-add it still runs as a plain proxy;
-# VRRP needs NET_ADMIN (VIP addresses) and NET_RAW (adverts, ARP).
+# what it needs itself: without --cap-add it still runs as a plain proxy
+# (and says VRRP is unavailable and why); VRRP needs NET_ADMIN (VIP
+# addresses) and NET_RAW (adverts, ARP).
+#
+# Without a registry (tests/container.rs does this with podman): build the
+# binary outside, put it at prebuilt/vigil in the build context, and pick
+# the prebuilt stage and a locally made base:
+#
+#   podman build --pull=never --build-arg VIGIL_BINARY=prebuilt \
+#     --build-arg BASE=localhost/debian:bookworm-slim -t vigil .
+#
+# The compile stage is then never built (unused stages are skipped), so its
+# rust image need not exist.
 
-FROM rust:1-bookworm AS build
+ARG VIGIL_BINARY=compile
+ARG BASE=debian:bookworm-slim
+
+FROM rust:1-bookworm AS compile
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # Targets declared in Cargo.toml must exist for cargo to read the manifest.
 COPY benches ./benches
 COPY bench/failover.rs ./bench/failover.rs
+COPY bench/failover_http.rs ./bench/failover_http.rs
+COPY bench/handover_soak.rs ./bench/handover_soak.rs
+COPY examples ./examples
 RUN cargo build --release --locked --bin vigil \
- && strip target/release/vigil
+ && strip target/release/vigil \
+ && mkdir /out && cp target/release/vigil /out/vigil
 
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libcap2-bin \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /etc/vigil --shell /usr/sbin/nologin vigil
-COPY --from=build /src/target/release/vigil /usr/local/bin/vigil
+FROM scratch AS prebuilt
+COPY prebuilt/vigil /out/vigil
+
+# The stage named by VIGIL_BINARY provides /out/vigil.
+FROM ${VIGIL_BINARY} AS binary
+
+FROM ${BASE}
+# One layer: the binary is copied and given its capabilities in the same
+# step (a separate setcap step would store it a second time), and
+# libcap2-bin leaves with the apt lists.
 # "+p" (permitted, not effective): exec never fails for lack of a
 # capability; vigil raises the ones the container was given.
-RUN setcap cap_net_admin,cap_net_raw,cap_net_bind_service+p /usr/local/bin/vigil \
- && apt-get purge -y libcap2-bin && apt-get autoremove -y
+RUN --mount=type=bind,from=binary,source=/out/vigil,target=/tmp/vigil \
+    apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libcap2-bin \
+ && useradd --system --uid 10001 --user-group --home-dir /etc/vigil --shell /usr/sbin/nologin vigil \
+ && install -m 0755 /tmp/vigil /usr/local/bin/vigil \
+ && setcap cap_net_admin,cap_net_raw,cap_net_bind_service+p /usr/local/bin/vigil \
+ && apt-get purge -y libcap2-bin && apt-get autoremove -y \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 COPY conf/vigil.toml /etc/vigil/vigil.toml
 COPY www /etc/www
 USER vigil

@@ -46,6 +46,8 @@ pub struct App {
     admin: Mutex<Option<AdminServer>>,
     /// The VRRP speaker, when the config has `[vrrp]`.
     vrrp: Mutex<Option<Speaker>>,
+    /// Why `[vrrp]` is configured but not running (a missing capability).
+    vrrp_unavailable: Mutex<Option<String>>,
     /// One reload at a time (SIGHUP and the admin API may race).
     reloading: tokio::sync::Mutex<()>,
     heartbeats: Arc<crate::liveness::Heartbeats>,
@@ -86,9 +88,23 @@ impl App {
         // Listeners first: with IP_FREEBIND they bind the VIP before VRRP
         // may make this node master, so it serves from the first instant.
         let server = Server::start(runtime)?;
-        let speaker = match vrrp_config {
-            Some(v) => Some(Speaker::start_locked(v, instance_locks).await?),
-            None => None,
+        let (speaker, vrrp_unavailable) = match vrrp_config {
+            Some(v) => match Speaker::start_locked(v, instance_locks).await {
+                Ok(s) => (Some(s), None),
+                // A container started without `--cap-add` (or a unit
+                // without the ambient capabilities): the proxy is fine, so
+                // it serves on the node's own addresses and the peer keeps
+                // the VIP. Said loudly, in /status and as a metric to
+                // alert on, rather than a restart loop that serves nothing.
+                Err(e) if e.is_missing_capability() => {
+                    tracing::error!(
+                        "VRRP unavailable, serving as a plain proxy without the VIP: {e}"
+                    );
+                    (None, Some(e.to_string()))
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => (None, None),
         };
         let heartbeats = crate::liveness::Heartbeats::start(&server.worker_handles());
         let app = Arc::new(App {
@@ -101,6 +117,7 @@ impl App {
             started: SystemTime::now(),
             admin: Mutex::new(None),
             vrrp: Mutex::new(speaker),
+            vrrp_unavailable: Mutex::new(vrrp_unavailable.clone()),
             reloading: tokio::sync::Mutex::new(()),
         });
         if let Some(bound) = admin_listener {
@@ -113,6 +130,9 @@ impl App {
         tokio::spawn(crate::liveness::monitor(Arc::downgrade(&app), heartbeats));
         let metrics = crate::metrics::get();
         metrics.config_generation.set(1);
+        metrics
+            .vrrp_unavailable
+            .set(i64::from(vrrp_unavailable.is_some()));
         metrics.config_last_reload_success.set(unix_now());
         Ok(app)
     }
@@ -183,12 +203,22 @@ impl App {
                 s.resign_all().await;
                 *self.lock_vrrp() = None;
             }
-            (None, Some(v)) => {
-                let s = Speaker::start(v).await.map_err(|e| format!("VRRP: {e}"))?;
-                *self.lock_vrrp() = Some(s);
-                self.watch_transitions();
-            }
-            (None, None) => {}
+            (None, Some(v)) => match Speaker::start(v).await {
+                Ok(s) => {
+                    *self.lock_vrrp() = Some(s);
+                    self.set_vrrp_unavailable(None);
+                    self.watch_transitions();
+                }
+                // Still (or newly) without the capability: as at start.
+                Err(e) if e.is_missing_capability() => {
+                    tracing::error!(
+                        "VRRP unavailable, serving as a plain proxy without the VIP: {e}"
+                    );
+                    self.set_vrrp_unavailable(Some(e.to_string()));
+                }
+                Err(e) => return Err(format!("VRRP: {e}")),
+            },
+            (None, None) => self.set_vrrp_unavailable(None),
         }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let runtime = Runtime::build(config, generation, Some(&current), access_log);
@@ -482,6 +512,7 @@ impl App {
                 crate::proxy::server::Lifecycle::Draining => "draining",
                 crate::proxy::server::Lifecycle::Closing => "closing",
             },
+            "vrrp_unavailable": self.vrrp_unavailable.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
             "guardian": self.speaker().and_then(|s| s.guardian()).map(|g| json!({
                 "pid": g.pid,
@@ -530,6 +561,16 @@ impl App {
                 });
             })
         }));
+    }
+
+    fn set_vrrp_unavailable(&self, why: Option<String>) {
+        crate::metrics::get()
+            .vrrp_unavailable
+            .set(i64::from(why.is_some()));
+        *self
+            .vrrp_unavailable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     /// The VRRP speaker, if `[vrrp]` is configured.

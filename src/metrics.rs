@@ -33,6 +33,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_reload_success: IntGauge,
+    /// 1 while `[vrrp]` is configured but cannot run (missing capability).
+    pub vrrp_unavailable: IntGauge,
     pub access_log_dropped: IntCounter,
     pub tls_handshake_errors: IntCounter,
     /// Failed `accept` calls by reason (`emfile`, `enfile`, `other`).
@@ -201,6 +203,10 @@ impl Metrics {
             config_last_reload_success: single_gauge(
                 "vigil_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful config load.",
+            ),
+            vrrp_unavailable: single_gauge(
+                "vigil_vrrp_unavailable",
+                "1 while [vrrp] is configured but cannot run (a missing capability; see the log and /status): the node serves without the VIP.",
             ),
             access_log_dropped: single_counter(
                 "vigil_access_log_dropped_total",

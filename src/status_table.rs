@@ -81,6 +81,11 @@ pub fn render(doc: &Value) -> String {
             ]
         })
         .collect();
+    if let Some(why) = doc["vrrp_unavailable"].as_str() {
+        out.push_str(&format!(
+            "\nVRRP unavailable (serving without the VIP): {why}\n"
+        ));
+    }
     if !rows.is_empty() {
         out.push('\n');
         table(

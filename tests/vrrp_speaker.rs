@@ -2,8 +2,8 @@
 //! enters a node's network namespace and runs the speaker on its own tokio
 //! runtime, against a vigil binary as the peer. Covers status(),
 //! set_external() (priority delta and fault, effective at once),
-//! set_standby(), reload() and resign_all(); plus the missing-capability
-//! error of the binary.
+//! set_standby(), reload() and resign_all(); plus the binary without
+//! capabilities (VRRP named as unavailable, the proxy still serving).
 //!
 //! Subnet 10.231.31.0/24, inside the namespaces only.
 
@@ -259,21 +259,34 @@ fn speaker_api_against_a_peer() {
 }
 
 #[test]
-fn missing_capability_is_named_with_how_to_grant_it() {
-    if skip_unless_root("missing_capability_is_named_with_how_to_grant_it") {
+fn missing_capability_is_named_and_the_proxy_still_serves() {
+    if skip_unless_root("missing_capability_is_named_and_the_proxy_still_serves") {
         return;
     }
     if !support::netns::tool_exists("setpriv") {
         eprintln!("skipping: setpriv (util-linux) not found");
         return;
     }
-    // Runs as `nobody` with no capabilities; fails before touching any
-    // interface, so no namespace is needed.
+    // Runs as `nobody` with no capabilities, as a container started
+    // without `--cap-add`: VRRP fails before touching any interface (so no
+    // namespace is needed), and the proxy serves on its own address.
     let dir = std::env::temp_dir().join(format!("vigil-caps-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (port, admin) = (support::backend::free_port(), support::backend::free_port());
     let cfg = dir.join("caps.toml");
-    std::fs::write(&cfg, instance("VI_1", 1, 100, "10.231.31.200")).unwrap();
-    let out = std::process::Command::new("setpriv")
+    std::fs::write(
+        &cfg,
+        format!(
+            "[log]\naccess_log = \"off\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [[server]]\nlisten = [\"127.0.0.1:{port}\"]\n  [[server.location]]\n  path = \"/\"\n  \
+             return = {{ status = 200, body = \"plain\" }}\n{}",
+            instance("VI_1", 1, 100, "10.231.31.200")
+        ),
+    )
+    .unwrap();
+    let stderr_path = dir.join("stderr.log");
+    let mut child = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
@@ -284,19 +297,52 @@ fn missing_capability_is_named_with_how_to_grant_it() {
             "-c",
         ])
         .arg(&cfg)
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
         .unwrap();
+    let curl = |url: String| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let start = Instant::now();
+    while curl(format!("http://127.0.0.1:{port}/")) != "plain" {
+        if start.elapsed() > Duration::from_secs(10) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "vigil did not serve without capabilities:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = curl(format!("http://127.0.0.1:{admin}/status"));
+    let metrics = curl(format!("http://127.0.0.1:{admin}/metrics"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
+    for said in [
+        "VRRP unavailable, serving as a plain proxy",
+        "CAP_NET_RAW",
+        "setcap cap_net_admin,cap_net_raw+ep",
+        "--cap-add NET_ADMIN --cap-add NET_RAW",
+    ] {
+        assert!(stderr.contains(said), "log lacks {said:?}:\n{stderr}");
+    }
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     assert!(
-        stderr.contains("setcap cap_net_admin,cap_net_raw+ep"),
-        "{stderr}"
+        status["vrrp_unavailable"]
+            .as_str()
+            .is_some_and(|w| w.contains("CAP_NET_RAW")),
+        "{status}"
     );
     assert!(
-        stderr.contains("--cap-add NET_ADMIN --cap-add NET_RAW"),
-        "{stderr}"
+        metrics.lines().any(|l| l == "vigil_vrrp_unavailable 1"),
+        "{metrics}"
     );
 }
 
