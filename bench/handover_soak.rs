@@ -92,6 +92,8 @@ struct Opts {
     wrk_connections: usize,
     wrk_delay_ms: u64,
     probe_every: Duration,
+    /// The fault kinds each cycle runs (`--kinds planned,upstream,interface`).
+    kinds: Vec<Kind>,
 }
 
 struct NodeProcs {
@@ -137,10 +139,10 @@ fn main() {
     let started = Instant::now();
     let mut tallies: BTreeMap<Kind, Tally> = BTreeMap::new();
     let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
-    let kinds = [Kind::Planned, Kind::Upstream, Kind::Interface];
+    let kinds = opts.kinds.clone();
     let mut cycle = 0;
     'cycles: while cycle < opts.cycles {
-        for kind in kinds {
+        for &kind in &kinds {
             if STOP.load(Ordering::Relaxed) || started.elapsed() > opts.budget {
                 break 'cycles;
             }
@@ -466,6 +468,7 @@ fn parse_args() -> Opts {
         wrk_connections: 4,
         wrk_delay_ms: 2,
         probe_every: Duration::from_millis(5),
+        kinds: vec![Kind::Planned, Kind::Upstream, Kind::Interface],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -479,6 +482,19 @@ fn parse_args() -> Opts {
             "--wrk-delay-ms" => opts.wrk_delay_ms = value().parse().expect("MS"),
             "--probe-every-ms" => {
                 opts.probe_every = Duration::from_millis(value().parse().expect("MS"))
+            }
+            "--kinds" => {
+                opts.kinds = value()
+                    .split(',')
+                    .map(|k| match k {
+                        "planned" => Kind::Planned,
+                        "upstream" => Kind::Upstream,
+                        "interface" => Kind::Interface,
+                        other => {
+                            panic!("--kinds: unknown kind {other} (planned, upstream, interface)")
+                        }
+                    })
+                    .collect()
             }
             other => panic!("unknown option {other}"),
         }

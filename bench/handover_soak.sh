@@ -6,6 +6,7 @@
 # request counted by kind. See bench/handover_soak.rs.
 #
 #   sudo bench/handover_soak.sh [--cycles N] [--budget SECONDS] [--debug]
+#                                [--kinds planned,upstream,interface]
 #
 # Defaults: 200 cycles (200 hand-overs of each fault kind, 600 preemptions,
 # about 5 s a cycle with its two halves: ~50 min), within a budget of

@@ -151,8 +151,13 @@ pub enum Action {
     SendAdvert { priority: u8 },
     /// Add the virtual addresses to the interface.
     AddVips,
-    /// Remove them.
+    /// Remove them (closing the proxy's connections to them first, unless
+    /// [`Action::ReleaseConnections`] already did).
     RemoveVips,
+    /// Close the proxy's connections to the VIPs and hold new ones, while
+    /// still Master: before a resignation that is not a planned stop (the
+    /// stop drains the whole proxy first).
+    ReleaseConnections,
     /// Another Master took over while we are alive: let go of the
     /// addresses as a release does, but keep them until that Master
     /// announces them (its [`Action::AnnounceAfterYield`] window), so that
@@ -279,6 +284,12 @@ impl Machine {
                 self.faulted = true;
                 match self.inner {
                     Inner::Master { .. } => {
+                        // Connections first, as a planned stop drains
+                        // before it resigns: a Backup takes over Skew_Time
+                        // after our priority 0 and announces at once, so
+                        // whatever we still serve then is reset by its
+                        // kernel (the clients' next packets go to it).
+                        out.push(Action::ReleaseConnections);
                         // Resign so the backups take over after Skew_Time
                         // instead of Master_Down_Interval (the send may
                         // fail if the link itself is down; that's fine).

@@ -385,6 +385,7 @@ fn fault_from_master_resigns_and_recovers_as_backup() {
     assert_eq!(
         a,
         vec![
+            Action::ReleaseConnections,
             Action::SendAdvert { priority: 0 },
             Action::StopAnnouncing,
             Action::RemoveVips,
