@@ -79,6 +79,8 @@ pub struct Output {
     pub log: Block,
     /// `[upstream.<name>]`, in the order they were made.
     pub upstreams: Vec<(String, Block)>,
+    /// Other named tables (`[limit_req_zone.api]`, `[map.tier]`): path, block.
+    pub tables: Vec<(Vec<String>, Block)>,
     pub servers: Vec<Server>,
     pub instances: Vec<Instance>,
     pub sync_groups: Vec<Block>,
@@ -108,6 +110,15 @@ impl Output {
                 doc.comment(c);
             }
             doc.table(&["upstream", name]);
+            block.write(&mut doc);
+        }
+        for (path, block) in &self.tables {
+            doc.blank();
+            for c in &block.comment {
+                doc.comment(c);
+            }
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            doc.table(&path);
             block.write(&mut doc);
         }
         for server in &self.servers {

@@ -390,12 +390,10 @@ fn access_phase_internal_and_unknown_handlers() {
          location = /e.html { internal; } location /py { uwsgi_pass 127.0.0.1:9000; } location /st { stub_status; } \
          location /ret { deny all; return 200 'r'; } }",
     );
-    assert_eq!(
-        location(&t, 0, "/deny")["return"]["status"].as_integer(),
-        Some(403)
-    );
-    assert_eq!(location(&t, 0, "/both")["root"].as_str(), Some("/srv"));
-    assert!(has(&r, "allow 10.0.0.0/8", Status::NotSupportedYet));
+    assert_eq!(access(location(&t, 0, "/deny")), ["deny all"]);
+    let both = location(&t, 0, "/both");
+    assert_eq!(both["root"].as_str(), Some("/srv"));
+    assert_eq!(access(both), ["allow 10.0.0.0/8", "deny all"]);
     assert_eq!(
         location(&t, 0, "= /e.html")["return"]["status"].as_integer(),
         Some(404)
@@ -406,11 +404,125 @@ fn access_phase_internal_and_unknown_handlers() {
     );
     assert!(has(&r, "uwsgi_pass", Status::NotSupported));
     assert!(has(&r, "stub_status", Status::NotSupported));
-    // return runs in the rewrite phase, before access checks.
-    assert_eq!(
-        location(&t, 0, "/ret")["return"]["status"].as_integer(),
-        Some(200)
+    // return runs in the rewrite phase, before access checks: vigil's
+    // location gets the access list turned off, and the rule is reported
+    // as never used.
+    let ret = location(&t, 0, "/ret");
+    assert_eq!(ret["return"]["status"].as_integer(), Some(200));
+    assert!(access(ret).is_empty());
+    assert!(has(&r, "deny all", Status::NotNeeded));
+}
+
+fn access(loc: &toml::Value) -> Vec<&str> {
+    loc["access"]
+        .as_array()
+        .expect("access list")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn edge_controls_follow_nginx_inheritance() {
+    let (t, r) = http(
+        "limit_req_zone $binary_remote_addr zone=api:10m rate=10r/s;\n\
+         limit_conn_zone $binary_remote_addr zone=addr:1m;\n\
+         limit_req_zone $host zone=bad:1m rate=1r/s sync;\n\
+         deny 192.0.2.1; limit_req_status 429; set_real_ip_from 10.0.0.1/8; real_ip_recursive on;\n\
+         server { listen 80; real_ip_header X-Forwarded-For; limit_req zone=api burst=20 nodelay; \
+           location / { root /srv; } \
+           location /open { allow all; limit_req zone=api burst=5 delay=2; limit_conn addr 3; root /srv; \
+             location /open/deep { root /srv; } } \
+           location /staff { auth_basic \"Staff\"; auth_basic_user_file htpasswd; root /srv; } \
+           location /pub { auth_basic off; limit_req zone=bad; root /srv; } } \
+         server { listen 81; location / { root /srv; } }",
     );
+    // Zones: tables; one vigil cannot make is reported, and so is its user.
+    assert_eq!(
+        t["limit_req_zone"]["api"]["key"].as_str(),
+        Some("$binary_remote_addr")
+    );
+    assert_eq!(t["limit_req_zone"]["api"]["rate"].as_str(), Some("10r/s"));
+    assert_eq!(t["limit_req_zone"]["api"]["size"].as_str(), Some("10m"));
+    assert_eq!(t["limit_conn_zone"]["addr"]["size"].as_str(), Some("1m"));
+    assert!(t["limit_req_zone"].get("bad").is_none());
+    assert!(has(
+        &r,
+        "limit_req_zone $host zone=bad:1m rate=1r/s sync",
+        Status::NotSupported
+    ));
+    assert!(has(&r, "limit_req zone=bad", Status::NotSupported));
+    // http-level lists vigil has no [http] key for: pushed into each server.
+    for s in servers(&t) {
+        assert_eq!(
+            s["access"].as_array().unwrap()[0].as_str(),
+            Some("deny 192.0.2.1")
+        );
+        assert_eq!(s["limit_req_status"].as_integer(), Some(429));
+    }
+    // Real IP: [http] takes the list and the recursion, the server the header.
+    assert_eq!(
+        t["http"]["set_real_ip_from"][0].as_str(),
+        Some("10.0.0.0/8")
+    );
+    assert_eq!(t["http"]["real_ip_recursive"].as_bool(), Some(true));
+    assert_eq!(
+        servers(&t)[0]["real_ip_header"].as_str(),
+        Some("X-Forwarded-For")
+    );
+    let srv_limit = &servers(&t)[0]["limit_req"][0];
+    assert_eq!(srv_limit["zone"].as_str(), Some("api"));
+    assert_eq!(srv_limit["burst"].as_integer(), Some(20));
+    assert_eq!(srv_limit["nodelay"].as_bool(), Some(true));
+    assert!(servers(&t)[1].get("limit_req").is_none());
+    // A location's own list replaces the server's (nginx's array merge);
+    // a location that sets nothing inherits through vigil's own rules.
+    assert!(location(&t, 0, "/").get("limit_req").is_none());
+    assert!(location(&t, 0, "/").get("access").is_none());
+    let open = location(&t, 0, "/open");
+    assert_eq!(access(open), ["allow all"]);
+    assert_eq!(open["limit_req"][0]["delay"].as_integer(), Some(2));
+    assert_eq!(open["limit_conn"][0]["limit"].as_integer(), Some(3));
+    // Flattened nested location: the enclosing location's lists.
+    let deep = location(&t, 0, "/open/deep");
+    assert_eq!(access(deep), ["allow all"]);
+    assert_eq!(deep["limit_conn"][0]["zone"].as_str(), Some("addr"));
+    let staff = location(&t, 0, "/staff");
+    assert_eq!(staff["auth_basic"].as_str(), Some("Staff"));
+    assert!(
+        staff["auth_basic_user_file"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('/') && p.ends_with("/htpasswd"))
+    );
+    assert_eq!(location(&t, 0, "/pub")["auth_basic"].as_str(), Some("off"));
+    assert!(
+        location(&t, 0, "/pub")["limit_req"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn compression_is_written_where_nginx_has_it() {
+    let (t, r) = http(
+        "gzip on; gzip_types text/css application/json; gzip_comp_level 5; gzip_min_length 1k;\n\
+         gzip_vary on; gzip_proxied expired no-cache; gzip_disable msie6; gzip_buffers 16 8k;\n\
+         server { listen 80; gzip_comp_level 9; location / { root /srv; } location /raw { gzip off; root /srv; } }",
+    );
+    assert_eq!(t["http"]["gzip"].as_bool(), Some(true));
+    assert_eq!(t["http"]["gzip_comp_level"].as_integer(), Some(5));
+    assert_eq!(t["http"]["gzip_min_length"].as_integer(), Some(1024));
+    assert_eq!(
+        t["http"]["gzip_types"][1].as_str(),
+        Some("application/json")
+    );
+    assert_eq!(t["http"]["gzip_proxied"][0].as_str(), Some("expired"));
+    assert_eq!(servers(&t)[0]["gzip_comp_level"].as_integer(), Some(9));
+    assert_eq!(location(&t, 0, "/raw")["gzip"].as_bool(), Some(false));
+    assert!(location(&t, 0, "/").get("gzip").is_none());
+    assert!(has(&r, "gzip_disable msie6", Status::NotSupported));
+    assert!(has(&r, "gzip_buffers 16 8k", Status::NotNeeded));
 }
 
 #[test]

@@ -78,7 +78,6 @@ const fn data(ctx: Ctx, fate: Fate) -> Spec {
 use Fate::*;
 
 const T: Fate = Translated;
-const EDGE: &str = "access control, rate limits, real IP, PROXY protocol and DNS re-resolution are being added to vigil (issue 10)";
 const SHAPE: &str = "compression, rewrite, error_page and map are being added to vigil (issue 11)";
 const STREAMS: &str = "vigil streams bodies both ways and never buffers them to memory or disk";
 const HASHES: &str = "vigil sizes its lookup tables itself";
@@ -240,13 +239,7 @@ pub fn spec(name: &str) -> Option<Spec> {
         "proxy_headers_hash_max_size" | "proxy_headers_hash_bucket_size" => {
             s(HSL, NotNeeded(HASHES))
         }
-        "limit_req_zone" | "limit_conn_zone" => s(
-            HTTP,
-            Pending(
-                EDGE,
-                "until then, rate limits need a limiter in front of or behind vigil",
-            ),
-        ),
+        "limit_req_zone" | "limit_conn_zone" => s(HTTP, T),
         "proxy_cache_path" | "fastcgi_cache_path" | "uwsgi_cache_path" | "scgi_cache_path" => {
             s(HTTP, NotSupported(NO_CACHE, CACHE_INSTEAD))
         }
@@ -478,9 +471,9 @@ pub fn spec(name: &str) -> Option<Spec> {
         ),
         "satisfy" => s(
             HSL,
-            Pending(
-                EDGE,
-                "until then, access rules need a check in front of or behind vigil",
+            NotSupported(
+                "vigil applies access rules and auth_basic together (nginx's satisfy all); `satisfy any` is not supported",
+                "give trusted addresses their own location without auth_basic",
             ),
         ),
 
@@ -595,70 +588,72 @@ pub fn spec(name: &str) -> Option<Spec> {
             s(HSL, NotSupported(HTTP_ONLY, HTTP_ONLY_INSTEAD))
         }
 
-        // Access, limits, real IP: issue 10.
-        "allow" | "deny" => s(
-            HSL | LMT,
-            Pending(
-                EDGE,
-                "until then, only `deny all` (answered 403) is translated; restrict access in front of vigil or in the application",
-            ),
-        ),
-        "auth_basic" | "auth_basic_user_file" => s(
-            HSL | LMT,
-            Pending(EDGE, "until then, let the application authenticate"),
-        ),
-        "limit_req"
-        | "limit_req_status"
-        | "limit_req_log_level"
-        | "limit_req_dry_run"
-        | "limit_conn"
-        | "limit_conn_status"
-        | "limit_conn_log_level"
-        | "limit_conn_dry_run" => s(
+        // Access, limits, real IP (translate/edge.rs). Left over: inside
+        // `if` or `limit_except`, which vigil has no place for.
+        "allow" | "deny" | "auth_basic" | "auth_basic_user_file" => s(HSL | LMT, T),
+        "limit_req" | "limit_req_status" | "limit_conn" | "limit_conn_status" => s(HSL, T),
+        "limit_req_log_level" | "limit_conn_log_level" => s(
             HSL,
-            Pending(
-                EDGE,
-                "until then, rate limits need a limiter in front of or behind vigil",
+            NotNeeded(
+                "vigil counts every limit outcome in vigil_limit_req_requests_total / vigil_limit_conn_requests_total",
             ),
         ),
-        "real_ip_header" | "set_real_ip_from" | "real_ip_recursive" => s(
+        "limit_req_dry_run" | "limit_conn_dry_run" => s(
             HSL,
-            Pending(
-                EDGE,
-                "until then, vigil sees the proxy's address as the client",
+            NotSupported(
+                "vigil has no dry-run mode for limits",
+                "watch the limit metrics with a high limit first",
             ),
         ),
-        "resolver" | "resolver_timeout" => s(
-            HSL | UPS,
-            Pending(
-                EDGE,
-                "until then, vigil resolves upstream names when it loads the config (reload to re-resolve)",
-            ),
-        ),
+        "real_ip_header" | "set_real_ip_from" | "real_ip_recursive" => s(HSL, T),
+        "resolver" | "resolver_timeout" => s(HSL | UPS, T),
         "auth_request" | "auth_request_set" => s(
             HSL,
             NotSupported(
                 "vigil has no sub-request authentication",
-                "authenticate in the application, or with auth_basic once issue 10 lands",
+                "authenticate in the application, or with auth_basic",
             ),
         ),
 
-        // Compression, rewrite, error pages: issue 11.
+        // Compression (translate/edge.rs).
         "gzip" | "gzip_comp_level" | "gzip_types" | "gzip_min_length" | "gzip_vary"
-        | "gzip_proxied" | "gzip_buffers" | "gzip_http_version" | "gzip_disable" | "gunzip"
-        | "gunzip_buffers" => s(
+        | "gzip_proxied" | "gzip_http_version" | "brotli" | "brotli_comp_level" | "zstd"
+        | "zstd_comp_level" => s(HSLI, T),
+        "gzip_buffers" => s(
             HSLI,
-            Pending(
-                SHAPE,
-                "until then, precompress files and use gzip_static (gzip_static = true)",
+            NotNeeded(
+                "vigil streams compression with a fixed per-response state (gzip about 256 KiB)",
+            ),
+        ),
+        "gzip_disable" => s(
+            HSLI,
+            NotSupported(
+                "vigil does not exclude clients by User-Agent; it compresses for any client whose Accept-Encoding asks for it (the usual `msie6` matches no browser in use)",
+                "",
+            ),
+        ),
+        "gunzip" | "gunzip_buffers" => s(
+            HSLI,
+            NotSupported(
+                "vigil does not decompress upstream responses for clients that cannot read them",
+                "let the upstream answer uncompressed to clients without Accept-Encoding: gzip",
+            ),
+        ),
+        "brotli_types" | "zstd_types" => s(
+            HSLI,
+            NotSupported(
+                "vigil's gzip_types chooses the types for all three codings",
+                "list these types in gzip_types",
+            ),
+        ),
+        "brotli_static" | "zstd_static" => s(
+            HSLI,
+            NotSupported(
+                "vigil's gzip_static serves precompressed .br and .gz files, not .zst",
+                "use gzip_static",
             ),
         ),
         "gzip_static" => s(HSL, T),
-        "brotli" | "brotli_static" | "brotli_comp_level" | "brotli_types" | "zstd"
-        | "zstd_comp_level" | "zstd_types" | "zstd_static" => s(
-            HSLI,
-            Pending(SHAPE, "until then, precompress files and use gzip_static"),
-        ),
         "error_page" => s(
             HSLI,
             Pending(

@@ -156,6 +156,7 @@ impl<'a> Tr<'a> {
         };
 
         // nginx's phases, in order.
+        let mut answered_before_access = false;
         let kind = if let Some(d) = here.iter().find(|d| d.name == "internal") {
             self.note(
                 d,
@@ -172,6 +173,7 @@ impl<'a> Tr<'a> {
                 here,
                 "the location is internal: nginx answers 404 to outside requests",
             );
+            answered_before_access = true;
             Kind::Return
         } else if let Some((d, ret)) = self.location_return(here, &vars) {
             let value = self.return_value(d, ret, chain, &vars)?;
@@ -180,14 +182,7 @@ impl<'a> Tr<'a> {
                 here,
                 "never used: the return answers first (nginx's rewrite phase comes before content)",
             );
-            Kind::Return
-        } else if let Some(deny) = self.deny_all(chain) {
-            block.set(
-                "return",
-                Value::Inline(vec![("status".into(), Value::Int(403))]),
-                format!("deny all, {}", deny.place),
-            );
-            self.dead_content(here, "never used: deny all refuses every request first");
+            answered_before_access = true;
             Kind::Return
         } else if let Some(pass) = here.iter().find(|d| d.name == "proxy_pass") {
             match self.proxy(loc, pass, &pat, chain, &mut block, &vars) {
@@ -219,6 +214,7 @@ impl<'a> Tr<'a> {
             Kind::Static
         };
 
+        self.edge_location(chain, loc_levels, answered_before_access, &mut block);
         self.add_headers(chain, &kind, &mut block, sctx, &vars);
         self.expires(chain, &kind, &mut block);
         self.location_body_size(chain, loc_levels, &mut block);
@@ -358,18 +354,6 @@ impl<'a> Tr<'a> {
             // sets application/octet-stream; nginx's own default is text/plain.
             None if !self.whole => "application/octet-stream".to_owned(),
             None => "text/plain".to_owned(),
-        }
-    }
-
-    /// The access rules in effect, when they are exactly `deny all`.
-    fn deny_all(&mut self, chain: &Chain<'a>) -> Option<&'a Directive> {
-        let rules = chain.all_of(&["allow", "deny"]);
-        match rules.as_slice() {
-            [d] if d.name == "deny" && d.arg(0) == Some("all") => {
-                self.use_(d);
-                Some(d)
-            }
-            _ => None,
         }
     }
 

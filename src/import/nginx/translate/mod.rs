@@ -6,6 +6,7 @@
 //! is marked; at the end every one left is reported with its fate, so the
 //! report is complete by construction.
 
+mod edge;
 mod idioms;
 mod location;
 mod server;
@@ -82,21 +83,6 @@ impl<'a> Chain<'a> {
             .unwrap_or_default()
     }
 
-    /// Every `names` directive at the nearest level that has any of them
-    /// (nginx's access rules: allow and deny share one list).
-    pub(crate) fn all_of(&self, names: &[&str]) -> Vec<&'a Directive> {
-        for level in &self.levels {
-            let here: Vec<&Directive> = level
-                .iter()
-                .filter(|d| names.contains(&d.name.as_str()))
-                .collect();
-            if !here.is_empty() {
-                return here;
-            }
-        }
-        Vec::new()
-    }
-
     /// Whether `d` is written at the innermost level.
     pub(crate) fn is_local(&self, d: &Directive) -> bool {
         self.levels
@@ -134,6 +120,8 @@ pub(crate) struct Tr<'a> {
     pub(crate) http2_off: bool,
     /// `[http]` values set by servers, to check they agree.
     pub(crate) server_settings: BTreeMap<&'static str, Vec<(String, &'a Directive)>>,
+    /// `limit_req_zone` / `limit_conn_zone` tables made: (table, name).
+    pub(crate) zones: HashSet<(&'static str, String)>,
 }
 
 impl<'a> Tr<'a> {
@@ -241,6 +229,7 @@ pub fn translate(
         http2_on: false,
         http2_off: false,
         server_settings: BTreeMap::new(),
+        zones: HashSet::new(),
     };
     let http: &[Directive] = match https.first() {
         Some(h) => {
@@ -321,6 +310,8 @@ impl<'a> Tr<'a> {
         }
         let chain = Chain::new(vec![http]);
         self.http_settings(&chain);
+        self.zones(http);
+        self.edge_http(&chain);
         let servers: Vec<&Directive> = http.iter().filter(|d| d.name == "server").collect();
         let ssl_addrs = self.ssl_addresses(&servers, &chain);
         for s in servers {

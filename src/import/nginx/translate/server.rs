@@ -126,6 +126,7 @@ impl<'a> Tr<'a> {
 
         // Listen addresses.
         let mut listens: Vec<Listen> = Vec::new();
+        let mut proxy_protocol = false;
         for d in here.iter().filter(|d| d.name == "listen") {
             match read_listen(d) {
                 Ok((mut l, other)) => {
@@ -135,13 +136,7 @@ impl<'a> Tr<'a> {
                     }
                     for o in other {
                         if o == "proxy_protocol" {
-                            self.report.add(
-                                &d.place,
-                                d.summary(),
-                                Status::NotSupportedYet,
-                                "the PROXY protocol is being added to vigil (issue 10)",
-                                "until then, vigil sees the load balancer's address as the client",
-                            );
+                            proxy_protocol = true;
                         } else {
                             self.report.add(
                                 &d.place,
@@ -382,6 +377,16 @@ impl<'a> Tr<'a> {
 
         // Server-level settings.
         let mut base = Block::new(format!("server, {place}"));
+        if proxy_protocol {
+            // vigil takes it per server (every server on an address must
+            // agree, as nginx's listen options are per address).
+            base.set(
+                "proxy_protocol",
+                Value::Bool(true),
+                "listen ... proxy_protocol",
+            );
+        }
+        self.edge_server(&chain, &mut base);
         let mut body_size = None;
         if let Some(d) = here.iter().find(|d| d.name == "client_max_body_size") {
             if let Some(s) = d.arg(0).and_then(|a| values::size(a).ok()) {
@@ -679,16 +684,6 @@ impl<'a> Tr<'a> {
                     b.set("try_files", Value::strs(&list), t.place.to_string());
                 }
             }
-            if let Some(d) = self.deny_all_server(chain) {
-                b.remove("root");
-                b.remove("index");
-                b.remove("try_files");
-                b.set(
-                    "return",
-                    Value::Inline(vec![("status".into(), Value::Int(403))]),
-                    format!("deny all, {}", d.place),
-                );
-            }
             out.push((b, false));
         }
         let named: Vec<String> = out
@@ -745,17 +740,6 @@ impl<'a> Tr<'a> {
             if content && !self.used(d) {
                 self.note(d, Status::NotNeeded, "never used: the server answers every request with the return or redirect above", "");
             }
-        }
-    }
-
-    fn deny_all_server(&mut self, chain: &Chain<'a>) -> Option<&'a Directive> {
-        let rules = chain.all_of(&["allow", "deny"]);
-        match rules.as_slice() {
-            [d] if d.name == "deny" && d.arg(0) == Some("all") => {
-                self.use_(d);
-                Some(d)
-            }
-            _ => None,
         }
     }
 }
