@@ -51,6 +51,7 @@ fn imported_edge_controls_and_gzip_behave_as_in_nginx() {
     for f in ["a.txt", "closed/a.txt", "limited/a.txt", "open/a.txt"] {
         std::fs::write(root.join(f), &text).unwrap();
     }
+    std::fs::write(root.join("denied.html"), "<p>not for you</p>\n").unwrap();
     let port = support::backend::free_port();
     let root = root.display();
     let nginx = format!(
@@ -65,6 +66,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        error_page 403 /denied.html;
         location /closed/ {{ deny 127.0.0.1; }}
         location /open/ {{ allow all; }}
         location /limited/ {{ limit_req zone=one burst=1 nodelay; limit_req_status 429; }}

@@ -199,6 +199,7 @@ fn check_config(name: &str, toml_text: &str, dir: &Path, cert: &(PathBuf, PathBu
     let mut table: toml::Table = toml::from_str(toml_text).unwrap();
     if let Some(toml::Value::Array(servers)) = table.get_mut("server") {
         for s in servers {
+            local_error_pages(s, dir);
             if let Some(tls) = s.get_mut("tls").and_then(|t| t.as_table_mut()) {
                 tls.insert("cert".into(), cert.0.display().to_string().into());
                 tls.insert("key".into(), cert.1.display().to_string().into());
@@ -246,6 +247,47 @@ fn check_config(name: &str, toml_text: &str, dir: &Path, cert: &(PathBuf, PathBu
         panic!(
             "{name}: the imported config does not pass vigil check:\n{e}\n--- as imported\n{toml_text}"
         );
+    }
+}
+
+/// vigil checks that an error page's file exists when the config loads;
+/// the corpus's document roots do not exist here. Every root of the server
+/// is moved under `dir` (as the differential harness would), and each
+/// error page URI is created in each of them.
+fn local_error_pages(server: &mut toml::Value, dir: &Path) {
+    let uri_of = |v: &toml::Value| -> Vec<String> {
+        v.get("error_page")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["uri"].as_str())
+            .filter(|u| u.starts_with('/'))
+            .map(|u| u.split('?').next().unwrap_or(u).to_owned())
+            .collect()
+    };
+    let mut uris = uri_of(server);
+    let mut roots = Vec::new();
+    let mut relocate = |t: &mut toml::Table| {
+        if let Some(root) = t.get("root").and_then(|r| r.as_str()).map(str::to_owned) {
+            let local = dir.join("roots").join(root.trim_start_matches('/'));
+            std::fs::create_dir_all(&local).unwrap();
+            t.insert("root".into(), local.display().to_string().into());
+            roots.push(local);
+        }
+    };
+    relocate(server.as_table_mut().unwrap());
+    if let Some(toml::Value::Array(locations)) = server.get_mut("location") {
+        for l in locations {
+            uris.extend(uri_of(l));
+            relocate(l.as_table_mut().unwrap());
+        }
+    }
+    for root in &roots {
+        for uri in &uris {
+            let file = root.join(uri.trim_start_matches('/'));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, "error page\n").unwrap();
+        }
     }
 }
 

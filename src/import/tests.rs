@@ -504,6 +504,48 @@ fn edge_controls_follow_nginx_inheritance() {
 }
 
 #[test]
+fn error_pages_and_intercepted_upstream_errors() {
+    let (t, r) = http(
+        "error_page 500 502 /50x.html;\n\
+         upstream app { server 127.0.0.1:9000; }\n\
+         server { listen 80; location / { root /srv; } location /api/ { proxy_pass http://app; proxy_intercept_errors on; \
+           error_page 404 = @fallback; error_page 502 =200 /empty.json; error_page 503 http://status.test/; } \
+           location @fallback { proxy_pass http://app; } \
+           location /gone/ { error_page 404 @nowhere; root /srv; } } \
+         server { listen 81; proxy_intercept_errors on; error_page 404 /404.html; location / { root /srv; } }",
+    );
+    // http-level pages, which vigil takes per server, in the first server.
+    let pages = servers(&t)[0]["error_page"].as_array().unwrap();
+    assert_eq!(pages[0]["codes"].as_array().unwrap().len(), 2);
+    assert_eq!(pages[0]["uri"].as_str(), Some("/50x.html"));
+    // A location's own pages replace the server's.
+    let api = location(&t, 0, "/api/");
+    assert_eq!(api["proxy_intercept_errors"].as_bool(), Some(true));
+    let pages = api["error_page"].as_array().unwrap();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0]["response"].as_str(), Some("="));
+    assert_eq!(pages[0]["uri"].as_str(), Some("@fallback"));
+    assert_eq!(pages[1]["response"].as_integer(), Some(200));
+    assert_eq!(pages[2]["uri"].as_str(), Some("http://status.test/"));
+    // A page aimed at a location that does not exist is left out (vigil
+    // refuses it); nginx would answer with its own page there too.
+    assert!(
+        location(&t, 0, "/gone/")["error_page"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The second server's own page; proxy_intercept_errors has nothing to
+    // act on in a static location and is not written there.
+    assert_eq!(
+        servers(&t)[1]["error_page"][0]["uri"].as_str(),
+        Some("/404.html")
+    );
+    assert!(location(&t, 1, "/").get("proxy_intercept_errors").is_none());
+    assert!(!has(&r, "error_page", Status::NotSupported));
+}
+
+#[test]
 fn compression_is_written_where_nginx_has_it() {
     let (t, r) = http(
         "gzip on; gzip_types text/css application/json; gzip_comp_level 5; gzip_min_length 1k;\n\

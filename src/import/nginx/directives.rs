@@ -539,13 +539,7 @@ pub fn spec(name: &str) -> Option<Spec> {
         | "proxy_cache_purge"
         | "proxy_store"
         | "proxy_store_access" => s(HSLI, NotSupported(NO_CACHE, CACHE_INSTEAD)),
-        "proxy_intercept_errors" => s(
-            HSL,
-            Pending(
-                SHAPE,
-                "until then, the upstream's error pages are passed on as they are",
-            ),
-        ),
+        "proxy_intercept_errors" => s(HSL, T),
         "proxy_ignore_client_abort" => s(
             HSL,
             NotSupported(
@@ -654,13 +648,7 @@ pub fn spec(name: &str) -> Option<Spec> {
             ),
         ),
         "gzip_static" => s(HSL, T),
-        "error_page" => s(
-            HSLI,
-            Pending(
-                SHAPE,
-                "until then, vigil answers errors with its own short pages",
-            ),
-        ),
+        "error_page" => s(HSLI, T),
 
         // Modules without a counterpart.
         "userid" | "userid_name" | "userid_domain" | "userid_path" | "userid_expires"

@@ -1,6 +1,6 @@
-//! Edge controls and compression: `allow`/`deny`, `limit_req`,
-//! `limit_conn`, `auth_basic`, the real-IP directives and the `gzip`
-//! family.
+//! Edge controls, compression and error pages: `allow`/`deny`,
+//! `limit_req`, `limit_conn`, `auth_basic`, the real-IP directives, the
+//! `gzip` family, `error_page` and `proxy_intercept_errors`.
 //!
 //! vigil inherits these as nginx does (a list such as `access` or
 //! `limit_req` replaces the outer level's whole list; a single value is
@@ -29,6 +29,9 @@ struct Key {
     access_phase: bool,
     /// vigil takes it in a location.
     in_location: bool,
+    /// vigil takes it on a server (else a server's or http's value is
+    /// written on each location).
+    in_server: bool,
 }
 
 const KEYS: &[Key] = &[
@@ -99,6 +102,17 @@ const KEYS: &[Key] = &[
     ),
     key(&["zstd"], "zstd", false, true, false),
     key(&["zstd_comp_level"], "zstd_comp_level", false, true, false),
+    key(&["error_page"], "error_page", true, false, false),
+    Key {
+        in_server: false,
+        ..key(
+            &["proxy_intercept_errors"],
+            "proxy_intercept_errors",
+            false,
+            false,
+            false,
+        )
+    },
 ];
 
 const fn key(
@@ -115,6 +129,7 @@ const fn key(
         in_http,
         access_phase,
         in_location: true,
+        in_server: true,
     }
 }
 
@@ -178,7 +193,7 @@ impl<'a> Tr<'a> {
     /// A server's keys: written on it, or at the http level for keys
     /// `[http]` does not take. `chain` is the server's (server, http).
     pub(crate) fn edge_server(&mut self, chain: &Chain<'a>, block: &mut Block) {
-        for k in KEYS {
+        for k in KEYS.iter().filter(|k| k.in_server) {
             match origin(chain, k) {
                 Some((0, ds)) => self.edge_set(block, k, &ds),
                 Some((_, ds)) if !k.in_http => self.edge_set(block, k, &ds),
@@ -225,7 +240,19 @@ impl<'a> Tr<'a> {
                 );
                 continue;
             }
-            if level >= loc_levels {
+            if level >= loc_levels && k.in_server {
+                continue;
+            }
+            if k.vigil == "proxy_intercept_errors" && block.get("proxy_pass").is_none() {
+                // No effect without proxy_pass, in nginx too; vigil refuses it.
+                for d in ds.iter().filter(|d| chain.is_local(d)) {
+                    self.note(
+                        d,
+                        Status::NotNeeded,
+                        "no effect in a location that does not proxy",
+                        "",
+                    );
+                }
                 continue;
             }
             if k.in_location {
@@ -298,6 +325,7 @@ impl<'a> Tr<'a> {
             "limit_req" => self.limit_list(ds, true),
             "limit_conn" => self.limit_list(ds, false),
             "set_real_ip_from" => self.real_ip_from(ds),
+            "error_page" => self.error_pages(ds),
             _ => self.scalar(k, ds[0]),
         };
         if let Some(v) = value {
@@ -367,6 +395,25 @@ impl<'a> Tr<'a> {
         Some(Value::Array(out))
     }
 
+    fn error_pages(&mut self, ds: &[&'a Directive]) -> Option<Value> {
+        let mut out = Vec::new();
+        for d in ds {
+            match error_page(d) {
+                Ok(fields) => {
+                    self.use_(d);
+                    out.push(Value::Inline(fields));
+                }
+                Err(why) => self.note(
+                    d,
+                    Status::NotSupported,
+                    why,
+                    "vigil answers these statuses with its own short pages",
+                ),
+            }
+        }
+        Some(Value::Array(out))
+    }
+
     fn real_ip_from(&mut self, ds: &[&'a Directive]) -> Option<Value> {
         let mut out = Vec::new();
         for d in ds {
@@ -411,7 +458,12 @@ impl<'a> Tr<'a> {
                 }
             }
             "real_ip_header" => Some(Value::str(arg)),
-            "real_ip_recursive" | "gzip" | "gzip_vary" | "brotli" | "zstd" => on_off(),
+            "real_ip_recursive"
+            | "gzip"
+            | "gzip_vary"
+            | "brotli"
+            | "zstd"
+            | "proxy_intercept_errors" => on_off(),
             "gzip_comp_level" => int(1, 9),
             "brotli_comp_level" => int(0, 11),
             "zstd_comp_level" => int(1, 19),
@@ -480,6 +532,47 @@ fn zone(d: &Directive, req: bool) -> Result<(String, Block), String> {
         block.set("size", Value::str(s), "");
     }
     Ok((name, block))
+}
+
+/// `error_page code ... [=[response]] uri`.
+fn error_page(d: &Directive) -> Result<Vec<(String, Value)>, String> {
+    let args = d.texts();
+    let (target, rest) = args.split_last().ok_or("no target")?;
+    if values::has_vars(target) {
+        return Err(format!(
+            "the target {target} uses variables; vigil's error_page targets are fixed"
+        ));
+    }
+    let mut codes = Vec::new();
+    let mut response = None;
+    for a in rest {
+        if let Some(r) = a.strip_prefix('=') {
+            response = Some(if r.is_empty() {
+                Value::str("=")
+            } else {
+                Value::Int(r.parse().map_err(|_| format!("={r} is not a status"))?)
+            });
+        } else {
+            let code: i64 = a.parse().map_err(|_| format!("{a} is not a status"))?;
+            if !(300..=599).contains(&code) {
+                return Err(format!(
+                    "vigil's error pages answer statuses 300-599, not {code}"
+                ));
+            }
+            codes.push(Value::Int(code));
+        }
+    }
+    if codes.is_empty() {
+        return Err("no status".into());
+    }
+    let mut fields = vec![
+        ("codes".to_owned(), Value::Array(codes)),
+        ("uri".to_owned(), Value::str(*target)),
+    ];
+    if let Some(r) = response {
+        fields.push(("response".to_owned(), r));
+    }
+    Ok(fields)
 }
 
 /// `limit_req zone=name [burst=n] [nodelay | delay=n]`.

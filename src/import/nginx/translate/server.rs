@@ -387,6 +387,8 @@ impl<'a> Tr<'a> {
             );
         }
         self.edge_server(&chain, &mut base);
+        let mut locations = locations;
+        drop_missing_named_pages(&mut base, &mut locations);
         let mut body_size = None;
         if let Some(d) = here.iter().find(|d| d.name == "client_max_body_size") {
             if let Some(s) = d.arg(0).and_then(|a| values::size(a).ok()) {
@@ -740,6 +742,45 @@ impl<'a> Tr<'a> {
             if content && !self.used(d) {
                 self.note(d, Status::NotNeeded, "never used: the server answers every request with the return or redirect above", "");
             }
+        }
+    }
+}
+
+/// vigil refuses an error page aimed at a named location the server does
+/// not have (one the import could not translate): such pages are left
+/// out, saying so in the block's comment; the location itself is in the
+/// report.
+fn drop_missing_named_pages(base: &mut Block, locations: &mut [Block]) {
+    let named: Vec<String> = locations
+        .iter()
+        .filter_map(|b| match b.get("path") {
+            Some(Value::Str(p)) if p.starts_with('@') => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let target = |page: &Value| match page {
+        Value::Inline(fields) => fields.iter().find_map(|(k, v)| match v {
+            Value::Str(u) if k == "uri" => Some(u.clone()),
+            _ => None,
+        }),
+        _ => None,
+    };
+    for block in std::iter::once(base).chain(locations.iter_mut()) {
+        let Some(Value::Array(pages)) = block.get("error_page") else {
+            continue;
+        };
+        let (kept, lost): (Vec<Value>, Vec<Value>) = pages
+            .iter()
+            .cloned()
+            .partition(|p| target(p).is_none_or(|u| !u.starts_with('@') || named.contains(&u)));
+        for page in &lost {
+            block.comment.push(format!(
+                "(error_page to {} left out: that location was not translated)",
+                target(page).unwrap_or_default()
+            ));
+        }
+        if !lost.is_empty() {
+            block.set("error_page", Value::Array(kept), "");
         }
     }
 }
