@@ -67,6 +67,8 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         error_page 403 /denied.html;
+        rewrite ^/old/(.*)$ /open/$1 last;
+        location /go/ {{ rewrite ^/go/(.*)$ http://elsewhere.test/$1 permanent; }}
         location /closed/ {{ deny 127.0.0.1; }}
         location /open/ {{ allow all; }}
         location /limited/ {{ limit_req zone=one burst=1 nodelay; limit_req_status 429; }}
@@ -143,6 +145,15 @@ http {{
         .map(|_| get(&format!("{base}/limited/a.txt"), &[]).0)
         .collect();
     assert_eq!(statuses, [200, 200, 429], "{imported}");
+    // rewrite: an internal one before the location search, and a redirect
+    // to which nginx appends the arguments.
+    assert_eq!(get(&format!("{base}/old/a.txt"), &[]).0, 200, "{imported}");
+    let (status, head) = get(&format!("{base}/go/x?y=1"), &[]);
+    assert_eq!(status, 301, "{imported}");
+    assert!(
+        head.contains("location: http://elsewhere.test/x?y=1"),
+        "{head}"
+    );
     // gzip for clients that ask, of the listed type.
     let (status, head) = get(&format!("{base}/a.txt"), &["Accept-Encoding: gzip"]);
     assert_eq!(status, 200);

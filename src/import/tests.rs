@@ -394,10 +394,9 @@ fn access_phase_internal_and_unknown_handlers() {
     let both = location(&t, 0, "/both");
     assert_eq!(both["root"].as_str(), Some("/srv"));
     assert_eq!(access(both), ["allow 10.0.0.0/8", "deny all"]);
-    assert_eq!(
-        location(&t, 0, "= /e.html")["return"]["status"].as_integer(),
-        Some(404)
-    );
+    // internal: served as it is (an error page's location), reported.
+    assert!(location(&t, 0, "= /e.html").get("return").is_none());
+    assert!(has(&r, "internal", Status::Approximated));
     assert_eq!(
         location(&t, 0, "/py")["return"]["status"].as_integer(),
         Some(501)
@@ -543,6 +542,36 @@ fn error_pages_and_intercepted_upstream_errors() {
     );
     assert!(location(&t, 1, "/").get("proxy_intercept_errors").is_none());
     assert!(!has(&r, "error_page", Status::NotSupported));
+}
+
+#[test]
+fn general_rewrites_become_rules_on_their_level() {
+    let (t, r) = http(
+        "server { listen 80; rewrite ^/old/(.*)$ /new/$1 last; rewrite ^/x(?=y) /z; \
+           location / { root /srv; } \
+           location /dl/ { rewrite ^(/dl/.*)/media/(.*)\\..*$ $1/mp3/$2.mp3 break; root /srv; return 403; rewrite ^ /never; } \
+           location /go/ { rewrite ^/go/(.*)$ http://x.test/$1 redirect; } }",
+    );
+    let srv = &servers(&t)[0]["rewrite"];
+    assert_eq!(srv[0]["regex"].as_str(), Some("^/old/(.*)$"));
+    assert_eq!(srv[0]["replacement"].as_str(), Some("/new/$1"));
+    assert_eq!(srv[0]["flag"].as_str(), Some("last"));
+    // Look-ahead: vigil's regex engine has none; reported, not written.
+    assert_eq!(srv.as_array().unwrap().len(), 1);
+    assert!(has(&r, "rewrite ^/x(?=y) /z", Status::NotSupported));
+    let dl = location(&t, 0, "/dl/");
+    assert_eq!(
+        dl["rewrite"][0]["replacement"].as_str(),
+        Some("$1/mp3/$2.mp3")
+    );
+    assert_eq!(dl["rewrite"][0]["flag"].as_str(), Some("break"));
+    assert_eq!(dl["return"]["status"].as_integer(), Some(403));
+    assert!(has(&r, "rewrite ^ /never", Status::NotNeeded));
+    // A redirect nginx appends ?args to is a rule too (vigil appends them
+    // the same way), not a fixed return.
+    let go = location(&t, 0, "/go/");
+    assert_eq!(go["rewrite"][0]["flag"].as_str(), Some("redirect"));
+    assert!(go.get("return").is_none());
 }
 
 #[test]

@@ -348,13 +348,7 @@ pub fn spec(name: &str) -> Option<Spec> {
             NotNeeded("vigil keeps a client connection open for any number of requests"),
         ),
         "return" => s(SRV | LOC | SIF | LIF, T),
-        "rewrite" => s(
-            SRV | LOC | SIF | LIF,
-            Pending(
-                SHAPE,
-                "until then, only whole-site redirects (rewrite ^/(.*) URL/$1) and a prefix strip before proxy_pass are translated",
-            ),
-        ),
+        "rewrite" => s(SRV | LOC | SIF | LIF, T),
         "set" | "break" => s(
             SRV | LOC | SIF | LIF,
             NotSupported(

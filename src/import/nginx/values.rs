@@ -87,6 +87,16 @@ pub struct VarContext<'a> {
 /// (`$proxy_host`) become literal text; names vigil knows stay; anything
 /// else is an error naming the variables vigil lacks.
 pub fn template(value: &str, ctx: &VarContext<'_>) -> Result<String, String> {
+    template_in(value, ctx, None)
+}
+
+/// Like [`template`], with the groups of `captures` (a rewrite's regex)
+/// allowed as `$1`..`$9` and `$name`.
+pub fn template_in(
+    value: &str,
+    ctx: &VarContext<'_>,
+    captures: Option<&regex::Regex>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut unknown = Vec::new();
     let mut rest = value;
@@ -122,7 +132,12 @@ pub fn template(value: &str, ctx: &VarContext<'_>) -> Result<String, String> {
         } else {
             format!("${name}")
         };
-        if Template::parse(&written).is_err() || name.chars().all(|c| c.is_ascii_digit()) {
+        let scope = crate::config::template::Scope {
+            maps: &[],
+            captures,
+        };
+        let digits = name.chars().all(|c| c.is_ascii_digit());
+        if Template::parse_in(&written, scope).is_err() || (digits && captures.is_none()) {
             unknown.push(format!("${name}"));
         }
         out.push_str(&written);

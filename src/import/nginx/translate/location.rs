@@ -157,25 +157,17 @@ impl<'a> Tr<'a> {
 
         // nginx's phases, in order.
         let mut answered_before_access = false;
-        let kind = if let Some(d) = here.iter().find(|d| d.name == "internal") {
+        if let Some(d) = here.iter().find(|d| d.name == "internal") {
+            // Almost always an error page's location: serving its content
+            // is what matters (a 404 stand-in would replace the page).
             self.note(
                 d,
                 Status::Approximated,
-                "an internal location: nginx answers 404 to requests from outside, which vigil does too; it is reached from error_page and rewrite, which are being added (issue 11)",
-                "",
+                "vigil has no internal locations: the location is translated as it is, so requests from outside reach it too (nginx answers them 404)",
+                "if the content must stay hidden, keep it out of the document root and serve it through error_page from a location of its own",
             );
-            block.set(
-                "return",
-                Value::Inline(vec![("status".into(), Value::Int(404))]),
-                "internal: not reachable from outside",
-            );
-            self.dead_content(
-                here,
-                "the location is internal: nginx answers 404 to outside requests",
-            );
-            answered_before_access = true;
-            Kind::Return
-        } else if let Some((d, ret)) = self.location_return(here, &vars) {
+        }
+        let kind = if let Some((d, ret)) = self.location_return(here, &vars) {
             let value = self.return_value(d, ret, chain, &vars)?;
             block.set("return", value, d.place.to_string());
             self.dead_content(
@@ -214,6 +206,9 @@ impl<'a> Tr<'a> {
             Kind::Static
         };
 
+        if let Some(rules) = self.rewrites(here, &vars) {
+            block.set("rewrite", rules, "");
+        }
         self.edge_location(chain, loc_levels, answered_before_access, &mut block);
         self.add_headers(chain, &kind, &mut block, sctx, &vars);
         self.expires(chain, &kind, &mut block);

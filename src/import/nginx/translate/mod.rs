@@ -9,6 +9,7 @@
 mod edge;
 mod idioms;
 mod location;
+mod rewrite;
 mod server;
 mod upstream;
 

@@ -387,6 +387,11 @@ impl<'a> Tr<'a> {
             );
         }
         self.edge_server(&chain, &mut base);
+        if whole.is_none() {
+            if let Some(rules) = self.rewrites(here, &vars) {
+                base.set("rewrite", rules, "");
+            }
+        }
         let mut locations = locations;
         drop_missing_named_pages(&mut base, &mut locations);
         let mut body_size = None;
