@@ -11,8 +11,6 @@ use serde::Serialize;
 pub enum Status {
     /// vigil has no such feature: the behaviour is lost.
     NotSupported,
-    /// Being built in vigil (another issue); not translated yet.
-    NotSupportedYet,
     /// A directive the importer does not know (a third-party module?).
     Unknown,
     /// Translated, with a difference the report names.
@@ -28,14 +26,13 @@ impl Status {
     pub fn left_out(self) -> bool {
         matches!(
             self,
-            Status::NotSupported | Status::NotSupportedYet | Status::Unknown | Status::Approximated
+            Status::NotSupported | Status::Unknown | Status::Approximated
         )
     }
 
     fn label(self) -> &'static str {
         match self {
             Status::NotSupported => "not supported",
-            Status::NotSupportedYet => "not supported yet",
             Status::Unknown => "unknown directive",
             Status::Approximated => "approximated",
             Status::NotNeeded => "not needed",
@@ -186,32 +183,32 @@ mod tests {
         );
         r.add(
             "a.conf:9",
-            "gzip on",
-            Status::NotSupportedYet,
-            "compression is being built",
-            "serve .gz files with gzip_static",
+            "gunzip on",
+            Status::NotSupported,
+            "vigil does not decompress upstream responses",
+            "let the upstream answer uncompressed",
         );
         r.add(
             "a.conf:9",
-            "gzip on",
-            Status::NotSupportedYet,
-            "compression is being built",
-            "serve .gz files with gzip_static",
+            "gunzip on",
+            Status::NotSupported,
+            "vigil does not decompress upstream responses",
+            "let the upstream answer uncompressed",
         );
         assert_eq!(r.items.len(), 2);
         assert!(r.left_out());
         let t = r.text();
         assert!(
-            t.starts_with("vigil import: 1 not supported yet, 1 not needed\n"),
+            t.starts_with("vigil import: 1 not supported, 1 not needed\n"),
             "{t}"
         );
-        let gzip = t.find("a.conf:9: gzip on: not supported yet").unwrap();
-        assert!(gzip < t.find("a.conf:3").unwrap());
-        assert!(t.contains("; instead: serve .gz files"));
+        let gunzip = t.find("a.conf:9: gunzip on: not supported").unwrap();
+        assert!(gunzip < t.find("a.conf:3").unwrap());
+        assert!(t.contains("; instead: let the upstream"));
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["left_out"], true);
         assert_eq!(j["counts"]["not_needed"], 1);
-        assert_eq!(j["items"][1]["status"], "not_supported_yet");
+        assert_eq!(j["items"][1]["status"], "not_supported");
     }
 
     #[test]

@@ -575,6 +575,35 @@ fn general_rewrites_become_rules_on_their_level() {
 }
 
 #[test]
+fn maps_become_tables_their_users_keep() {
+    let (t, r) = http(
+        "map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n\
+         map $host $tier { hostnames; default standard; *.corp.test gold; ~^(?<team>\\w+)\\.dev\\. dev-$team; }\n\
+         map $tier $pool_hint { default $tier; gold fast; }\n\
+         map $uri $broken { ~^/(?=x) y; }\n\
+         map $broken $user_of_broken { default x; }\n\
+         upstream app { server 127.0.0.1:9000; }\n\
+         server { listen 80; location / { proxy_pass http://app; proxy_set_header X-Tier $tier; proxy_set_header X-Hint $pool_hint; } }",
+    );
+    let tier = &t["map"]["tier"];
+    assert_eq!(tier["source"].as_str(), Some("$host"));
+    assert_eq!(tier["hostnames"].as_bool(), Some(true));
+    assert_eq!(tier["default"].as_str(), Some("standard"));
+    assert_eq!(tier["entries"][1][1].as_str(), Some("dev-$team"));
+    assert_eq!(t["map"]["pool_hint"]["default"].as_str(), Some("$tier"));
+    // The WebSocket idiom stays vigil's websocket switch.
+    assert!(t["map"].get("connection_upgrade").is_none());
+    // A look-ahead key: not translated; its user goes with it.
+    assert!(t["map"].get("broken").is_none());
+    assert!(t["map"].get("user_of_broken").is_none());
+    assert!(has(&r, "map $uri $broken", Status::NotSupported));
+    assert!(has(&r, "map $broken $user_of_broken", Status::NotSupported));
+    let headers = &location(&t, 0, "/")["proxy_set_header"];
+    assert_eq!(headers["X-Tier"].as_str(), Some("$tier"));
+    assert_eq!(headers["X-Hint"].as_str(), Some("$pool_hint"));
+}
+
+#[test]
 fn compression_is_written_where_nginx_has_it() {
     let (t, r) = http(
         "gzip on; gzip_types text/css application/json; gzip_comp_level 5; gzip_min_length 1k;\n\

@@ -33,8 +33,6 @@ pub enum Fate {
     NotNeeded(&'static str),
     /// vigil cannot do it: why, and what to do instead.
     NotSupported(&'static str, &'static str),
-    /// Being built (issue 10 "edge" or 11 "shape"): what to do until then.
-    Pending(&'static str, &'static str),
 }
 
 /// A known directive.
@@ -78,7 +76,6 @@ const fn data(ctx: Ctx, fate: Fate) -> Spec {
 use Fate::*;
 
 const T: Fate = Translated;
-const SHAPE: &str = "compression, rewrite, error_page and map are being added to vigil (issue 11)";
 const STREAMS: &str = "vigil streams bodies both ways and never buffers them to memory or disk";
 const HASHES: &str = "vigil sizes its lookup tables itself";
 const TLS_DEFAULTS: &str = "vigil speaks TLS 1.2 and 1.3 only, with rustls' AEAD, forward-secret cipher suites and its own session cache and tickets";
@@ -137,13 +134,7 @@ pub fn spec(name: &str) -> Option<Spec> {
                 "vigil has a built-in MIME table (nginx's mime.types and more), chosen by file extension",
             ),
         ),
-        "map" => data(
-            HTTP,
-            Pending(
-                SHAPE,
-                "until then, write the mapped values out in each location",
-            ),
-        ),
+        "map" => data(HTTP, T),
         "geo" => data(
             HTTP,
             NotSupported(

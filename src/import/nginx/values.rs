@@ -80,6 +80,8 @@ pub struct VarContext<'a> {
     pub server_name: Option<&'a str>,
     /// `$proxy_host`: the host of the proxy_pass target as written.
     pub proxy_host: Option<&'a str>,
+    /// The `[map.*]` variables the import made.
+    pub maps: &'a [String],
 }
 
 /// Rewrites the nginx variables in `value` into vigil's template syntax:
@@ -133,7 +135,7 @@ pub fn template_in(
             format!("${name}")
         };
         let scope = crate::config::template::Scope {
-            maps: &[],
+            maps: ctx.maps,
             captures,
         };
         let digits = name.chars().all(|c| c.is_ascii_digit());
@@ -225,6 +227,7 @@ mod tests {
         let ctx = VarContext {
             server_name: Some("example.com"),
             proxy_host: Some("app"),
+            maps: &[],
         };
         assert_eq!(
             template("https://$server_name$request_uri", &ctx).unwrap(),

@@ -502,6 +502,7 @@ fn zone(d: &Directive, req: bool) -> Result<(String, Block), String> {
         &VarContext {
             server_name: None,
             proxy_host: None,
+            maps: &[],
         },
     )?;
     let mut name = None;

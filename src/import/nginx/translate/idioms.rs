@@ -221,6 +221,7 @@ mod tests {
     const CTX: VarContext<'static> = VarContext {
         server_name: Some("example.com"),
         proxy_host: None,
+        maps: &[],
     };
 
     #[test]

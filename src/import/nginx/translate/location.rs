@@ -150,9 +150,11 @@ impl<'a> Tr<'a> {
         }
         block.set("path", Value::str(pat.vigil()), "");
         let here = loc.children();
+        let maps = self.maps.clone();
         let vars = VarContext {
             server_name: sctx.name,
             proxy_host: None,
+            maps: &maps,
         };
 
         // nginx's phases, in order.
@@ -530,6 +532,7 @@ impl<'a> Tr<'a> {
         let vars = VarContext {
             server_name: vars.server_name,
             proxy_host: Some(&proxy_host),
+            maps: vars.maps,
         };
         self.proxy_headers(chain, block, &vars);
         Some(())
@@ -897,9 +900,9 @@ impl<'a> Tr<'a> {
             [t] if t.starts_with('$') => {
                 self.note(
                     d,
-                    Status::NotSupportedYet,
-                    "expires from a variable needs map (being added, issue 11)",
-                    "",
+                    Status::NotSupported,
+                    "vigil's expires is a fixed value per location, not a variable",
+                    "write a location per kind of file (by extension) with its own expires",
                 );
                 return;
             }

@@ -9,6 +9,7 @@
 mod edge;
 mod idioms;
 mod location;
+mod map;
 mod rewrite;
 mod server;
 mod upstream;
@@ -123,6 +124,8 @@ pub(crate) struct Tr<'a> {
     pub(crate) server_settings: BTreeMap<&'static str, Vec<(String, &'a Directive)>>,
     /// `limit_req_zone` / `limit_conn_zone` tables made: (table, name).
     pub(crate) zones: HashSet<(&'static str, String)>,
+    /// `[map.*]` tables made (their variables' names, without `$`).
+    pub(crate) maps: std::sync::Arc<Vec<String>>,
 }
 
 impl<'a> Tr<'a> {
@@ -231,6 +234,7 @@ pub fn translate(
         http2_off: false,
         server_settings: BTreeMap::new(),
         zones: HashSet::new(),
+        maps: Default::default(),
     };
     let http: &[Directive] = match https.first() {
         Some(h) => {
@@ -299,7 +303,7 @@ impl<'a> Tr<'a> {
                         });
                     }
                 }
-                "map" => self.map_idiom(d),
+                "map" => {}
                 "log_format" => {
                     if let Some(n) = d.arg(0) {
                         self.log_formats.insert(n.to_owned(), d);
@@ -309,6 +313,7 @@ impl<'a> Tr<'a> {
                 _ => {}
             }
         }
+        self.maps(http);
         let chain = Chain::new(vec![http]);
         self.http_settings(&chain);
         self.zones(http);
@@ -528,13 +533,6 @@ impl<'a> Tr<'a> {
                         why,
                         instead,
                     ),
-                    (Some(Fate::Pending(why, instead)), _) => self.report.add(
-                        &d.place,
-                        d.summary(),
-                        Status::NotSupportedYet,
-                        why,
-                        instead,
-                    ),
                     (Some(Fate::Translated), Some(p)) => {
                         let p = p.clone();
                         self.report.add(
@@ -582,9 +580,6 @@ impl<'a> Tr<'a> {
                     Some(Fate::NotNeeded(w)) => (Status::NotNeeded, w.to_owned(), String::new()),
                     Some(Fate::NotSupported(w, i)) => {
                         (Status::NotSupported, w.to_owned(), i.to_owned())
-                    }
-                    Some(Fate::Pending(w, i)) => {
-                        (Status::NotSupportedYet, w.to_owned(), i.to_owned())
                     }
                     Some(Fate::Translated) => (
                         Status::NotSupported,

@@ -222,9 +222,11 @@ impl<'a> Tr<'a> {
             .find(|d| d.name == "server_name")
             .and_then(|d| d.arg(0))
             .unwrap_or("");
+        let maps = self.maps.clone();
         let vars = VarContext {
             server_name: Some(first_name),
             proxy_host: None,
+            maps: &maps,
         };
 
         // Certificates.

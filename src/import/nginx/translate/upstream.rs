@@ -242,6 +242,7 @@ impl<'a> Tr<'a> {
                     let ctx = values::VarContext {
                         server_name: None,
                         proxy_host: None,
+                        maps: &[],
                     };
                     match values::template(key, &ctx) {
                         Ok(t) => {
@@ -334,22 +335,19 @@ impl<'a> Tr<'a> {
                     Err(_) => unsupported.push(p.to_string()),
                 },
                 "backup" | "down" => fields.push((k.to_owned(), Value::Bool(true))),
+                // vigil follows DNS for every server name (docs/CONFIG.md).
+                "resolve" => {}
                 _ => unsupported.push(p.to_string()),
             }
         }
         if unsupported.is_empty() {
             self.use_(d);
         } else {
-            let resolve = unsupported.iter().any(|u| u == "resolve");
             self.note(
                 d,
-                if resolve { Status::NotSupportedYet } else { Status::NotSupported },
+                Status::NotSupported,
                 format!("vigil's upstream servers take weight, max_fails, fail_timeout, backup and down, not {}", unsupported.join(", ")),
-                if resolve {
-                    "DNS re-resolution is being added (issue 10); until then reload vigil to re-resolve names"
-                } else {
-                    ""
-                },
+                "",
             );
         }
         Some(Value::Inline(fields))
