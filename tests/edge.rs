@@ -244,6 +244,44 @@ listen = ["127.0.0.1:0"]
     );
 }
 
+/// nginx's allow-list idiom: a map gives trusted clients an empty key,
+/// which no zone counts.
+#[tokio::test]
+async fn limit_req_zone_key_from_a_map() {
+    let v = TestVigil::start(
+        r#"
+[log]
+access_log = "off"
+
+[map.limit_key]
+source = "$http_x_tier"
+default = "$binary_remote_addr"
+entries = [["premium", ""]]
+
+[limit_req_zone.edge_test_mapped]
+key = "$limit_key"
+rate = "1r/m"
+
+[[server]]
+listen = ["127.0.0.1:0"]
+
+  [[server.location]]
+  path = "/"
+  limit_req = [{ zone = "edge_test_mapped", nodelay = true }]
+  limit_req_status = 429
+  return = { status = 200 }
+"#,
+    )
+    .await;
+    let mut conn = client::Conn::open(v.first_addr()).await;
+    let mut statuses = Vec::new();
+    for tier in ["premium", "premium", "premium", "basic", "basic"] {
+        let req = client::request("GET", "/", &[("x-tier", tier)], "");
+        statuses.push(conn.send(req).await.unwrap().status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429]);
+}
+
 #[tokio::test]
 async fn limit_conn_counts_requests_in_progress() {
     let backend = Backend::start("app").await;

@@ -582,6 +582,8 @@ fn maps_become_tables_their_users_keep() {
          map $tier $pool_hint { default $tier; gold fast; }\n\
          map $uri $broken { ~^/(?=x) y; }\n\
          map $broken $user_of_broken { default x; }\n\
+         map $tier $limit_key { gold \"\"; default $binary_remote_addr; }\n\
+         limit_req_zone $limit_key zone=tiered:1m rate=5r/s;\n\
          upstream app { server 127.0.0.1:9000; }\n\
          server { listen 80; location / { proxy_pass http://app; proxy_set_header X-Tier $tier; proxy_set_header X-Hint $pool_hint; } }",
     );
@@ -598,6 +600,11 @@ fn maps_become_tables_their_users_keep() {
     assert!(t["map"].get("user_of_broken").is_none());
     assert!(has(&r, "map $uri $broken", Status::NotSupported));
     assert!(has(&r, "map $broken $user_of_broken", Status::NotSupported));
+    // A zone keyed by a map (nginx's allow-list idiom).
+    assert_eq!(
+        t["limit_req_zone"]["tiered"]["key"].as_str(),
+        Some("$limit_key")
+    );
     let headers = &location(&t, 0, "/")["proxy_set_header"];
     assert_eq!(headers["X-Tier"].as_str(), Some("$tier"));
     assert_eq!(headers["X-Hint"].as_str(), Some("$pool_hint"));

@@ -19,7 +19,7 @@ use crate::config::edge::*;
 use crate::config::error::{index, join};
 use crate::config::file::*;
 use crate::config::htpasswd::Htpasswd;
-use crate::config::template::{Template, Var};
+use crate::config::template::Var;
 
 /// Zones and files shared by the whole config, filled before servers.
 #[derive(Debug, Default)]
@@ -163,7 +163,7 @@ impl Validator<'_> {
     }
 
     fn zone_key(&mut self, key: &str, text: &str) -> Option<ZoneKey> {
-        let t = self.problems.check(key, Template::parse(text))?;
+        let t = self.template(key, text, None)?;
         let vars: Vec<&Var> = t.vars().collect();
         if t.is_literal() {
             self.problems.add(

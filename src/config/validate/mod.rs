@@ -108,8 +108,10 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|v| super::vrrp::validate(v, "vrrp", self.problems));
 
-        self.edge_globals(&file);
+        // Maps first: zone keys may use them (nginx's allow-list idiom,
+        // `map ... $limit_key { trusted ""; default $binary_remote_addr; }`).
         let maps = self.maps(&file.map);
+        self.edge_globals(&file);
 
         let mut upstreams = BTreeMap::new();
         for (name, up) in &file.upstream {

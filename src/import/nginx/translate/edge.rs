@@ -162,7 +162,8 @@ impl<'a> Tr<'a> {
                 "limit_conn_zone" => "limit_conn_zone",
                 _ => continue,
             };
-            match zone(d, table == "limit_req_zone") {
+            let maps = self.maps.clone();
+            match zone(d, table == "limit_req_zone", &maps) {
                 Ok((name, block)) => {
                     self.use_(d);
                     self.zones.insert((table, name.clone()));
@@ -495,14 +496,14 @@ impl<'a> Tr<'a> {
 
 /// `limit_req_zone $key zone=name:10m rate=10r/s` (or `limit_conn_zone
 /// $key zone=name:10m`): the zone's name and table.
-fn zone(d: &Directive, req: bool) -> Result<(String, Block), String> {
+fn zone(d: &Directive, req: bool, maps: &[String]) -> Result<(String, Block), String> {
     let key = d.arg(0).ok_or("no key")?;
     let key = values::template(
         key,
         &VarContext {
             server_name: None,
             proxy_host: None,
-            maps: &[],
+            maps,
         },
     )?;
     let mut name = None;
