@@ -98,6 +98,7 @@ entries = [["corp", "gold"], ["~^dev-", "sandbox"]]
 
 [[server]]
 listen = ["127.0.0.1:{port}"]
+add_header = {{ X-Tier = "$tier" }}
 
   [[server.location]]
   path = "= /whoami"
@@ -111,6 +112,8 @@ listen = ["127.0.0.1:{port}"]
   path = "/"
   proxy_pass = "http://{b}"
   proxy_set_header = {{ X-Tenant = "$tenant", X-Tier = "$tier" }}
+  # nginx's CORS idiom: add_header Access-Control-Allow-Origin $http_origin;
+  add_header = {{ Access-Control-Allow-Origin = "$http_origin", X-Served-For = "$host$uri" }}
 "#,
         b = backend.addr
     );
@@ -146,6 +149,30 @@ listen = ["127.0.0.1:{port}"]
     let seen = ask("x.corp.example.com", "/api").await.json();
     assert_eq!(seen["headers"]["x-tenant"], "corp");
     assert_eq!(seen["headers"]["x-tier"], "gold");
+
+    // add_header values with variables and maps, rendered per response.
+    let r = ask("x.corp.example.com", "/whoami").await;
+    assert_eq!(r.header("x-tier"), Some("gold"));
+    let r = client::send(
+        addr,
+        request(
+            "GET",
+            "/api",
+            &[("host", "shop.example.com"), ("origin", "https://app.test")],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.test")
+    );
+    assert_eq!(r.header("x-served-for"), Some("shop.example.com/api"));
+    // The server's add_header applies too (docs/CONFIG.md: both apply),
+    // and a value that renders empty adds nothing.
+    assert_eq!(r.header("x-tier"), Some("standard"));
+    let r = ask("shop.example.com", "/api").await;
+    assert_eq!(r.header("access-control-allow-origin"), None);
 }
 
 #[test]

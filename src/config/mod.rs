@@ -185,7 +185,10 @@ pub struct VirtualServer {
     /// `Strict-Transport-Security` value added on TLS responses.
     pub hsts: Option<HeaderValue>,
     /// Headers added to every response of this server.
-    pub add_header: Vec<(HeaderName, HeaderValue)>,
+    pub add_header: Vec<(HeaderName, HeaderText)>,
+    /// Some `add_header` here or in a location is a template: the request
+    /// head is kept for it.
+    pub add_header_vars: bool,
     /// Where the client's real address comes from; `None` when no peer
     /// is trusted to say.
     pub real_ip: Option<RealIp>,
@@ -229,13 +232,28 @@ pub struct RedirectHttps {
 }
 
 /// A `[[server.location]]`.
+/// An `add_header` value: fixed text, or a template rendered for each
+/// response (`$http_origin`, a map).
+#[derive(Debug, Clone)]
+pub enum HeaderText {
+    Fixed(HeaderValue),
+    Template(Template),
+}
+
+impl HeaderText {
+    /// Whether rendering needs the request (a template).
+    pub fn is_template(&self) -> bool {
+        matches!(self, HeaderText::Template(_))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Location {
     /// The `path` as written; the metric label for the route.
     pub label: String,
     pub pattern: LocationPattern,
     pub action: Action,
-    pub add_header: Vec<(HeaderName, HeaderValue)>,
+    pub add_header: Vec<(HeaderName, HeaderText)>,
     pub client_max_body_size: Option<u64>,
     /// access, auth_basic, limit_req, limit_conn (inheritance applied).
     pub edge: EdgeControls,

@@ -315,7 +315,8 @@ fn balancing_methods() {
 fn add_header_inheritance_is_all_or_nothing() {
     let (t, r) = http(
         "server { listen 80; root /srv; add_header X-A 1; add_header X-B 2 always;\n\
-           location / { } location /own { add_header X-C 3; } location /var { add_header X-D $host; } }",
+           location / { } location /own { add_header X-C 3; } location /var { add_header X-D $host; } \
+           location /nope { add_header X-E $request_id; } }",
     );
     let slash = &location(&t, 0, "/")["add_header"];
     assert_eq!(slash["X-A"].as_str(), Some("1"));
@@ -323,9 +324,14 @@ fn add_header_inheritance_is_all_or_nothing() {
     let own = &location(&t, 0, "/own")["add_header"];
     assert!(own.get("X-A").is_none());
     assert_eq!(own["X-C"].as_str(), Some("3"));
-    assert!(location(&t, 0, "/var").get("add_header").is_none());
+    // Variables vigil has are rendered per response; others are reported.
+    assert_eq!(
+        location(&t, 0, "/var")["add_header"]["X-D"].as_str(),
+        Some("$host")
+    );
+    assert!(location(&t, 0, "/nope").get("add_header").is_none());
     assert!(has(&r, "add_header X-B 2 always", Status::Approximated));
-    assert!(has(&r, "add_header X-D $host", Status::NotSupported));
+    assert!(has(&r, "add_header X-E $request_id", Status::NotSupported));
     assert!(servers(&t)[0].get("add_header").is_none());
 }
 

@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -42,7 +42,7 @@ use crate::config::error_page::{ErrorResponse, ErrorTarget};
 use crate::config::map::MapDef;
 use crate::config::rewrite::Rewrite;
 use crate::config::template::{Captures, Var, Vars};
-use crate::config::{Action, Location, ReturnAction, VirtualServer};
+use crate::config::{Action, HeaderText, Location, ReturnAction, VirtualServer};
 
 /// Facts about the connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -162,6 +162,11 @@ pub async fn handle(
     let error_page_request = (!server.error_pages.is_empty()
         || server.locations.iter().any(|l| !l.error_pages.is_empty()))
     .then(|| (parts.method.clone(), parts.headers.clone()));
+    // What templated add_header values read (`$http_origin`, a map), kept
+    // only where a server or location has one.
+    let header_request = server
+        .add_header_vars
+        .then(|| Box::new(request_head(&parts)));
     let mut response = route(
         &rt,
         server_index,
@@ -193,7 +198,22 @@ pub async fn handle(
         .await;
     }
     let location = exchange.location.map(|i| &server.locations[i]);
-    decorate(&mut response, &server, location, conn.tls);
+    match &header_request {
+        Some(head) => {
+            let env = VarsEnv {
+                conn,
+                remote: &exchange.remote,
+                server_name: &server.label,
+                host: host.as_deref(),
+                original_uri: &original_uri,
+                maps: &rt.config.maps,
+                map_values: &exchange.map_values,
+            };
+            let vars = env.vars(head, head.uri.path(), None);
+            decorate(&mut response, &server, location, conn.tls, Some(&vars));
+        }
+        None => decorate(&mut response, &server, location, conn.tls, None),
+    }
     let compression = match location {
         Some(l) => l.compression.as_deref(),
         None => server.compression.as_deref(),
@@ -791,6 +811,17 @@ fn return_response(r: &ReturnAction, vars: &RequestVars<'_>) -> Response<Body> {
     response
 }
 
+/// A copy of the request's method, URI, version and headers (`Parts`
+/// itself cannot be cloned: its extensions).
+fn request_head(parts: &Parts) -> Parts {
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.version_mut() = parts.version;
+    *head.headers_mut() = parts.headers.clone();
+    head.into_parts().0
+}
+
 /// Statuses nginx's `add_header` applies to (without `always`).
 fn add_header_applies(status: StatusCode) -> bool {
     matches!(
@@ -799,11 +830,13 @@ fn add_header_applies(status: StatusCode) -> bool {
     )
 }
 
+/// `vars` is there when some `add_header` is a template.
 fn decorate(
     response: &mut Response<Body>,
     server: &VirtualServer,
     location: Option<&Location>,
     tls: bool,
+    vars: Option<&RequestVars<'_>>,
 ) {
     if add_header_applies(response.status()) {
         let headers = response.headers_mut();
@@ -812,7 +845,21 @@ fn decorate(
             .iter()
             .chain(location.into_iter().flat_map(|l| l.add_header.iter()))
         {
-            headers.insert(name.clone(), value.clone());
+            match value {
+                HeaderText::Fixed(v) => {
+                    headers.insert(name.clone(), v.clone());
+                }
+                HeaderText::Template(t) => {
+                    // As nginx: an empty value adds nothing; neither does
+                    // one that is not a valid header value.
+                    let rendered = vars.map(|v| t.render(v)).unwrap_or_default();
+                    if let Ok(v) = HeaderValue::from_str(&rendered) {
+                        if !rendered.is_empty() {
+                            headers.insert(name.clone(), v);
+                        }
+                    }
+                }
+            }
         }
     }
     if tls {

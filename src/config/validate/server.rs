@@ -161,12 +161,17 @@ impl Validator<'_> {
             return None;
         }
 
+        let add_header_vars = add_header
+            .iter()
+            .chain(locations.iter().flat_map(|l| l.add_header.iter()))
+            .any(|(_, v)| v.is_template());
         Some((
             VirtualServer {
                 index: i,
                 label,
                 names,
                 locations,
+                add_header_vars,
                 client_max_body_size: f.client_max_body_size.map(|s| s.0),
                 tls,
                 redirect_https,
@@ -238,11 +243,13 @@ impl Validator<'_> {
         })
     }
 
+    /// `add_header` values: fixed text, or templates when they use a
+    /// variable (maps in scope).
     pub(super) fn headers(
         &mut self,
         key: &str,
         map: &BTreeMap<String, String>,
-    ) -> Vec<(HeaderName, HeaderValue)> {
+    ) -> Vec<(HeaderName, HeaderText)> {
         let mut out = Vec::new();
         for (name, value) in map {
             let k = join(key, name);
@@ -251,12 +258,18 @@ impl Validator<'_> {
                     .add(k, format!("{name:?} is not a header name"));
                 continue;
             };
+            if value.contains('$') {
+                if let Some(t) = self.template(k, value, None) {
+                    out.push((n, HeaderText::Template(t)));
+                }
+                continue;
+            }
             let Ok(v) = HeaderValue::from_str(value) else {
                 self.problems
                     .add(k, format!("{value:?} is not a header value"));
                 continue;
             };
-            out.push((n, v));
+            out.push((n, HeaderText::Fixed(v)));
         }
         out
     }

@@ -828,12 +828,12 @@ impl<'a> Tr<'a> {
                 continue;
             }
             let value = match values::template(value, vars) {
-                Ok(v) if !values::has_vars(&v) => v,
-                Ok(_) | Err(_) => {
+                Ok(v) => v,
+                Err(why) => {
                     self.note(
                         d,
                         Status::NotSupported,
-                        "vigil's add_header values are fixed text; this one uses a variable",
+                        why,
                         "set the header in the application",
                     );
                     continue;
