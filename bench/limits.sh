@@ -3,7 +3,8 @@
 # vigil's instructions per proxied request (valgrind --tool=callgrind,
 # steady on a loaded machine where wall-clock figures are not), without
 # edge controls and with limit_req + limit_conn (keyed by
-# $binary_remote_addr, rates far above the load) and an allow/deny list.
+# $binary_remote_addr, rates far above the load) and an allow/deny list,
+# and with one limit_req alone (the issue's "a limit configured").
 #
 # Each config runs twice under callgrind with a different number of
 # requests (wrk, one connection, keep-alive); the difference of the
@@ -52,9 +53,17 @@ http {
 NGINX
 nginx -c "$WORK/nginx.conf"
 
-config() { # name port edge(0|1)
+config() { # name port edge(0: none, 1: all three, 2: one limit_req)
   local edge_server="" zones=""
-  if [ "$3" = 1 ]; then
+  if [ "$3" = 2 ]; then
+    zones='
+[limit_req_zone.perip]
+key = "$binary_remote_addr"
+rate = "1000000r/s"
+size = "10m"
+'
+    edge_server='limit_req = [{ zone = "perip", burst = 1000, nodelay = true }]'
+  elif [ "$3" = 1 ]; then
     zones='
 [limit_req_zone.perip]
 key = "$binary_remote_addr"
@@ -119,10 +128,14 @@ per_request() { # name port
 
 config plain $((PORT_BASE + 2)) 0
 config edge $((PORT_BASE + 3)) 1
+config one $((PORT_BASE + 4)) 2
 echo "measuring (callgrind: each run is ~50x slower than native; loaded machine figures are instruction counts, not time)" >&2
 plain=$(per_request plain $((PORT_BASE + 2)))
 edge=$(per_request edge $((PORT_BASE + 3)))
+one=$(per_request one $((PORT_BASE + 4)))
 echo "instructions per proxied request, vigil with 1 worker, keep-alive, 1 connection:"
 printf "  %-48s %10d\n" "no edge controls" "$plain"
+printf "  %-48s %10d\n" "one limit_req, not hit" "$one"
 printf "  %-48s %10d\n" "allow/deny + limit_req + limit_conn, not hit" "$edge"
-awk -v a="$plain" -v b="$edge" 'BEGIN { printf "  cost of the controls: %+d instructions (%+.2f %%)\n", b - a, (b - a) * 100 / a }'
+awk -v a="$plain" -v b="$one" 'BEGIN { printf "  cost of one limit: %+d instructions (%+.2f %%)\n", b - a, (b - a) * 100 / a }'
+awk -v a="$plain" -v b="$edge" 'BEGIN { printf "  cost of all three controls: %+d instructions (%+.2f %%)\n", b - a, (b - a) * 100 / a }'
