@@ -91,18 +91,7 @@ impl App {
         let (speaker, vrrp_unavailable) = match vrrp_config {
             Some(v) => match Speaker::start_locked(v, instance_locks).await {
                 Ok(s) => (Some(s), None),
-                // A container started without `--cap-add` (or a unit
-                // without the ambient capabilities): the proxy is fine, so
-                // it serves on the node's own addresses and the peer keeps
-                // the VIP. Said loudly, in /status and as a metric to
-                // alert on, rather than a restart loop that serves nothing.
-                Err(e) if e.is_missing_capability() => {
-                    tracing::error!(
-                        "VRRP unavailable, serving as a plain proxy without the VIP: {e}"
-                    );
-                    (None, Some(e.to_string()))
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => (None, Some(unavailable(e)?)),
             },
             None => (None, None),
         };
@@ -117,7 +106,7 @@ impl App {
             started: SystemTime::now(),
             admin: Mutex::new(None),
             vrrp: Mutex::new(speaker),
-            vrrp_unavailable: Mutex::new(vrrp_unavailable.clone()),
+            vrrp_unavailable: Mutex::new(None),
             reloading: tokio::sync::Mutex::new(()),
         });
         if let Some(bound) = admin_listener {
@@ -130,9 +119,7 @@ impl App {
         tokio::spawn(crate::liveness::monitor(Arc::downgrade(&app), heartbeats));
         let metrics = crate::metrics::get();
         metrics.config_generation.set(1);
-        metrics
-            .vrrp_unavailable
-            .set(i64::from(vrrp_unavailable.is_some()));
+        app.set_vrrp_unavailable(vrrp_unavailable);
         metrics.config_last_reload_success.set(unix_now());
         Ok(app)
     }
@@ -210,13 +197,10 @@ impl App {
                     self.watch_transitions();
                 }
                 // Still (or newly) without the capability: as at start.
-                Err(e) if e.is_missing_capability() => {
-                    tracing::error!(
-                        "VRRP unavailable, serving as a plain proxy without the VIP: {e}"
-                    );
-                    self.set_vrrp_unavailable(Some(e.to_string()));
+                Err(e) => {
+                    let why = unavailable(e).map_err(|e| format!("VRRP: {e}"))?;
+                    self.set_vrrp_unavailable(Some(why));
                 }
-                Err(e) => return Err(format!("VRRP: {e}")),
             },
             (None, None) => self.set_vrrp_unavailable(None),
         }
@@ -585,6 +569,19 @@ impl App {
     fn lock_admin(&self) -> std::sync::MutexGuard<'_, Option<AdminServer>> {
         self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A speaker that could not start for lack of a capability (a container
+/// started without `--cap-add`, a unit without the ambient capabilities):
+/// the proxy is fine, so it serves on the node's own addresses and the peer
+/// keeps the VIP. Said loudly, in /status and as a metric to alert on,
+/// rather than a restart loop that serves nothing. Any other error stands.
+fn unavailable(e: VrrpError) -> Result<String, VrrpError> {
+    if !e.is_missing_capability() {
+        return Err(e);
+    }
+    tracing::error!("VRRP unavailable, serving as a plain proxy without the VIP: {e}");
+    Ok(e.to_string())
 }
 
 fn vrrp_status(i: &vrrp::InstanceStatus) -> serde_json::Value {

@@ -231,7 +231,6 @@ pub struct RedirectHttps {
     pub port: u16,
 }
 
-/// A `[[server.location]]`.
 /// An `add_header` value: fixed text, or a template rendered for each
 /// response (`$http_origin`, a map).
 #[derive(Debug, Clone)]
@@ -247,6 +246,7 @@ impl HeaderText {
     }
 }
 
+/// A `[[server.location]]`.
 #[derive(Debug, Clone)]
 pub struct Location {
     /// The `path` as written; the metric label for the route.

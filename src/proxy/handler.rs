@@ -853,10 +853,11 @@ fn decorate(
                     // As nginx: an empty value adds nothing; neither does
                     // one that is not a valid header value.
                     let rendered = vars.map(|v| t.render(v)).unwrap_or_default();
+                    if rendered.is_empty() {
+                        continue;
+                    }
                     if let Ok(v) = HeaderValue::from_str(&rendered) {
-                        if !rendered.is_empty() {
-                            headers.insert(name.clone(), v);
-                        }
+                        headers.insert(name.clone(), v);
                     }
                 }
             }

@@ -292,9 +292,6 @@ struct Runner {
     timer_due: Option<Instant>,
     /// A yield in progress (see `yield_vips`): a canceller and the task.
     yielding: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
-    /// [`Action::ReleaseConnections`] ran since the VIPs were last added:
-    /// the removal that follows need not release again.
-    released: bool,
     faulted: bool,
     log: RateLimitedLog,
     /// When a send failure was last logged (at most one line per 10 s).
@@ -343,7 +340,6 @@ impl Runner {
             last_announce: None,
             last_yield_announce: None,
             yielding: None,
-            released: false,
             timer_due: None,
             faulted: false,
             log: RateLimitedLog::new(Duration::from_secs(10)),
@@ -588,7 +584,6 @@ impl Runner {
             Action::SendAdvert { priority } => self.send_advert(priority),
             Action::AddVips => {
                 self.cancel_yield().await;
-                self.released = false;
                 for vip in self.shared.config.all_vips() {
                     if let Err(e) = self
                         .io
@@ -603,10 +598,7 @@ impl Runner {
                     }
                 }
             }
-            Action::ReleaseConnections => {
-                self.release_vips().await;
-                self.released = true;
-            }
+            Action::ReleaseConnections => self.release_vips().await,
             Action::RemoveVips => self.remove_vips().await,
             Action::YieldVips => self.yield_vips(),
             Action::Announce => self.announce(),
@@ -713,12 +705,9 @@ impl Runner {
         }
     }
 
+    /// The addresses, once [`Action::ReleaseConnections`] has closed the
+    /// connections to them (their FINs still leave from the VIP).
     async fn remove_vips(&mut self) {
-        // First the connections (their FINs still leave from the VIP),
-        // then the addresses.
-        if !std::mem::take(&mut self.released) {
-            self.release_vips().await;
-        }
         let vips: Vec<Vip> = self.shared.config.all_vips().cloned().collect();
         remove_all(&self.io.vips, self.io.ifindex, &vips, self.name()).await;
     }

@@ -151,12 +151,14 @@ pub enum Action {
     SendAdvert { priority: u8 },
     /// Add the virtual addresses to the interface.
     AddVips,
-    /// Remove them (closing the proxy's connections to them first, unless
-    /// [`Action::ReleaseConnections`] already did).
+    /// Remove them (always after [`Action::ReleaseConnections`]).
     RemoveVips,
     /// Close the proxy's connections to the VIPs and hold new ones, while
-    /// still Master: before a resignation that is not a planned stop (the
-    /// stop drains the whole proxy first).
+    /// still Master and before the priority-0 advert: a Backup takes over
+    /// Skew_Time after that advert and announces at once, so whatever is
+    /// still served here then is reset by its kernel (the clients' next
+    /// packets go to it). A planned stop has drained the proxy already;
+    /// a fault has not.
     ReleaseConnections,
     /// Another Master took over while we are alive: let go of the
     /// addresses as a release does, but keep them until that Master
@@ -284,11 +286,6 @@ impl Machine {
                 self.faulted = true;
                 match self.inner {
                     Inner::Master { .. } => {
-                        // Connections first, as a planned stop drains
-                        // before it resigns: a Backup takes over Skew_Time
-                        // after our priority 0 and announces at once, so
-                        // whatever we still serve then is reset by its
-                        // kernel (the clients' next packets go to it).
                         out.push(Action::ReleaseConnections);
                         // Resign so the backups take over after Skew_Time
                         // instead of Master_Down_Interval (the send may
@@ -362,6 +359,7 @@ impl Machine {
     fn shutdown(&mut self, out: &mut Vec<Action>) {
         let from = self.state();
         if from == State::Master {
+            out.push(Action::ReleaseConnections);
             // §6.4.3 Shutdown: "Send an ADVERTISEMENT with Priority = 0".
             out.push(Action::SendAdvert {
                 priority: RESIGN_PRIORITY,

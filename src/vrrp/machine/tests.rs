@@ -359,6 +359,7 @@ fn shutdown_resigns_from_master_only() {
     assert_eq!(
         a,
         vec![
+            Action::ReleaseConnections,
             Action::SendAdvert { priority: 0 },
             Action::StopAnnouncing,
             Action::RemoveVips,
@@ -504,10 +505,14 @@ proptest! {
                 (e, _) => e,
             };
             let before = m.state();
+            // Connections are released before addresses are removed.
+            let mut released = false;
             for a in m.step(event, now) {
                 match a {
                     Action::AddVips => { prop_assert!(!holding); holding = true; }
-                    Action::RemoveVips | Action::YieldVips => { prop_assert!(holding); holding = false; }
+                    Action::ReleaseConnections => { prop_assert!(holding); released = true; }
+                    Action::RemoveVips => { prop_assert!(holding && released); holding = false; }
+                    Action::YieldVips => { prop_assert!(holding); holding = false; }
                     Action::Transition { from, to, .. } => {
                         prop_assert_eq!(from, before);
                         prop_assert_ne!(from, to);
