@@ -4,19 +4,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::imported::Imported;
 
 /// Status and headers of one GET (curl -i, headers only).
 fn get(url: &str, headers: &[&str]) -> (u16, String) {
@@ -79,49 +70,8 @@ http {{
     );
     let conf = dir.path().join("nginx.conf");
     std::fs::write(&conf, nginx).unwrap();
-    let out = dir.path().join("vigil.toml");
-    let import = Command::new(VIGIL)
-        .args(["import", "--nginx"])
-        .arg(&conf)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let imported = std::fs::read_to_string(&out).unwrap_or_default();
-    assert!(
-        matches!(import.status.code(), Some(0) | Some(3)),
-        "{}\n{imported}",
-        String::from_utf8_lossy(&import.stderr)
-    );
-    // No access log on stdout: this test reads nothing from it.
-    let mut config: toml::Table = toml::from_str(&imported).unwrap();
-    let log = config
-        .entry("log")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    log.as_table_mut()
-        .unwrap()
-        .insert("access_log".into(), toml::Value::String("off".into()));
-    std::fs::write(&out, toml::to_string(&config).unwrap()).unwrap();
-    let check = Command::new(VIGIL)
-        .arg("check")
-        .arg("-c")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}\n{imported}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let _vigil = Running(
-        Command::new(VIGIL)
-            .args(["run", "-c"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let vigil = Imported::start(&conf, &dir.path().join("vigil.toml"));
+    let imported = &vigil.toml;
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while get(&format!("{base}/a.txt"), &[]).0 != 200 {

@@ -16,22 +16,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
+use support::imported::{Imported, Running};
 
-const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 const MIME: &str = "/etc/nginx/mime.types";
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[derive(Debug, Default, Clone)]
 struct Answer {
@@ -268,37 +259,8 @@ fn imported_config_answers_as_nginx_does() {
             .spawn()
             .unwrap(),
     );
-    let out = dir.join("vigil.toml");
-    let import = Command::new(VIGIL)
-        .args(["import", "--nginx"])
-        .arg(&vigil_src)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let imported = std::fs::read_to_string(&out).unwrap_or_default();
-    assert!(
-        matches!(import.status.code(), Some(0) | Some(3)),
-        "{}\n{imported}",
-        String::from_utf8_lossy(&import.stderr)
-    );
-    let mut config: toml::Table = toml::from_str(&imported).unwrap();
-    let log = config
-        .entry("log")
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let log = log.as_table_mut().unwrap();
-    log.insert("access_log".into(), "off".into());
-    log.remove("error_log");
-    std::fs::write(&out, toml::to_string(&config).unwrap()).unwrap();
-    let _vigil = Running(
-        Command::new(VIGIL)
-            .args(["run", "-c"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let vigil = Imported::start(&vigil_src, &dir.join("vigil.toml"));
+    let imported = &vigil.toml;
     wait_serving(np, "nginx");
     wait_serving(vp, "vigil");
 

@@ -146,8 +146,7 @@ fn origin<'a>(chain: &Chain<'a>, k: &Key) -> Option<(usize, Vec<&'a Directive>)>
         } else if k.list {
             Some((i, here))
         } else {
-            // A scalar: the last one written wins in nginx (a duplicate is
-            // an error there for most; `nginx -t` catches it).
+            // A scalar: one per level (nginx refuses a duplicate).
             Some((i, vec![here[0]]))
         }
     })

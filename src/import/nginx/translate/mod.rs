@@ -303,7 +303,6 @@ impl<'a> Tr<'a> {
                         });
                     }
                 }
-                "map" => {}
                 "log_format" => {
                     if let Some(n) = d.arg(0) {
                         self.log_formats.insert(n.to_owned(), d);
