@@ -49,6 +49,7 @@ error_page = [
 
   [[server.location]]
   path = "= /50x.html"
+  internal = true
 
   [[server.location]]
   path = "/app/"
@@ -120,6 +121,11 @@ async fn vigils_own_errors_get_the_branded_page_with_their_status() {
     let r = client::send(s.addr, request("POST", "/app/form", &[], "a=1")).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.text(), MAINTENANCE);
+    // The page's location is internal: asked for directly, it is 404
+    // (then the 404 page), as nginx answers.
+    let r = client::get(s.addr, "/50x.html").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "<h1>not here</h1>\n");
     // HEAD: the status and no body.
     let r = client::send(s.addr, request("HEAD", "/app/x", &[], "")).await;
     assert_eq!(r.status, 502);

@@ -227,3 +227,54 @@ listen = ["127.0.0.1:1"]
         "{err}"
     );
 }
+
+/// nginx's `$request_id` (one value per request, wherever it is used) and
+/// its clock variables, as the corpus's health and tracing idioms use them.
+#[tokio::test]
+async fn request_id_and_time_variables() {
+    let backend = Backend::start("b").await;
+    let port = free_port();
+    let config = format!(
+        r#"
+[log]
+access_log = "off"
+
+[[server]]
+listen = ["127.0.0.1:{port}"]
+
+  [[server.location]]
+  path = "= /health"
+  return = {{ status = 200, body = "$time_iso8601|$time_local|$msec|$request_id" }}
+
+  [[server.location]]
+  path = "/"
+  proxy_pass = "http://{b}"
+  proxy_set_header = {{ X-Request-ID = "$request_id" }}
+  add_header = {{ X-Request-ID = "$request_id" }}
+"#,
+        b = backend.addr
+    );
+    let vigil = TestVigil::start(&config).await;
+    let addr = vigil.first_addr();
+    let body = client::get(addr, "/health").await.text();
+    let parts: Vec<&str> = body.split('|').collect();
+    let iso = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$").unwrap();
+    assert!(iso.is_match(parts[0]), "{body}");
+    let local = regex::Regex::new(r"^\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000$").unwrap();
+    assert!(local.is_match(parts[1]), "{body}");
+    let msec = regex::Regex::new(r"^\d{10}\.\d{3}$").unwrap();
+    assert!(msec.is_match(parts[2]), "{body}");
+    let id = regex::Regex::new(r"^[0-9a-f]{32}$").unwrap();
+    assert!(id.is_match(parts[3]), "{body}");
+    // The upstream and the client see the same id; the next request
+    // gets another.
+    let r = client::get(addr, "/x").await;
+    let sent = r.json()["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(id.is_match(&sent), "{sent}");
+    assert_eq!(r.header("x-request-id"), Some(sent.as_str()));
+    let again = client::get(addr, "/x").await;
+    assert_ne!(again.header("x-request-id"), Some(sent.as_str()));
+}

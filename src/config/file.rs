@@ -248,6 +248,10 @@ pub struct LocationFile {
     /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
     #[serde(default)]
     pub websocket: bool,
+    /// nginx `internal`: reachable only by an internal redirect (an
+    /// error page, try_files, a rewrite); a client asking directly gets 404.
+    #[serde(default)]
+    pub internal: bool,
     /// nginx `allow` / `deny`, in order: `["allow 10.0.0.0/8", "deny all"]`.
     pub access: Option<Vec<String>>,
     pub limit_req: Option<Vec<LimitReqFile>>,

@@ -264,6 +264,8 @@ pub struct Location {
     pub rewrites: Vec<rewrite::Rewrite>,
     /// Error pages; when empty, the server's apply (nginx inheritance).
     pub error_pages: Vec<error_page::ErrorPage>,
+    /// Only internal redirects reach it (nginx `internal`).
+    pub internal: bool,
 }
 
 /// How a location matches a path (nginx `location` modifiers).

@@ -31,6 +31,16 @@ pub enum Var {
     ProxyHost,
     /// `$server_name`: the virtual server's first name (`_` without one).
     ServerName,
+    /// `$request_id`: 32 random hex digits, the same wherever one request
+    /// uses it (a header to the upstream, a body, the response).
+    RequestId,
+    /// `$time_iso8601`: `2026-12-04T05:00:00+00:00` (UTC, as the access
+    /// log: containers rarely have a local zone).
+    TimeIso8601,
+    /// `$time_local`: `04/Dec/2026:05:00:00 +0000`.
+    TimeLocal,
+    /// `$msec`: seconds since the epoch, with milliseconds.
+    Msec,
     /// `$http_<name>`: a request header (`-` written as `_`).
     Header(HeaderName),
     /// `$cookie_<name>`.
@@ -221,6 +231,10 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
         "request_method" => Var::RequestMethod,
         "proxy_host" => Var::ProxyHost,
         "server_name" => Var::ServerName,
+        "request_id" => Var::RequestId,
+        "time_iso8601" => Var::TimeIso8601,
+        "time_local" => Var::TimeLocal,
+        "msec" => Var::Msec,
         _ => {
             if let Some(i) = scope.maps.iter().position(|m| m == name) {
                 Var::Map(i)
@@ -243,7 +257,7 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
                 return Err(format!(
                     "unknown variable ${name}; known: $remote_addr, $host, $request_uri, $uri, \
                      $args, $scheme, $server_port, $request_method, $proxy_host, $server_name, \
-                     $binary_remote_addr, $http_<header>, \
+                     $binary_remote_addr, $request_id, $time_iso8601, $time_local, $msec, $http_<header>, \
                      $cookie_<name>, $arg_<name>, a [map.<name>], or a regex capture ($1, $name)"
                 ));
             }

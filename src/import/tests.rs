@@ -186,7 +186,7 @@ fn proxy_pass_uri_host_and_headers() {
          server { listen 80;\n\
            proxy_set_header X-Outer 1;\n\
            location /a/ { proxy_pass http://app/v1/; }\n\
-           location /b/ { proxy_pass http://app; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Id $request_id; }\n\
+           location /b/ { proxy_pass http://app; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Id $upstream_addr; }\n\
            location /c/ { proxy_pass http://10.0.0.9:9000/; }\n\
            location /d/ { rewrite ^/d/(.*)$ /$1 break; proxy_pass http://app; }\n\
          }",
@@ -316,7 +316,7 @@ fn add_header_inheritance_is_all_or_nothing() {
     let (t, r) = http(
         "server { listen 80; root /srv; add_header X-A 1; add_header X-B 2 always;\n\
            location / { } location /own { add_header X-C 3; } location /var { add_header X-D $host; } \
-           location /nope { add_header X-E $request_id; } }",
+           location /nope { add_header X-E $upstream_addr; } }",
     );
     let slash = &location(&t, 0, "/")["add_header"];
     assert_eq!(slash["X-A"].as_str(), Some("1"));
@@ -331,7 +331,11 @@ fn add_header_inheritance_is_all_or_nothing() {
     );
     assert!(location(&t, 0, "/nope").get("add_header").is_none());
     assert!(has(&r, "add_header X-B 2 always", Status::Approximated));
-    assert!(has(&r, "add_header X-E $request_id", Status::NotSupported));
+    assert!(has(
+        &r,
+        "add_header X-E $upstream_addr",
+        Status::NotSupported
+    ));
     assert!(servers(&t)[0].get("add_header").is_none());
 }
 
@@ -367,7 +371,7 @@ fn returns_and_their_content_type() {
     let (t, r) = nginx(
         "events {}\nhttp { default_type application/octet-stream;\n\
          server { listen 80; location /a { return 200 \"ok\"; } location /b { default_type text/plain; return 200 'x $host'; }\n\
-         location /c { return 200 \"{}\"; add_header Content-Type application/json; } location /d { return 200 \"t=$time_iso8601\"; }\n\
+         location /c { return 200 \"{}\"; add_header Content-Type application/json; } location /d { return 200 \"t=$time_iso8601 c=$connection\"; }\n\
          location /e { return 444; } location /f { return https://x.test/; } } }",
     );
     let a = &location(&t, 0, "/a")["return"];
@@ -380,8 +384,16 @@ fn returns_and_their_content_type() {
         Some("application/json")
     );
     assert!(location(&t, 0, "/c").get("add_header").is_none());
-    assert_eq!(location(&t, 0, "/d")["return"]["body"].as_str(), Some("t="));
-    assert!(has(&r, "return 200 t=$time_iso8601", Status::Approximated));
+    // A variable vigil lacks is left out of the body, and reported.
+    assert_eq!(
+        location(&t, 0, "/d")["return"]["body"].as_str(),
+        Some("t=$time_iso8601 c=")
+    );
+    assert!(has(
+        &r,
+        "return 200 \"t=$time_iso8601 c=$connection\"",
+        Status::Approximated
+    ));
     assert!(has(&r, "return 444", Status::Approximated));
     assert_eq!(
         location(&t, 0, "/f")["return"]["status"].as_integer(),
@@ -400,9 +412,11 @@ fn access_phase_internal_and_unknown_handlers() {
     let both = location(&t, 0, "/both");
     assert_eq!(both["root"].as_str(), Some("/srv"));
     assert_eq!(access(both), ["allow 10.0.0.0/8", "deny all"]);
-    // internal: served as it is (an error page's location), reported.
-    assert!(location(&t, 0, "= /e.html").get("return").is_none());
-    assert!(has(&r, "internal", Status::Approximated));
+    // internal: translated as such, nothing to report.
+    let e = location(&t, 0, "= /e.html");
+    assert!(e.get("return").is_none());
+    assert_eq!(e["internal"].as_bool(), Some(true));
+    assert!(!r.items.iter().any(|i| i.directive.starts_with("internal")));
     assert_eq!(
         location(&t, 0, "/py")["return"]["status"].as_integer(),
         Some(501)

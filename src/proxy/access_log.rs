@@ -540,6 +540,19 @@ impl std::fmt::Display for IsoTime {
     }
 }
 
+/// nginx's `$time_iso8601`: `2000-10-10T13:55:36+00:00`.
+pub fn write_time_iso8601(t: SystemTime, out: &mut String) {
+    use std::fmt::Write;
+    let (y, m, d, hh, mm, ss, _) = parts(t);
+    let _ = write!(out, "{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00");
+}
+
+/// nginx's `$time_local`: `10/Oct/2000:13:55:36 +0000`.
+pub fn write_time_local(t: SystemTime, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(out, "{}", NginxTime(t));
+}
+
 /// `2000-10-10T13:55:36.123Z`.
 pub fn iso_time(t: SystemTime) -> String {
     IsoTime(t).to_string()

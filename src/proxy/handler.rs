@@ -156,6 +156,7 @@ pub async fn handle(
         edge: None,
         map_values: MapValues::new(rt.config.maps.len()),
         uri_changes_left: MAX_URI_CHANGES,
+        request_id: std::sync::OnceLock::new(),
     };
     // What an error page's internal redirect needs of the request, kept
     // only where error pages are configured.
@@ -208,6 +209,7 @@ pub async fn handle(
                 original_uri: &original_uri,
                 maps: &rt.config.maps,
                 map_values: &exchange.map_values,
+                request_id: &exchange.request_id,
             };
             let vars = env.vars(head, head.uri.path(), None);
             decorate(&mut response, &server, location, conn.tls, Some(&vars));
@@ -276,6 +278,8 @@ struct Exchange {
     map_values: MapValues,
     /// URI changes left before the request is a cycle (500).
     uri_changes_left: usize,
+    /// `$request_id`, drawn when first used.
+    request_id: std::sync::OnceLock<u128>,
 }
 
 /// Routes the request (rewrites, location search, the location's action)
@@ -324,6 +328,7 @@ async fn route(
         original_uri,
         maps: &rt.config.maps,
         map_values: &exchange.map_values,
+        request_id: &exchange.request_id,
     };
     let table = &rt.locations[server_index];
     let mut index = match named {
@@ -347,6 +352,11 @@ async fn route(
     let mut rewritten = false;
     loop {
         let location = &server.locations[index];
+        // Every internal redirect spends a URI change: none spent means
+        // the client asked for this location itself.
+        if location.internal && exchange.uri_changes_left == MAX_URI_CHANGES {
+            return respond::status(StatusCode::NOT_FOUND);
+        }
         exchange.location = Some(index);
         if !location.rewrites.is_empty() {
             let (step, changed) = match rewrite_uri(&location.rewrites, &mut parts, &mut path, &env)
@@ -718,6 +728,7 @@ struct VarsEnv<'a> {
     original_uri: &'a Uri,
     maps: &'a [MapDef],
     map_values: &'a MapValues,
+    request_id: &'a std::sync::OnceLock<u128>,
 }
 
 impl<'a> VarsEnv<'a> {
@@ -743,6 +754,7 @@ impl<'a> VarsEnv<'a> {
             captures,
             maps: self.maps,
             map_values: self.map_values,
+            request_id: self.request_id,
         }
     }
 }
@@ -890,6 +902,7 @@ struct RequestVars<'a> {
     captures: Option<&'a Captures>,
     maps: &'a [MapDef],
     map_values: &'a MapValues,
+    request_id: &'a std::sync::OnceLock<u128>,
 }
 
 impl Vars for RequestVars<'_> {
@@ -918,6 +931,18 @@ impl Vars for RequestVars<'_> {
             Var::RequestMethod => out.push_str(self.parts.method.as_str()),
             Var::ProxyHost => out.push_str(self.proxy_host),
             Var::ServerName => out.push_str(self.server_name),
+            Var::RequestId => {
+                let id = self.request_id.get_or_init(|| fastrand::u128(..));
+                let _ = write!(out, "{id:032x}");
+            }
+            Var::TimeIso8601 => super::access_log::write_time_iso8601(SystemTime::now(), out),
+            Var::TimeLocal => super::access_log::write_time_local(SystemTime::now(), out),
+            Var::Msec => {
+                let d = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+            }
             Var::Header(name) => {
                 let values: Vec<&str> = self
                     .parts

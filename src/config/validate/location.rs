@@ -111,6 +111,7 @@ impl Validator<'_> {
             compression,
             rewrites,
             error_pages,
+            internal: f.internal,
         })
     }
 

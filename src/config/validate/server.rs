@@ -145,6 +145,7 @@ impl Validator<'_> {
                     compression: compression.clone(),
                     rewrites: Vec::new(),
                     error_pages: Vec::new(),
+                    internal: false,
                 });
                 location_keys.push(join(&key, "root"));
             } else {

@@ -151,7 +151,8 @@ pub fn template_in(
         unknown.dedup();
         Err(format!(
             "vigil has no variable {} (it knows $remote_addr, $host, $request_uri, $uri, $args, \
-             $scheme, $server_port, $request_method, $http_*, $cookie_*, $arg_*)",
+             $scheme, $server_port, $request_method, $request_id, $time_iso8601, $time_local, $msec, \
+             $http_*, $cookie_*, $arg_*)",
             unknown.join(", ")
         ))
     }
@@ -237,8 +238,12 @@ mod tests {
         assert_eq!(template("${host}x", &ctx).unwrap(), "${host}x");
         assert!(template("$hostx", &ctx).unwrap_err().contains("$hostx"));
         assert_eq!(template("$http_x_user", &ctx).unwrap(), "$http_x_user");
-        let e = template("t=$time_iso8601 $request_id", &ctx).unwrap_err();
-        assert!(e.contains("$time_iso8601, $request_id"), "{e}");
+        let e = template("t=$connection $upstream_addr", &ctx).unwrap_err();
+        assert!(e.contains("$connection, $upstream_addr"), "{e}");
+        assert_eq!(
+            template("$time_iso8601 $request_id", &ctx).unwrap(),
+            "$time_iso8601 $request_id"
+        );
         assert!(template("$1", &ctx).is_err());
     }
 }

@@ -160,14 +160,8 @@ impl<'a> Tr<'a> {
         // nginx's phases, in order.
         let mut answered_before_access = false;
         if let Some(d) = here.iter().find(|d| d.name == "internal") {
-            // Almost always an error page's location: serving its content
-            // is what matters (a 404 stand-in would replace the page).
-            self.note(
-                d,
-                Status::Approximated,
-                "vigil has no internal locations: the location is translated as it is, so requests from outside reach it too (nginx answers them 404)",
-                "if the content must stay hidden, keep it out of the document root and serve it through error_page from a location of its own",
-            );
+            block.set("internal", Value::Bool(true), d.place.to_string());
+            self.use_(d);
         }
         let kind = if let Some((d, ret)) = self.location_return(here, &vars) {
             let value = self.return_value(d, ret, chain, &vars)?;
@@ -652,6 +646,23 @@ impl<'a> Tr<'a> {
                     format!("{e}; the header is not sent"),
                     "",
                 ),
+            }
+        }
+        // vigil adds these four by default; nginx adds none of them and
+        // passes on what the client sent. Unless the config sets one, the
+        // client's own value goes on (and none when it sent none).
+        for name in [
+            "X-Forwarded-For",
+            "X-Real-IP",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Host",
+        ] {
+            let set_here = set
+                .iter()
+                .any(|d| d.arg(0).is_some_and(|n| n.eq_ignore_ascii_case(name)));
+            if !set_here {
+                let var = format!("$http_{}", name.to_ascii_lowercase().replace('-', "_"));
+                headers.push((name.to_owned(), Value::str(var)));
             }
         }
         if !has_host {
