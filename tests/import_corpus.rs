@@ -13,6 +13,8 @@
 
 mod support;
 
+use support::imported::corpus;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -26,19 +28,6 @@ const BROKEN: &[(&str, u32, &str)] = &[(
     44,
     "\"log_format\" directive is not allowed here",
 )];
-
-fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    files.sort();
-    files
-}
 
 fn import(nginx: Option<&Path>, keepalived: Option<&Path>) -> Result<Imported, ParseError> {
     vigil::import::import(

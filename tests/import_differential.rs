@@ -20,16 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
-use support::imported::{Imported, Running};
+use support::imported::{Answer, Imported, Running};
 
 const MIME: &str = "/etc/nginx/mime.types";
-
-#[derive(Debug, Default, Clone)]
-struct Answer {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
 
 /// One request with curl (no redirects followed, no decompression).
 fn fetch(port: u16, path: &str, headers: &[&str]) -> Answer {
@@ -39,27 +32,7 @@ fn fetch(port: u16, path: &str, headers: &[&str]) -> Answer {
     for h in headers {
         cmd.args(["-H", h]);
     }
-    let out = cmd.output().expect("run curl");
-    let raw = out.stdout;
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Answer::default();
-    };
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    Answer::parse(&cmd.output().expect("run curl").stdout)
 }
 
 /// A request and what to compare.

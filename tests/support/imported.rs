@@ -1,7 +1,8 @@
 //! An nginx.conf imported with `vigil import` and run by vigil: the step
 //! the import behaviour and differential tests share.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
@@ -74,4 +75,52 @@ impl Imported {
             _vigil: vigil,
         }
     }
+}
+
+/// An answer as `curl -s -i` prints it.
+#[derive(Debug, Default, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// Names lowercased.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// Reads curl's `-i` output (an empty answer when there is no head).
+    pub fn parse(raw: &[u8]) -> Answer {
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return Answer::default();
+        };
+        let head = String::from_utf8_lossy(&raw[..split]);
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Answer {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        }
+    }
+}
+
+/// The corpus's `.conf` files of one kind (`nginx`, `keepalived`), sorted.
+pub fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    files
 }
