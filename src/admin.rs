@@ -6,8 +6,10 @@
 //! `vigil reload` and `vigil status` are clients of this API.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -18,7 +20,42 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
+use crate::metrics::Metrics;
+
+/// What the admin API may ask of the process it serves: a narrow handle,
+/// so this module knows nothing of the `App` behind it (as
+/// linkerd2-proxy's admin gets handles, not the proxy).
+pub trait Control: Send + Sync + 'static {
+    /// Copies scrape-time state into the registry before `/metrics`.
+    fn refresh_metrics(&self, m: &Metrics);
+    /// Ok while serving; the reason when not.
+    fn health(&self) -> Result<(), String>;
+    /// The `/status` document.
+    fn status(&self) -> serde_json::Value;
+    /// Re-reads the config; the new generation, or why it was refused.
+    fn reload(self: Arc<Self>) -> impl Future<Output = Result<u64, Refused>> + Send;
+    /// Drains, gives up the VIPs and stays out of elections; the
+    /// connections left.
+    fn drain_and_stand_by(self: Arc<Self>) -> impl Future<Output = usize> + Send;
+    /// The planned stop (drain, resign, exit).
+    fn request_stop(&self);
+    /// Back to service after `drain_and_stand_by`.
+    fn undrain(&self);
+    /// `[admin] debug = true`: the `/debug/*` hooks answer.
+    fn debug_enabled(&self) -> bool;
+    /// Test hook: die with no cleanup.
+    fn crash(&self, abort: bool) -> !;
+    /// Test hook: block every worker thread.
+    fn stall_workers(&self, how_long: Duration);
+}
+
+/// A refused reload, as the API answers it.
+#[derive(Debug)]
+pub struct Refused {
+    /// A mistake in the file (422); anything else the host refused (500).
+    pub bad_config: bool,
+    pub message: String,
+}
 
 /// A running admin listener; stops when dropped.
 #[derive(Debug)]
@@ -81,12 +118,12 @@ impl AdminListener {
 
 impl AdminServer {
     /// Binds `addr` and serves the admin API for `app`.
-    pub fn start(addr: SocketAddr, app: Weak<App>) -> std::io::Result<AdminServer> {
+    pub fn start<C: Control>(addr: SocketAddr, app: Weak<C>) -> std::io::Result<AdminServer> {
         AdminServer::serve(AdminListener::bind(addr)?, app)
     }
 
     /// Serves the admin API for `app` on an address bound earlier.
-    pub fn serve(bound: AdminListener, app: Weak<App>) -> std::io::Result<AdminServer> {
+    pub fn serve<C: Control>(bound: AdminListener, app: Weak<C>) -> std::io::Result<AdminServer> {
         let AdminListener {
             addr,
             listener: std_listener,
@@ -121,7 +158,7 @@ impl AdminServer {
     }
 }
 
-async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle<C: Control>(app: Weak<C>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(app) = app.upgrade() else {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     };
@@ -153,8 +190,15 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
                 format!("reloaded: config generation {generation}\n"),
             ),
             Err(e) => text(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("reload failed, still running the previous config:\n{e}\n"),
+                if e.bad_config {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                format!(
+                    "reload failed, still running the previous config:\n{}\n",
+                    e.message
+                ),
             ),
         },
         (&Method::POST, "/drain") => {
@@ -189,7 +233,7 @@ async fn handle(app: Weak<App>, req: Request<Incoming>) -> Response<Full<Bytes>>
                 .and_then(|q| q.strip_prefix("ms="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000);
-            app.stall_workers(std::time::Duration::from_millis(ms));
+            app.stall_workers(Duration::from_millis(ms));
             text(
                 StatusCode::OK,
                 format!("stalling every worker for {ms} ms\n"),

@@ -310,7 +310,7 @@ fn run(path: PathBuf) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vigil: {e}");
+            eprintln!("vigil: {}", vigil::app::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::backend::{Backend, free_port};
-use support::client::{self, Conn};
+use support::client::{self, Conn, request};
 use support::prom::Scrape;
 use support::vigil::TestVigil;
 
@@ -326,6 +326,52 @@ async fn reload_and_status_commands() {
     assert!(out.contains("generation 2"), "{out}");
     assert!(out.contains("UPSTREAM"), "{out}");
     assert!(out.contains(&backend.addr.to_string()), "{out}");
+}
+
+/// The API answers 422 only for a config mistake; what the host refuses
+/// (here a listen address another process holds) is a 500. Either way the
+/// running config stays.
+#[tokio::test]
+async fn reload_refusals_say_whose_they_are() {
+    let backend = Backend::start("a").await;
+    let port = free_port();
+    let admin = free_port();
+    let text = config(port, admin, "refuse.test", &backend, "");
+    let vigil = TestVigil::start(&text).await;
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+    let post_reload = move || {
+        tokio::task::spawn_blocking(move || vigil::admin::request(api, "POST", "/reload").unwrap())
+    };
+
+    std::fs::write(
+        &vigil.config_path,
+        text.replace("[[server]]", "[[server]]\nbogus = 1"),
+    )
+    .unwrap();
+    let (status, body) = post_reload().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("unknown field `bogus`"), "{body}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    std::fs::write(
+        &vigil.config_path,
+        text.replace(
+            &format!("127.0.0.1:{port}\""),
+            &format!("127.0.0.1:{busy}\""),
+        ),
+    )
+    .unwrap();
+    let (status, body) = post_reload().await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains(&busy.to_string()), "{body}");
+    // Still serving the first config.
+    let r = client::send(
+        vigil.first_addr(),
+        request("GET", "/healthz", &[("host", "refuse.test")], ""),
+    )
+    .await;
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test]

@@ -53,6 +53,6 @@ impl TestVigil {
     /// Rewrites the config file and reloads.
     pub async fn reload(&self, config: &str) -> Result<u64, String> {
         std::fs::write(&self.config_path, config).unwrap();
-        self.app.reload().await
+        self.app.reload().await.map_err(|e| vigil::app::chain(&e))
     }
 }

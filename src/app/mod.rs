@@ -6,36 +6,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
+mod error;
+mod handover;
+mod status;
+
+pub use error::{ReloadError, StartError, chain};
+
 use crate::admin::{AdminListener, AdminServer};
-use crate::config::{Config, ConfigError};
-use crate::metrics::Metrics;
+use crate::config::Config;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::runtime::Runtime;
-use crate::proxy::server::{BindError, Hold, Server};
+use crate::proxy::server::{Hold, Server};
 use crate::vrrp::{self, Speaker, VrrpError};
-
-/// Why vigil could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Bind(#[from] BindError),
-    #[error("{0}")]
-    AccessLog(std::io::Error),
-    #[error("cannot start the admin listener on {addr}: {source}")]
-    Admin {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("VRRP: {0}")]
-    Vrrp(#[from] VrrpError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-}
 
 /// A running vigil: the proxy, the admin API, and what reload needs.
 pub struct App {
@@ -127,7 +111,7 @@ impl App {
     /// Re-reads the config file and swaps it in. A bad config (or a
     /// listener that cannot be bound) leaves the running one untouched and
     /// says why.
-    pub async fn reload(self: &Arc<Self>) -> Result<u64, String> {
+    pub async fn reload(self: &Arc<Self>) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let result = self.try_reload().await;
         let metrics = crate::metrics::get();
@@ -140,25 +124,25 @@ impl App {
             }
             Err(e) => {
                 metrics.config_reloads.with_label_values(&["failure"]).inc();
-                tracing::error!("reload failed, keeping the running config:\n{e}");
+                tracing::error!("reload failed, keeping the running config:\n{}", chain(e));
             }
         }
         result
     }
 
-    async fn try_reload(self: &Arc<Self>) -> Result<u64, String> {
+    async fn try_reload(self: &Arc<Self>) -> Result<u64, ReloadError> {
         // Reading and validating may resolve host names: off the runtime.
         let path = self.config_path.clone();
         let config = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
-            .map_err(|e| format!("reload task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(ReloadError::Task)??;
         let current = self.server.runtime();
         let access_log = if current.access_log.same_as(&config.log) {
             current.access_log.clone()
         } else {
             // Workers are only started once, so the running count sizes it.
-            AccessLog::open(&config.log, current.config.http.workers).map_err(|e| e.to_string())?
+            AccessLog::open(&config.log, current.config.http.workers)
+                .map_err(ReloadError::AccessLog)?
         };
         if config.http.workers != current.config.http.workers {
             tracing::warn!(
@@ -174,7 +158,7 @@ impl App {
             match new_admin {
                 Some(addr) => Some(Some(
                     AdminServer::start(addr, Arc::downgrade(self))
-                        .map_err(|e| format!("cannot start the admin listener on {addr}: {e}"))?,
+                        .map_err(|source| ReloadError::Admin { addr, source })?,
                 )),
                 None => Some(None),
             }
@@ -185,7 +169,7 @@ impl App {
         // no transition.
         let speaker = self.speaker();
         match (&speaker, config.vrrp.clone()) {
-            (Some(s), Some(v)) => s.reload(v).await.map_err(|e| format!("VRRP: {e}"))?,
+            (Some(s), Some(v)) => s.reload(v).await?,
             (Some(s), None) => {
                 s.resign_all().await;
                 *self.lock_vrrp() = None;
@@ -198,7 +182,7 @@ impl App {
                 }
                 // Still (or newly) without the capability: as at start.
                 Err(e) => {
-                    let why = unavailable(e).map_err(|e| format!("VRRP: {e}"))?;
+                    let why = unavailable(e)?;
                     self.set_vrrp_unavailable(Some(why));
                 }
             },
@@ -206,7 +190,7 @@ impl App {
         }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         let runtime = Runtime::build(config, generation, Some(&current), access_log);
-        self.server.reload(runtime).map_err(|e| e.to_string())?;
+        self.server.reload(runtime)?;
         if let Some(admin) = admin {
             *self.lock_admin() = admin;
         }
@@ -245,7 +229,7 @@ impl App {
     /// 3. Close what is left and stop.
     pub async fn stop(&self) {
         let grace = self.server.runtime().config.http.shutdown_timeout;
-        self.drain(grace).await;
+        handover::drain(&self.server, grace).await;
         let speaker = self.lock_vrrp().take();
         if let Some(speaker) = speaker {
             speaker.resign_all().await;
@@ -264,38 +248,6 @@ impl App {
         self.server.runtime().access_log.reopen();
     }
 
-    /// Empties the proxy before the VIP moves. Busy connections are told
-    /// to close after their current response (`Connection: close`,
-    /// GOAWAY) and new ones are held off (SYNs dropped, retried by TCP and
-    /// answered by whoever holds the VIP then). Connections still idle
-    /// after a second are closed; whatever is busy gets until `grace`.
-    /// Returns the connections left open.
-    async fn drain(&self, grace: std::time::Duration) -> usize {
-        let settle = grace.min(std::time::Duration::from_secs(1));
-        let started = std::time::Instant::now();
-        self.server.set_draining(true);
-        self.server.hold_new_connections(Hold::Drain, true);
-        tracing::info!(
-            connections = self.server.connections(),
-            "draining; new connections held off"
-        );
-        let mut left = self.server.wait_connections_closed(settle).await;
-        if left > 0 {
-            self.server.close_connections();
-            left = self.server.wait_connections_closed(grace - settle).await;
-        }
-        if left > 0 {
-            tracing::warn!(
-                left,
-                ?grace,
-                "drain timeout: going on with connections open"
-            );
-        } else {
-            tracing::info!(took = ?started.elapsed(), "drained");
-        }
-        left
-    }
-
     /// `vigil drain`: the planned stop of [`stop`](Self::stop), run by
     /// `run_until_signal` (which then exits).
     pub fn request_stop(&self) {
@@ -308,7 +260,7 @@ impl App {
     pub async fn drain_and_stand_by(&self) -> usize {
         self.standby.store(true, Ordering::Relaxed);
         let grace = self.server.runtime().config.http.shutdown_timeout;
-        let left = self.drain(grace).await;
+        let left = handover::drain(&self.server, grace).await;
         if let Some(speaker) = self.speaker() {
             speaker.set_standby(true);
         }
@@ -361,159 +313,8 @@ impl App {
         self.lock_admin().as_ref().map(|a| a.local)
     }
 
-    /// Ok while serving; the reason when not (for `/healthz`).
-    pub fn health(&self) -> Result<(), String> {
-        use crate::proxy::server::Lifecycle;
-        if self.standby.load(Ordering::Relaxed) {
-            return Err("drained (standby): run `vigil undrain` to serve again".into());
-        }
-        if self.server.lifecycle() != Lifecycle::Serving {
-            return Err("draining".into());
-        }
-        if let Some(speaker) = self.speaker() {
-            let faults: Vec<String> = speaker
-                .status()
-                .into_iter()
-                .filter(|i| i.state == vrrp::State::Fault)
-                .map(|i| format!("VRRP instance {} in FAULT: {}", i.name, i.faults.join(", ")))
-                .collect();
-            if !faults.is_empty() {
-                return Err(faults.join("; "));
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies scrape-time state (pool health, connection counts, log
-    /// drops) into the metrics registry.
-    pub fn refresh_metrics(&self, m: &Metrics) {
-        let rt = self.server.runtime();
-        m.upstream_server_up.reset();
-        for (name, pool) in &rt.pools {
-            // Every configured pool has its retry series from the start.
-            m.upstream_retries.with_label_values(&[name.as_str()]);
-            let now = std::time::Instant::now();
-            for peer in &pool.peers {
-                m.upstream_server_up
-                    .with_label_values(&[name.as_str(), peer.server.label.as_str()])
-                    .set(i64::from(peer.available(now)));
-            }
-        }
-        crate::metrics::mirror_counter_single(&m.access_log_dropped, rt.access_log.dropped());
-        m.vrrp_state.reset();
-        m.vrrp_priority.reset();
-        for i in self.speaker().map(|s| s.status()).unwrap_or_default() {
-            let vrid = i.vrid.to_string();
-            let labels = [i.name.as_str(), vrid.as_str(), i.interface.as_str()];
-            let state = match i.state {
-                vrrp::State::Initialize => 0,
-                vrrp::State::Backup => 1,
-                vrrp::State::Master => 2,
-                vrrp::State::Fault => 3,
-            };
-            m.vrrp_state.with_label_values(&labels).set(state);
-            // Present (at zero) before the first advert.
-            m.vrrp_advert_lag.with_label_values(&labels);
-            m.vrrp_priority
-                .with_label_values(&labels)
-                .set(i64::from(i.effective_priority));
-            use crate::metrics::mirror_counter;
-            mirror_counter(&m.vrrp_become_master, &labels, i.counters.become_master);
-            mirror_counter(&m.vrrp_adverts_sent, &labels, i.counters.adverts_sent);
-            mirror_counter(
-                &m.vrrp_adverts_received,
-                &labels,
-                i.counters.adverts_received,
-            );
-            for (reason, count) in &i.discards {
-                let l = [labels[0], labels[1], labels[2], reason.name()];
-                mirror_counter(&m.vrrp_packets_discarded, &l, *count);
-            }
-        }
-    }
-
-    /// The `/status` document.
-    pub fn status(&self) -> serde_json::Value {
-        let rt = self.server.runtime();
-        let now = std::time::Instant::now();
-        let listeners: Vec<_> = self
-            .server
-            .local_addrs()
-            .into_iter()
-            .map(|(configured, local)| {
-                let l = rt.config.listeners.iter().find(|l| l.addr == configured);
-                json!({
-                    "listen": configured.to_string(),
-                    "bound": local.to_string(),
-                    "tls": l.is_some_and(|l| l.tls),
-                    "servers": l.map(|l| l.servers.iter().map(|&s| rt.config.servers[s].label.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-                })
-            })
-            .collect();
-        let upstreams: Vec<_> = rt
-            .pools
-            .iter()
-            .map(|(name, pool)| {
-                let servers: Vec<_> = pool
-                    .peers
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "addr": p.server.label,
-                            "up": p.available(now),
-                            "health_check": if pool.config.health_check.is_some() {
-                                if p.is_healthy() { "up" } else { "down" }
-                            } else { "off" },
-                            "active_requests": p.active.load(Ordering::Relaxed),
-                            "idle_connections": p.idle.len(),
-                            "weight": p.server.weight,
-                            "backup": p.server.backup,
-                            "down": p.server.down,
-                        })
-                    })
-                    .collect();
-                json!({
-                    "name": name,
-                    "balance": format!("{:?}", pool.config.balance).to_lowercase(),
-                    "available": pool.available_count(),
-                    "servers": servers,
-                })
-            })
-            .collect();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "config": self.config_path.display().to_string(),
-            "generation": rt.generation,
-            "uptime_seconds": self.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
-            "workers": rt.config.http.workers,
-            "worker_max_lag_ms": self.heartbeats.stalest().map_or(0, |(_, d)| d.as_millis() as u64),
-            "connections_active": self.server.connections(),
-            "listeners": listeners,
-            "upstreams": upstreams,
-            "state": match self.server.lifecycle() {
-                _ if self.standby.load(Ordering::Relaxed) => "standby",
-                crate::proxy::server::Lifecycle::Serving => "serving",
-                crate::proxy::server::Lifecycle::Draining => "draining",
-                crate::proxy::server::Lifecycle::Closing => "closing",
-            },
-            "vrrp_unavailable": self.vrrp_unavailable.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            "vrrp": self.speaker().map(|s| s.status()).unwrap_or_default().iter().map(vrrp_status).collect::<Vec<_>>(),
-            "guardian": self.speaker().and_then(|s| s.guardian()).map(|g| json!({
-                "pid": g.pid,
-                "restarts": g.restarts,
-                "vips_held": g.held,
-            })),
-        })
-    }
-
-    /// Before an instance removes its VIPs, connections to them are closed
-    /// (see `Server::release_addresses`), while the FINs can still leave
-    /// from those addresses; the removal waits up to 100 ms for that.
-    /// Meanwhile new connections are held off: one accepted now could not
-    /// be answered once the VIP is gone (replies from a removed address
-    /// are not routed), and would hang until the client's timeout. A held
-    /// SYN is retried by the client's TCP a second later and reaches
-    /// the new master.
+    /// Connects the speaker's hooks: advert lag into the metrics, and the
+    /// release of a VIP's connections before it goes (`handover::release`).
     fn watch_transitions(self: &Arc<Self>) {
         let Some(speaker) = self.speaker() else {
             return;
@@ -529,20 +330,9 @@ impl App {
         speaker.on_release(Arc::new(move |vips| {
             let app = app.clone();
             Box::pin(async move {
-                let Some(app) = app.upgrade() else { return };
-                app.server.hold_new_connections(Hold::Release, true);
-                app.server.release_addresses(&vips);
-                app.server
-                    .wait_released(&vips, std::time::Duration::from_millis(100))
-                    .await;
-                // The VIPs are removed as soon as this returns; lift the
-                // hold once they surely are (and should one come back, its
-                // connections are ordinary ones).
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    app.server.forget_released(&vips);
-                    app.server.hold_new_connections(Hold::Release, false);
-                });
+                if let Some(app) = app.upgrade() {
+                    handover::release(app, vips).await;
+                }
             })
         }));
     }
@@ -584,45 +374,65 @@ fn unavailable(e: VrrpError) -> Result<String, VrrpError> {
     Ok(e.to_string())
 }
 
-fn vrrp_status(i: &vrrp::InstanceStatus) -> serde_json::Value {
-    let state = match i.state {
-        vrrp::State::Initialize => "init",
-        vrrp::State::Backup => "backup",
-        vrrp::State::Master => "master",
-        vrrp::State::Fault => "fault",
-    };
-    json!({
-        "name": i.name,
-        "vrid": i.vrid,
-        "interface": i.interface,
-        "version": format!("{:?}", i.version),
-        "state": state,
-        "priority": i.configured_priority,
-        "effective_priority": i.effective_priority,
-        "master": i.master.map(|a| a.to_string()),
-        "last_transition": i.last_transition.as_ref().map(|t| json!({
-            "at": crate::proxy::access_log::iso_time(t.at),
-            "from": format!("{:?}", t.from).to_lowercase(),
-            "to": format!("{:?}", t.to).to_lowercase(),
-            "reason": t.reason,
-        })),
-        "last_transition_reason": i.last_transition.as_ref().map(|t| t.reason.clone()),
-        "vips": i.vips.iter().map(|v| format!("{}/{}", v.addr, v.prefix)).collect::<Vec<_>>(),
-        "faults": i.faults,
-        "tracking": i.tracking,
-        "counters": {
-            "adverts_sent": i.counters.adverts_sent,
-            "adverts_received": i.counters.adverts_received,
-            "become_master": i.counters.become_master,
-            "priority_zero_sent": i.counters.priority_zero_sent,
-            "priority_zero_received": i.counters.priority_zero_received,
-        },
-        "discards": i.discards.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
-    })
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The admin API's handle on the process.
+impl crate::admin::Control for App {
+    fn refresh_metrics(&self, m: &crate::metrics::Metrics) {
+        App::refresh_metrics(self, m);
+    }
+
+    fn health(&self) -> Result<(), String> {
+        App::health(self)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        App::status(self)
+    }
+
+    async fn reload(self: Arc<Self>) -> Result<u64, crate::admin::Refused> {
+        App::reload(&self).await.map_err(|e| crate::admin::Refused {
+            bad_config: e.is_config(),
+            message: chain(&e),
+        })
+    }
+
+    async fn drain_and_stand_by(self: Arc<Self>) -> usize {
+        App::drain_and_stand_by(&self).await
+    }
+
+    fn request_stop(&self) {
+        App::request_stop(self);
+    }
+
+    fn undrain(&self) {
+        App::undrain(self);
+    }
+
+    fn debug_enabled(&self) -> bool {
+        App::debug_enabled(self)
+    }
+
+    fn crash(&self, abort: bool) -> ! {
+        App::crash(self, abort)
+    }
+
+    fn stall_workers(&self, how_long: std::time::Duration) {
+        App::stall_workers(self, how_long);
+    }
+}
+
+/// Liveness's handle on the process.
+impl crate::liveness::Watched for App {
+    fn proxy(&self) -> &Server {
+        &self.server
+    }
+
+    fn speaker(&self) -> Option<Speaker> {
+        App::speaker(self)
+    }
 }
