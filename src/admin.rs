@@ -20,14 +20,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
-
 /// What the admin API may ask of the process it serves: a narrow handle,
 /// so this module knows nothing of the `App` behind it (as
 /// linkerd2-proxy's admin gets handles, not the proxy).
 pub trait Control: Send + Sync + 'static {
-    /// Copies scrape-time state into the registry before `/metrics`.
-    fn refresh_metrics(&self, m: &Metrics);
+    /// The `/metrics` exposition, scrape-time state included.
+    fn render_metrics(&self) -> String;
     /// Ok while serving; the reason when not.
     fn health(&self) -> Result<(), String>;
     /// The `/status` document.
@@ -164,7 +162,7 @@ async fn handle<C: Control>(app: Weak<C>, req: Request<Incoming>) -> Response<Fu
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let body = crate::metrics::get().render(|m| app.refresh_metrics(m));
+            let body = app.render_metrics();
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -12,7 +12,7 @@
 //! lives elsewhere (pool health, VRRP state and counters) is copied into
 //! the registry when it is scraped, so the hot path never pays for it.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -73,14 +73,18 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// The process-wide metrics.
-pub fn get() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    /// A registry of vigil's metrics. `App` makes one and hands it down
+    /// (the proxy's runtime carries it), so two vigils in one process —
+    /// tests — count apart.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Metrics {
         let metrics = Self::register();
         // Known label values exist from the start, at 0, so a rate() over
         // them works before the first event.
@@ -338,7 +342,7 @@ mod tests {
 
     #[test]
     fn mirrored_counters_follow_their_source() {
-        let m = get();
+        let m = Metrics::new();
         let labels = ["test_mirror", "1", "eth9"];
         mirror_counter(&m.vrrp_adverts_sent, &labels, 5);
         mirror_counter(&m.vrrp_adverts_sent, &labels, 9);
@@ -349,7 +353,7 @@ mod tests {
 
     #[test]
     fn renders_text_format_with_build_info() {
-        let text = get().render(|_| {});
+        let text = Metrics::new().render(|_| {});
         assert!(text.contains("vigil_build_info{version=\""), "{text}");
         assert!(
             text.contains("# TYPE vigil_connections_active gauge"),

@@ -231,7 +231,7 @@ listen = ["127.0.0.1:0"]
         start.elapsed()
     );
 
-    let m = &vigil::metrics::get().limit_req_requests;
+    let m = &v.app.metrics().limit_req_requests;
     assert_eq!(m.with_label_values(&["edge_test_burst", "passed"]).get(), 3);
     assert_eq!(
         m.with_label_values(&["edge_test_burst", "rejected"]).get(),
@@ -311,7 +311,7 @@ limit_conn = [{{ zone = "edge_test_conn", limit = 1 }}]
     assert_eq!(slow.await.unwrap(), 200);
     // The count was given back when the slow response ended.
     assert_eq!(client::get(addr, "/").await.status, 200);
-    let m = &vigil::metrics::get().limit_conn_requests;
+    let m = &v.app.metrics().limit_conn_requests;
     assert_eq!(
         m.with_label_values(&["edge_test_conn", "rejected"]).get(),
         1
@@ -471,7 +471,7 @@ async fn proxy_protocol_v1_v2_and_bad_headers() {
         .unwrap_or(0);
     assert_eq!(n, 0);
     assert!(start.elapsed() >= Duration::from_millis(900));
-    let m = &vigil::metrics::get().proxy_protocol_errors;
+    let m = &v.app.metrics().proxy_protocol_errors;
     assert!(m.with_label_values(&["timeout"]).get() >= 1);
     assert!(m.with_label_values(&["missing"]).get() >= 1);
     assert!(m.with_label_values(&["malformed"]).get() >= 1);

@@ -363,9 +363,11 @@ fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
 /// connection closed; an ordinary HTTP/2 client is served meanwhile.
 #[tokio::test]
 async fn h2_ping_and_settings_floods_are_closed() {
-    let (_vigil, addr, _a) = short_header_timeout().await;
+    let (vigil, addr, _a) = short_header_timeout().await;
     for (kind, payload, label) in [(6u8, vec![0u8; 8], "ping"), (4u8, vec![], "settings")] {
-        let counter = vigil::metrics::get()
+        let counter = vigil
+            .app
+            .metrics()
             .http2_flood_closed
             .with_label_values(&[label]);
         let before = counter.get();

@@ -62,8 +62,9 @@ async fn wait_served_by(v: &TestVigil, want: &str) {
     panic!("never served by {want}; last answer: {last}");
 }
 
-fn failures() -> u64 {
-    vigil::metrics::get()
+fn failures(v: &TestVigil) -> u64 {
+    v.app
+        .metrics()
         .upstream_resolve_failures
         .with_label_values(&["app", NAME])
         .get()
@@ -108,12 +109,12 @@ async fn a_name_follows_dns_keeps_state_and_survives_failures() {
 
     // Lookups fail (SERVFAIL, then silence): the last good addresses
     // stay, and the failures are counted.
-    let failed_before = failures();
+    let failed_before = failures(&v);
     dns.set(NAME, Answer::Fail);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     dns.set(NAME, Answer::Silent);
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert!(failures() > failed_before, "failures counted");
+    assert!(failures(&v) > failed_before, "failures counted");
     assert_eq!(v.app.server.runtime().pools["app"].peers.len(), 2);
     wait_served_by(&v, "a").await;
     wait_served_by(&v, "b").await;

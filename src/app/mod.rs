@@ -16,6 +16,7 @@ pub use error::{ReloadError, StartError, chain};
 
 use crate::admin::{AdminListener, AdminServer};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::access_log::AccessLog;
 use crate::proxy::runtime::Runtime;
 use crate::proxy::server::{Hold, Server};
@@ -23,6 +24,8 @@ use crate::vrrp::{self, Speaker, VrrpError};
 
 /// A running vigil: the proxy, the admin API, and what reload needs.
 pub struct App {
+    /// This process's metrics, handed down to the proxy's runtime.
+    metrics: Arc<Metrics>,
     config_path: PathBuf,
     pub server: Server,
     generation: AtomicU64,
@@ -68,7 +71,8 @@ impl App {
         };
         let access_log =
             AccessLog::open(&config.log, config.http.workers).map_err(StartError::AccessLog)?;
-        let runtime = Runtime::build(config, 1, None, access_log);
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::build(config, 1, None, access_log, metrics.clone());
         // Listeners first: with IP_FREEBIND they bind the VIP before VRRP
         // may make this node master, so it serves from the first instant.
         let server = Server::start(runtime)?;
@@ -81,6 +85,7 @@ impl App {
         };
         let heartbeats = crate::liveness::Heartbeats::start(&server.worker_handles());
         let app = Arc::new(App {
+            metrics: metrics.clone(),
             heartbeats: heartbeats.clone(),
             stop_requested: tokio::sync::Notify::new(),
             standby: std::sync::atomic::AtomicBool::new(false),
@@ -101,7 +106,6 @@ impl App {
         }
         app.watch_transitions();
         tokio::spawn(crate::liveness::monitor(Arc::downgrade(&app), heartbeats));
-        let metrics = crate::metrics::get();
         metrics.config_generation.set(1);
         app.set_vrrp_unavailable(vrrp_unavailable);
         metrics.config_last_reload_success.set(unix_now());
@@ -114,7 +118,7 @@ impl App {
     pub async fn reload(self: &Arc<Self>) -> Result<u64, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let result = self.try_reload().await;
-        let metrics = crate::metrics::get();
+        let metrics = &self.metrics;
         match &result {
             Ok(generation) => {
                 metrics.config_reloads.with_label_values(&["success"]).inc();
@@ -189,7 +193,13 @@ impl App {
             (None, None) => self.set_vrrp_unavailable(None),
         }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
-        let runtime = Runtime::build(config, generation, Some(&current), access_log);
+        let runtime = Runtime::build(
+            config,
+            generation,
+            Some(&current),
+            access_log,
+            self.metrics.clone(),
+        );
         self.server.reload(runtime)?;
         if let Some(admin) = admin {
             *self.lock_admin() = admin;
@@ -320,9 +330,10 @@ impl App {
             return;
         };
         let app = Arc::downgrade(self);
-        speaker.on_advert_lag(Arc::new(|c, lag| {
+        let metrics = self.metrics.clone();
+        speaker.on_advert_lag(Arc::new(move |c, lag| {
             let vrid = c.vrid.to_string();
-            crate::metrics::get()
+            metrics
                 .vrrp_advert_lag
                 .with_label_values(&[c.name.as_str(), vrid.as_str(), c.interface.as_str()])
                 .observe(lag.as_secs_f64());
@@ -338,13 +349,16 @@ impl App {
     }
 
     fn set_vrrp_unavailable(&self, why: Option<String>) {
-        crate::metrics::get()
-            .vrrp_unavailable
-            .set(i64::from(why.is_some()));
+        self.metrics.vrrp_unavailable.set(i64::from(why.is_some()));
         *self
             .vrrp_unavailable
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// This process's metrics (tests read counters from it).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The VRRP speaker, if `[vrrp]` is configured.
@@ -382,8 +396,8 @@ fn unix_now() -> i64 {
 
 /// The admin API's handle on the process.
 impl crate::admin::Control for App {
-    fn refresh_metrics(&self, m: &crate::metrics::Metrics) {
-        App::refresh_metrics(self, m);
+    fn render_metrics(&self) -> String {
+        self.metrics.render(|m| App::refresh_metrics(self, m))
     }
 
     fn health(&self) -> Result<(), String> {

@@ -114,7 +114,13 @@ pub(crate) async fn serve_connection<IO>(
     use std::sync::atomic::Ordering::Relaxed;
     let local_ip = conn.local.ip();
     let peer = conn.peer;
-    let settings = runtime.load().config.http.clone();
+    let (settings, flood_closed) = {
+        let rt = runtime.load();
+        (
+            rt.config.http.clone(),
+            rt.metrics.http2_flood_closed.clone(),
+        )
+    };
     let conn = Arc::new(conn);
     // Set by the service once the first request shows the protocol: an
     // HTTP/2 connection is told to go with GOAWAY, an HTTP/1.1 one with
@@ -157,7 +163,7 @@ pub(crate) async fn serve_connection<IO>(
         })
     };
     let builder = http_builder(&settings);
-    let stream = super::h2_flood::FloodGuard::new(stream);
+    let stream = super::h2_flood::FloodGuard::new(stream, flood_closed);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
     // hyper's own header timeout starts only once it knows the protocol

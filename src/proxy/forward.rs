@@ -44,6 +44,8 @@ pub struct ForwardRequest<'a> {
     pub hash_key: Option<String>,
     pub max_body_size: u64,
     pub body_timeout: Duration,
+    /// Where the upstream counters go.
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// What happened, for the access log and metrics.
@@ -70,6 +72,7 @@ pub async fn forward(
         hash_key,
         max_body_size,
         body_timeout,
+        metrics,
     } = req;
     let started = Instant::now();
     let config = &pool.config;
@@ -132,7 +135,6 @@ pub async fn forward(
         _ => PickKey::None,
     };
 
-    let metrics = crate::metrics::get();
     let mut tried: Vec<usize> = Vec::new();
     let mut last = Failure::NoLiveUpstreams;
     while tried.len() < max_tries {

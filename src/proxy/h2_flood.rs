@@ -178,13 +178,16 @@ impl FrameMeter {
 pub struct FloodGuard<IO> {
     inner: IO,
     meter: FrameMeter,
+    /// `vigil_http2_flood_closed_total`.
+    closed: prometheus::IntCounterVec,
 }
 
 impl<IO> FloodGuard<IO> {
-    pub fn new(inner: IO) -> Self {
+    pub fn new(inner: IO, closed: prometheus::IntCounterVec) -> Self {
         Self {
             inner,
             meter: FrameMeter::default(),
+            closed,
         }
     }
 }
@@ -203,10 +206,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FloodGuard<IO> {
                 return polled;
             }
             if let Err(flood) = this.meter.feed(&buf.filled()[before..], Instant::now()) {
-                crate::metrics::get()
-                    .http2_flood_closed
-                    .with_label_values(&[flood.label()])
-                    .inc();
+                this.closed.with_label_values(&[flood.label()]).inc();
                 tracing::info!(
                     frame = flood.label(),
                     "HTTP/2 control frame flood; closing the connection"

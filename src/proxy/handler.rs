@@ -500,6 +500,7 @@ async fn route(
                         hash_key,
                         max_body_size: limit,
                         body_timeout: rt.config.http.client_body_timeout,
+                        metrics: &rt.metrics,
                     },
                     &mut exchange.report,
                 )
@@ -1042,7 +1043,7 @@ impl LoggedBody {
         let location = r
             .location
             .map_or("", |i| r.server.locations[i].label.as_str());
-        let metrics = crate::metrics::get();
+        let metrics = &r.rt.metrics;
         metrics
             .http_requests
             .with_label_values(&[

@@ -37,13 +37,13 @@ impl TrimPolicy {
 
 /// Watches the open-connection gauge and trims the heap when a wave of
 /// connections has closed. Runs until the runtime stops.
-pub async fn trim_after_closes() {
+pub async fn trim_after_closes(metrics: std::sync::Arc<crate::metrics::Metrics>) {
     let mut policy = TrimPolicy::default();
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let active = crate::metrics::get().connections_active.get();
+        let active = metrics.connections_active.get();
         if policy.observe(active) {
             let _ = tokio::task::spawn_blocking(trim).await;
         }

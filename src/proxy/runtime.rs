@@ -15,6 +15,7 @@ use super::tls::TlsListeners;
 use super::upstream::UpstreamPool;
 use super::upstream::checker::{self, CheckerHandle};
 use crate::config::{Config, VirtualServer};
+use crate::metrics::Metrics;
 
 /// One config generation, ready to serve.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct Runtime {
     pub tls: TlsListeners,
     /// limit_req / limit_conn zones and the basic-auth cache.
     pub edge: super::edge::Edge,
+    /// The process's metrics (the same instance in every generation).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A pool together with its health-check task; the task stops when the
@@ -60,6 +63,7 @@ impl Runtime {
         generation: u64,
         previous: Option<&Runtime>,
         access_log: AccessLog,
+        metrics: Arc<Metrics>,
     ) -> Runtime {
         let config = Arc::new(config);
         for warning in &config.warnings {
@@ -95,7 +99,7 @@ impl Runtime {
                 )
             })
             .collect();
-        let edge = super::edge::Edge::build(&config, previous.map(|p| &p.edge));
+        let edge = super::edge::Edge::build(&config, previous.map(|p| &p.edge), &metrics);
         Runtime {
             generation,
             config,
@@ -105,6 +109,7 @@ impl Runtime {
             access_log,
             tls,
             edge,
+            metrics,
         }
     }
 

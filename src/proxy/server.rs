@@ -136,7 +136,8 @@ impl Server {
             server.root.child_token(),
         ));
         if let Some(handle) = server.workers.handles().next() {
-            handle.spawn(super::memory::trim_after_closes());
+            let metrics = server.runtime.load().metrics.clone();
+            handle.spawn(super::memory::trim_after_closes(metrics));
         }
         Ok(server)
     }
@@ -473,6 +474,8 @@ async fn read_proxy_header(
 
 async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
     let mut backoff = AcceptBackoff::default();
+    // The same instance in every generation: taken once.
+    let metrics = ctx.runtime.load().metrics.clone();
     loop {
         let permit = tokio::select! {
             _ = ctx.stop.cancelled() => return,
@@ -486,7 +489,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
-                    crate::metrics::get()
+                    metrics
                         .accept_errors
                         .with_label_values(&[accept_backoff::reason(&e)])
                         .inc();
@@ -545,9 +548,9 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
             _local: ctx.by_local.register(conn.local.ip()),
         };
-        let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
+        let metrics = metrics.clone();
         ctx.connections.spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut stream = stream;

@@ -14,6 +14,7 @@ use prometheus::IntCounter;
 
 use super::table::{Entry, SlotRef, Step, Table};
 use crate::config::edge::LimitConnZone;
+use crate::metrics::Metrics;
 
 /// One `[limit_conn_zone.<name>]`, shared by every worker.
 pub(crate) struct ConnZone {
@@ -57,8 +58,8 @@ impl Drop for ConnGuard {
 }
 
 impl ConnZone {
-    pub(crate) fn new(config: Arc<LimitConnZone>) -> ConnZone {
-        let m = &crate::metrics::get().limit_conn_requests;
+    pub(crate) fn new(config: Arc<LimitConnZone>, metrics: &Metrics) -> ConnZone {
+        let m = &metrics.limit_conn_requests;
         ConnZone {
             table: Table::new(config.slots),
             passed: m.with_label_values(&[&config.name, "passed"]),
@@ -73,10 +74,11 @@ impl ConnZone {
     pub(crate) fn rebuild(
         config: Arc<LimitConnZone>,
         previous: Option<&Arc<ConnZone>>,
+        metrics: &Metrics,
     ) -> Arc<ConnZone> {
         match previous {
             Some(p) if p.config == config => p.clone(),
-            _ => Arc::new(ConnZone::new(config)),
+            _ => Arc::new(ConnZone::new(config, metrics)),
         }
     }
 
@@ -131,11 +133,14 @@ mod tests {
     fn zone(slots: usize) -> Arc<ConnZone> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arc::new(ConnZone::new(Arc::new(LimitConnZone {
-            name: format!("test-conn-zone-{n}"),
-            key: ZoneKey::RemoteAddr,
-            slots,
-        })))
+        Arc::new(ConnZone::new(
+            Arc::new(LimitConnZone {
+                name: format!("test-conn-zone-{n}"),
+                key: ZoneKey::RemoteAddr,
+                slots,
+            }),
+            &Metrics::new(),
+        ))
     }
 
     #[test]

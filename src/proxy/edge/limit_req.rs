@@ -19,6 +19,7 @@ use prometheus::IntCounter;
 
 use super::table::{B_MASK, Entry, Full, Step, Table};
 use crate::config::edge::LimitReqZone;
+use crate::metrics::Metrics;
 
 /// What the leaky bucket says about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +77,8 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    fn for_zone(name: &str) -> Counts {
-        let m = &crate::metrics::get().limit_req_requests;
+    fn for_zone(name: &str, metrics: &Metrics) -> Counts {
+        let m = &metrics.limit_req_requests;
         Counts {
             passed: m.with_label_values(&[name, "passed"]),
             delayed: m.with_label_values(&[name, "delayed"]),
@@ -96,10 +97,10 @@ impl std::fmt::Debug for ReqZone {
 }
 
 impl ReqZone {
-    pub(crate) fn new(config: Arc<LimitReqZone>) -> ReqZone {
+    pub(crate) fn new(config: Arc<LimitReqZone>, metrics: &Metrics) -> ReqZone {
         ReqZone {
             table: Arc::new(Table::new(config.slots)),
-            counts: Counts::for_zone(&config.name),
+            counts: Counts::for_zone(&config.name, metrics),
             config,
             epoch: Instant::now(),
         }
@@ -111,6 +112,7 @@ impl ReqZone {
     pub(crate) fn rebuild(
         config: Arc<LimitReqZone>,
         previous: Option<&Arc<ReqZone>>,
+        metrics: &Metrics,
     ) -> Arc<ReqZone> {
         match previous {
             Some(p) if p.config.key == config.key && p.config.slots == config.slots => {
@@ -119,12 +121,12 @@ impl ReqZone {
                 }
                 Arc::new(ReqZone {
                     table: p.table.clone(),
-                    counts: Counts::for_zone(&config.name),
+                    counts: Counts::for_zone(&config.name, metrics),
                     config,
                     epoch: p.epoch,
                 })
             }
-            _ => Arc::new(ReqZone::new(config)),
+            _ => Arc::new(ReqZone::new(config, metrics)),
         }
     }
 
@@ -254,16 +256,19 @@ mod tests {
     use super::*;
     use crate::config::edge::{Rate, ZoneKey};
 
-    /// A zone with a name of its own (its counters are process-wide).
+    /// A zone with a name of its own.
     fn zone(rate: &str) -> ReqZone {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ReqZone::new(Arc::new(LimitReqZone {
-            name: format!("test-zone-{n}"),
-            key: ZoneKey::RemoteAddr,
-            rate: Rate::parse(rate).unwrap(),
-            slots: 64,
-        }))
+        ReqZone::new(
+            Arc::new(LimitReqZone {
+                name: format!("test-zone-{n}"),
+                key: ZoneKey::RemoteAddr,
+                rate: Rate::parse(rate).unwrap(),
+                slots: 64,
+            }),
+            &Metrics::new(),
+        )
     }
 
     #[test]
@@ -371,7 +376,7 @@ mod tests {
                 key: ZoneKey::RemoteAddr,
                 rate: Rate { milli_per_sec: rate },
                 slots: 64,
-            }));
+            }), &Metrics::new());
             let mut model: std::collections::HashMap<u8, (u64, u64)> = Default::default();
             let mut now = 0u64;
             let burst_milli = burst * 1000;

@@ -20,6 +20,7 @@ use self::basic_auth::AuthCache;
 use self::limit_conn::ConnZone;
 use self::limit_req::ReqZone;
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Zones and caches of one config generation. Zones are carried over
 /// from the previous generation while their definition allows (see
@@ -33,13 +34,13 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub(crate) fn build(config: &Config, previous: Option<&Edge>) -> Edge {
+    pub(crate) fn build(config: &Config, previous: Option<&Edge>, metrics: &Metrics) -> Edge {
         let req = config
             .limit_req_zones
             .iter()
             .map(|(name, z)| {
                 let old = previous.and_then(|p| p.req.get(name));
-                (name.clone(), ReqZone::rebuild(z.clone(), old))
+                (name.clone(), ReqZone::rebuild(z.clone(), old, metrics))
             })
             .collect();
         let conn = config
@@ -47,7 +48,7 @@ impl Edge {
             .iter()
             .map(|(name, z)| {
                 let old = previous.and_then(|p| p.conn.get(name));
-                (name.clone(), ConnZone::rebuild(z.clone(), old))
+                (name.clone(), ConnZone::rebuild(z.clone(), old, metrics))
             })
             .collect();
         Edge {

@@ -118,7 +118,7 @@ pub async fn run(swap: Arc<ArcSwap<Runtime>>, stop: CancellationToken) {
                     }
                 }
                 Err(why) => {
-                    crate::metrics::get()
+                    rt.metrics
                         .upstream_resolve_failures
                         .with_label_values(&[key.upstream.as_str(), key.host.as_str()])
                         .inc();
@@ -141,7 +141,13 @@ pub async fn run(swap: Arc<ArcSwap<Runtime>>, stop: CancellationToken) {
         let mut config = apply(&rt.config, &changes);
         // Already said when the config was loaded.
         config.warnings.clear();
-        let next = Runtime::build(config, rt.generation, Some(&rt), rt.access_log.clone());
+        let next = Runtime::build(
+            config,
+            rt.generation,
+            Some(&rt),
+            rt.access_log.clone(),
+            rt.metrics.clone(),
+        );
         let previous = swap.compare_and_swap(&rt, Arc::new(next));
         if Arc::ptr_eq(&previous, &rt) {
             for (key, addrs) in &changes {
