@@ -6,7 +6,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;
-pub mod liveness;
+pub(crate) mod liveness;
 pub mod metrics;
 pub mod privileges;
 pub mod proxy;

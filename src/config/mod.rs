@@ -6,19 +6,19 @@
 //! from the file. Addresses are resolved, regexes compiled, durations
 //! parsed and cross-references (proxy_pass → upstream) checked once, here.
 
-pub mod certificate;
-pub mod cidr;
-pub mod compression;
-pub mod edge;
+pub(crate) mod certificate;
+pub(crate) mod cidr;
+pub(crate) mod compression;
+pub(crate) mod edge;
 pub mod error;
-pub mod error_page;
+pub(crate) mod error_page;
 pub mod file;
-pub mod htpasswd;
-pub mod map;
-pub mod rewrite;
+pub(crate) mod htpasswd;
+pub(crate) mod map;
+pub(crate) mod rewrite;
 mod static_site;
-pub mod template;
-pub mod units;
+pub(crate) mod template;
+pub(crate) mod units;
 mod validate;
 pub mod vrrp;
 

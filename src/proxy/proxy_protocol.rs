@@ -4,8 +4,8 @@
 //!
 //! [`parse`] is pure and total (fuzzed: `fuzz/fuzz_targets/proxy_protocol.rs`);
 //! [`read_header`] takes exactly the header's bytes off a socket, so what
-//! follows (TLS, HTTP) is untouched; [`v1_header`] writes one for an
-//! upstream.
+//! follows (TLS, HTTP) is untouched; `v1_header` (tests only, until
+//! upstreams get headers) writes one.
 //!
 //! As nginx, the header only records the addresses: `$remote_addr`
 //! becomes the header's source when the server trusts the peer
@@ -316,7 +316,9 @@ async fn consume(stream: &mut TcpStream, mut n: usize) -> Result<(), ProxyHeader
 }
 
 /// A v1 header for an upstream connection: the client's address and the
-/// address it connected to.
+/// address it connected to. Only the tests write headers so far (sending
+/// one to upstreams is not built yet).
+#[cfg(test)]
 pub fn v1_header(src: SocketAddr, dst: SocketAddr) -> String {
     let src_ip = src.ip().to_canonical();
     let dst_ip = dst.ip().to_canonical();

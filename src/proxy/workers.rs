@@ -83,10 +83,6 @@ impl Workers {
     pub fn len(&self) -> usize {
         self.workers.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.workers.is_empty()
-    }
 }
 
 impl Drop for Workers {

@@ -106,14 +106,6 @@ impl DiscardCounters {
     pub fn get(&self, reason: DiscardReason) -> u64 {
         self.0[reason.index()].load(Ordering::Relaxed)
     }
-
-    /// `(reason, count)` for every reason, zeros included.
-    pub fn snapshot(&self) -> Vec<(DiscardReason, u64)> {
-        DiscardReason::ALL
-            .iter()
-            .map(|&r| (r, self.get(r)))
-            .collect()
-    }
 }
 
 /// Logs at most one line per reason per `period`, saying how many were

@@ -19,31 +19,29 @@
 //! - [`netif`]: interface facts and capability checks.
 //! - `instance`: one task per virtual router, gluing the above.
 //! - [`instance_lock`]: one speaker per (interface, VRID, family) on a host.
-//! - [`speaker`]: the [`Speaker`] handle; [`run_standalone`] for a
-//!   `[vrrp]`-only config.
+//! - [`speaker`]: the [`Speaker`] handle (a `[vrrp]`-only config runs
+//!   through `App` like any other: a proxy with no listeners).
 
-pub mod announce;
-pub mod discard;
+pub(crate) mod announce;
+pub(crate) mod discard;
 pub mod error;
 pub mod guardian;
 mod instance;
-pub mod instance_lock;
+pub(crate) mod instance_lock;
 pub mod machine;
-pub mod netif;
-pub mod packet;
-pub mod receive;
-mod run;
+pub(crate) mod netif;
+pub(crate) mod packet;
+pub(crate) mod receive;
 #[cfg(test)]
 mod sim;
-pub mod socket;
+pub(crate) mod socket;
 pub mod speaker;
-pub mod timers;
+pub(crate) mod timers;
 pub mod track;
-pub mod vip;
+pub(crate) mod vip;
 
 pub use error::VrrpError;
 pub use instance::{Counters, ReleaseHook, TransitionRecord};
 pub use machine::State;
-pub use run::run_standalone;
 pub use speaker::{CounterSnapshot, InstanceStatus, Speaker};
 pub use track::ExternalHealth;
