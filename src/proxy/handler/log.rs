@@ -1,0 +1,135 @@
+//! Phase 5, log: one access-log line and the request metrics, written
+//! when the response body ends or is abandoned.
+
+use super::*;
+
+/// What is known about a request when its response head is ready; the
+/// metrics and the access log line are written from it once the body is
+/// done.
+pub(super) struct Finished {
+    pub(super) rt: Arc<Runtime>,
+    pub(super) server: Arc<VirtualServer>,
+    pub(super) location: Option<usize>,
+    pub(super) method: http::Method,
+    pub(super) status: StatusCode,
+    /// Only when the access log is on.
+    pub(super) log: Option<Box<LogDetail>>,
+    /// limit_conn counts, given back when the response ends.
+    pub(super) _conn_limits: Vec<crate::proxy::edge::limit_conn::ConnGuard>,
+}
+
+pub(super) struct LogDetail {
+    pub(super) remote: IpAddr,
+    pub(super) user: Option<String>,
+    pub(super) time: SystemTime,
+    pub(super) uri: Uri,
+    pub(super) version: Version,
+    pub(super) referer: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) upstream: Vec<(SocketAddr, Option<StatusCode>)>,
+    pub(super) upstream_time: Option<std::time::Duration>,
+}
+
+/// A response body that counts what it sends and records the request
+/// (metrics, access log) when it ends or is dropped (client gone), as
+/// nginx logs after the response, with `$body_bytes_sent` and the full
+/// request time.
+pub struct LoggedBody {
+    pub(super) inner: Body,
+    pub(super) bytes: u64,
+    pub(super) start: Instant,
+    pub(super) record: Option<Finished>,
+}
+
+impl LoggedBody {
+    pub(super) fn unlogged(inner: Body) -> Self {
+        Self {
+            inner,
+            bytes: 0,
+            start: Instant::now(),
+            record: None,
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(r) = self.record.take() else {
+            return;
+        };
+        let elapsed = self.start.elapsed();
+        let location = r
+            .location
+            .map_or("", |i| r.server.locations[i].label.as_str());
+        let metrics = &r.rt.metrics;
+        metrics
+            .http_requests
+            .with_label_values(&[
+                r.server.label.as_str(),
+                location,
+                r.method.as_str(),
+                r.status.as_str(),
+            ])
+            .inc();
+        metrics
+            .http_request_duration
+            .with_label_values(&[r.server.label.as_str(), location])
+            .observe(elapsed.as_secs_f64());
+        let Some(log) = r.log else {
+            return;
+        };
+        r.rt.access_log.write(&Entry {
+            remote: log.remote,
+            user: log.user.as_deref(),
+            time: log.time,
+            method: &r.method,
+            uri: log.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            version: log.version,
+            status: r.status,
+            body_bytes: self.bytes,
+            referer: log.referer.as_deref(),
+            user_agent: log.user_agent.as_deref(),
+            host: log.host.as_deref(),
+            request_time: elapsed,
+            upstream: &log.upstream,
+            upstream_time: log.upstream_time,
+            server: &r.server.label,
+            location: (!location.is_empty()).then_some(location),
+        });
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
