@@ -300,7 +300,7 @@ struct Exchange {
     /// URI changes left before the request is a cycle (500).
     uri_changes_left: usize,
     /// `$request_id`, drawn when first used.
-    request_id: std::sync::OnceLock<u128>,
+    request_id: std::sync::OnceLock<[u64; 2]>,
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute

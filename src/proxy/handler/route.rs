@@ -8,19 +8,18 @@ use super::*;
 /// and answers it. `named`: start in this named location (an error page's
 /// `@name`), skipping the server's rewrites and the search.
 pub(super) async fn route(
-    ctx: RequestCtx<'_>,
-    exchange: &mut Exchange,
-    mut parts: Parts,
-    mut body: Option<Incoming>,
-    named: Option<usize>,
-) -> Response<Body> {
-    let RequestCtx {
+    RequestCtx {
         rt,
         conn,
         server_index,
         host,
         original_uri,
-    } = ctx;
+    }: RequestCtx<'_>,
+    exchange: &mut Exchange,
+    mut parts: Parts,
+    mut body: Option<Incoming>,
+    named: Option<usize>,
+) -> Response<Body> {
     let server = rt.server(server_index);
     if let Some(redirect) = &server.redirect_https {
         let host = host

@@ -14,7 +14,7 @@ pub(super) struct VarsEnv<'a> {
     pub(super) original_uri: &'a Uri,
     pub(super) maps: &'a [MapDef],
     pub(super) map_values: &'a MapValues,
-    pub(super) request_id: &'a std::sync::OnceLock<u128>,
+    pub(super) request_id: &'a std::sync::OnceLock<[u64; 2]>,
 }
 
 impl<'a> VarsEnv<'a> {
@@ -63,7 +63,7 @@ pub(super) struct RequestVars<'a> {
     pub(super) captures: Option<&'a Captures>,
     pub(super) maps: &'a [MapDef],
     pub(super) map_values: &'a MapValues,
-    pub(super) request_id: &'a std::sync::OnceLock<u128>,
+    pub(super) request_id: &'a std::sync::OnceLock<[u64; 2]>,
 }
 
 impl Vars for RequestVars<'_> {
@@ -93,8 +93,12 @@ impl Vars for RequestVars<'_> {
             Var::ProxyHost => out.push_str(self.proxy_host),
             Var::ServerName => out.push_str(self.server_name),
             Var::RequestId => {
-                let id = self.request_id.get_or_init(|| fastrand::u128(..));
-                let _ = write!(out, "{id:032x}");
+                // Two u64s, not a u128: 8-byte alignment keeps the request
+                // future from padding out (see `future_sizes`).
+                let [hi, lo] = *self
+                    .request_id
+                    .get_or_init(|| [fastrand::u64(..), fastrand::u64(..)]);
+                let _ = write!(out, "{hi:016x}{lo:016x}");
             }
             Var::TimeIso8601 => {
                 crate::proxy::access_log::write_time_iso8601(SystemTime::now(), out)

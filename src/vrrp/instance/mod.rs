@@ -15,17 +15,24 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::announce::{self, FrameSender};
-use super::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
-use super::machine::{Action, Event, Machine, Params, State, TransitionReason};
-use super::netif;
-use super::packet::{self, AddressList, Advertisement, Envelope, Version};
-use super::receive::ReceivePolicy;
-use super::socket::{self, Sender};
-use super::timers::TimerRules;
-use super::track::{self, Health, TrackBoard, TrackStatus};
-use super::vip::VipTable;
 use crate::config::vrrp::{InstanceConfig, TrackEffect, Vip};
+use crate::vrrp::announce::{self, FrameSender};
+use crate::vrrp::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
+use crate::vrrp::machine::{Action, Event, Machine, Params, State, TransitionReason};
+use crate::vrrp::netif;
+use crate::vrrp::packet::{self, AddressList, Advertisement, Envelope, Version};
+use crate::vrrp::receive::ReceivePolicy;
+use crate::vrrp::socket::{self, Sender};
+use crate::vrrp::timers::TimerRules;
+use crate::vrrp::track::{self, Health, TrackBoard, TrackStatus};
+use crate::vrrp::vip::VipTable;
+
+mod freeze;
+mod shared;
+mod vips;
+
+pub(crate) use self::shared::Shared;
+pub use self::shared::{Counters, HookSlot, LagHook, ReleaseHook, TransitionRecord};
 
 /// A received datagram handed from the interface's receiver to the
 /// instance owning its VRID.
@@ -48,148 +55,11 @@ impl Packet {
     }
 }
 
-/// Commands from the [`Speaker`](super::Speaker).
+/// Commands from the [`Speaker`](crate::vrrp::Speaker).
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Resign (priority 0 if Master), remove VIPs, stop; reply when done.
     Resign(oneshot::Sender<()>),
-}
-
-/// Counters readable at any time (exported by the proxy's /metrics).
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub adverts_sent: AtomicU64,
-    pub adverts_received: AtomicU64,
-    pub become_master: AtomicU64,
-    pub priority_zero_sent: AtomicU64,
-    pub priority_zero_received: AtomicU64,
-    /// v3 adverts whose address list differs from ours (logged, accepted).
-    pub address_list_mismatches: AtomicU64,
-    pub send_errors: AtomicU64,
-}
-
-/// The last state change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransitionRecord {
-    pub at: SystemTime,
-    pub from: State,
-    pub to: State,
-    pub reason: String,
-}
-
-/// What `status()` shows besides counters.
-#[derive(Debug, Clone)]
-pub(crate) struct View {
-    pub state: State,
-    pub effective_priority: u8,
-    pub master: Option<IpAddr>,
-    pub last_transition: Option<TransitionRecord>,
-    pub faults: Vec<String>,
-    /// Every active tracking entry, e.g. `external: -60 (upstream app down)`.
-    pub tracking: Vec<String>,
-}
-
-/// State shared between an instance task and the speaker handle.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: InstanceConfig,
-    pub board: Arc<watch::Sender<TrackBoard>>,
-    pub counters: Counters,
-    pub discards: DiscardCounters,
-    /// Discards counted before demultiplexing (VRID errors, bad IP
-    /// envelopes), shared by every instance on the interface and family.
-    pub interface_discards: Arc<DiscardCounters>,
-    pub view: Mutex<View>,
-    /// This instance's own fault (not the one its sync group imposes).
-    pub own_fault: Mutex<Option<String>>,
-    /// Told of every state change (the proxy closes connections to VIPs
-    /// this node gives up).
-    pub hook: Arc<HookSlot>,
-}
-
-/// Called with an instance's VIPs just before this node removes them (it
-/// leaves Master, or finds it was frozen while Master). The proxy closes
-/// its connections to those addresses while it can still reach the
-/// clients from them; the removal waits for the returned future.
-pub type ReleaseHook = Arc<
-    dyn Fn(Vec<IpAddr>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
-        + Send
-        + Sync,
->;
-
-/// Told how late each scheduled advert went out, by instance: the gap
-/// between its Adver_Timer deadline and the send. A Backup takes over when
-/// adverts are late by more than its Skew_Time plus a few intervals, so
-/// this is how close a node is to a false failover (issue 15).
-pub type LagHook = Arc<dyn Fn(&InstanceConfig, Duration) + Send + Sync>;
-
-/// Where the speaker keeps its [`ReleaseHook`] and [`LagHook`], shared by
-/// instances.
-#[derive(Default)]
-pub struct HookSlot(
-    std::sync::RwLock<Option<ReleaseHook>>,
-    std::sync::RwLock<Option<LagHook>>,
-);
-
-impl HookSlot {
-    pub fn set(&self, hook: ReleaseHook) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
-    }
-
-    pub fn get(&self) -> Option<ReleaseHook> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn set_lag(&self, hook: LagHook) {
-        *self.1.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
-    }
-
-    fn lag(&self, config: &InstanceConfig, lag: Duration) {
-        if let Some(hook) = &*self.1.read().unwrap_or_else(|e| e.into_inner()) {
-            hook(config, lag);
-        }
-    }
-}
-
-impl std::fmt::Debug for HookSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HookSlot")
-    }
-}
-
-impl Shared {
-    pub fn new(
-        config: InstanceConfig,
-        interface_discards: Arc<DiscardCounters>,
-        hook: Arc<HookSlot>,
-    ) -> Self {
-        let (board, _) = watch::channel(TrackBoard::default());
-        Self {
-            hook,
-            view: Mutex::new(View {
-                state: State::Initialize,
-                effective_priority: config.priority,
-                master: None,
-                last_transition: None,
-                faults: vec![],
-                tracking: vec![],
-            }),
-            config,
-            board: Arc::new(board),
-            counters: Counters::default(),
-            discards: DiscardCounters::default(),
-            interface_discards,
-            own_fault: Mutex::new(None),
-        }
-    }
-
-    pub fn view(&self) -> View {
-        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn update_view(&self, f: impl FnOnce(&mut View)) {
-        f(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
-    }
 }
 
 /// The I/O an instance needs, opened by the speaker before the task starts
@@ -392,91 +262,6 @@ impl Runner {
             )));
         }
         tasks
-    }
-
-    /// A Master that has not sent an advert for 3 × Advertisement_Interval
-    /// was stalled (SIGSTOP, a stalled runtime, a VM pause) long enough
-    /// that a Backup *may* have taken over: whether one did depends on its
-    /// Master_Down_Interval (3 × interval + its Skew_Time), which we cannot
-    /// know. So we look: a Backup that took over advertised as Master
-    /// meanwhile, and those adverts wait for us in the socket. If one came
-    /// from another router, asserting mastership now with our normal
-    /// priority would preempt it back and cut its fresh connections: a
-    /// second outage. So step back instead: advertise priority 1 (the peer
-    /// answers and we become Backup, RFC 5798 §6.4.3), and hold that for
-    /// `FREEZE_HOLD` (longer when `preempt_delay` says so) before competing
-    /// normally again. If none came, nobody took over (the stall was
-    /// shorter than every peer's Master_Down_Interval): carry on as Master,
-    /// as RFC 5798 and keepalived do. An address owner (255) keeps its
-    /// priority. Returns the packets read while looking, to be handled as
-    /// usual afterwards.
-    async fn check_freeze(&mut self, packets: &mut mpsc::Receiver<Packet>) -> Vec<Packet> {
-        if self.machine.state() != State::Master {
-            return Vec::new();
-        }
-        let Some(last) = self.last_advert else {
-            return Vec::new();
-        };
-        let interval = self.shared.config.advert_interval.as_duration();
-        let silent = Instant::now().saturating_duration_since(last);
-        if silent < interval * 3 {
-            return Vec::new();
-        }
-        let priority = self.shared.config.priority;
-        if priority == super::machine::OWNER_PRIORITY {
-            return Vec::new();
-        }
-        let queued = read_queued(packets).await;
-        let taken_over = queued.iter().any(|p| self.is_other_master(p));
-        if !taken_over {
-            info!(
-                instance = self.name(),
-                ?silent,
-                "stalled while Master, but no other router took over: carrying on"
-            );
-            return queued;
-        }
-        let hold = FREEZE_HOLD.max(self.shared.config.preempt_delay);
-        warn!(
-            instance = self.name(),
-            ?silent,
-            ?hold,
-            "this node was frozen while Master and a peer took over; stepping back so it keeps the VIP"
-        );
-        let reason = format!("frozen for {silent:?} while Master; stepping back for {hold:?}");
-        // Counts as "sent" so the check does not repeat before the step.
-        self.last_advert = Some(Instant::now());
-        // The peer's announcements are the ones clients must keep: ours
-        // stop now, not when its answer makes us Backup.
-        self.stop_announcing();
-        // The peer holds the VIP now: connections to it here are dead ends
-        // already; let the proxy close them before the next response goes
-        // out with keep-alive.
-        self.release_vips().await;
-        set_track(
-            &self.shared,
-            "freeze",
-            TrackStatus::Delta(1 - i32::from(priority), reason),
-        );
-        self.apply_board().await;
-        let shared = Arc::downgrade(&self.shared);
-        tokio::spawn(async move {
-            tokio::time::sleep(hold).await;
-            if let Some(shared) = shared.upgrade() {
-                set_track(&shared, "freeze", TrackStatus::Ok);
-            }
-        });
-        queued
-    }
-
-    /// Whether `p` is a valid advert from another router that is Master
-    /// (only a Master advertises; priority 0 is one resigning). Counts
-    /// nothing: the packet is handled again afterwards.
-    fn is_other_master(&self, p: &Packet) -> bool {
-        // The policy refuses our own address (`own`).
-        self.policy
-            .check(&p.envelope())
-            .is_ok_and(|a| a.advert.priority != super::machine::RESIGN_PRIORITY)
     }
 
     /// Turns the board into machine events.
@@ -697,156 +482,6 @@ impl Runner {
         due
     }
 
-    /// Lets the proxy close connections to our VIPs (see [`ReleaseHook`]).
-    async fn release_vips(&self) {
-        if let Some(hook) = self.shared.hook.get() {
-            let vips: Vec<IpAddr> = self.shared.config.all_vips().map(|v| v.addr).collect();
-            hook(vips).await;
-        }
-    }
-
-    /// The addresses, once [`Action::ReleaseConnections`] has closed the
-    /// connections to them (their FINs still leave from the VIP).
-    async fn remove_vips(&mut self) {
-        let vips: Vec<Vip> = self.shared.config.all_vips().cloned().collect();
-        remove_all(&self.io.vips, self.io.ifindex, &vips, self.name()).await;
-    }
-
-    /// Lets go of the VIPs for a live Master that took over: the proxy
-    /// closes its connections to them now, and the addresses go once that
-    /// Master announces them ([`YIELD_WINDOW`]), in a task of its own so
-    /// that adverts keep being heard meanwhile.
-    fn yield_vips(&mut self) {
-        let until = Instant::now() + YIELD_WINDOW;
-        let hook = self.shared.hook.get();
-        let vips: Vec<Vip> = self.shared.config.all_vips().cloned().collect();
-        let table = self.io.vips.clone();
-        let ifindex = self.io.ifindex;
-        let name = self.shared.config.name.clone();
-        let (cancel, mut cancelled) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            if let Some(hook) = hook {
-                hook(vips.iter().map(|v| v.addr).collect()).await;
-            }
-            tokio::select! {
-                biased;
-                _ = &mut cancelled => return,
-                _ = tokio::time::sleep_until(until) => {}
-            }
-            remove_all(&table, ifindex, &vips, &name).await;
-        });
-        self.yielding = Some((cancel, task));
-    }
-
-    /// Stops a yield before it removes the addresses (we are taking them
-    /// back), and waits for its task: it may be removing them right now.
-    async fn cancel_yield(&mut self) {
-        if let Some((cancel, task)) = self.yielding.take() {
-            let _ = cancel.send(());
-            let _ = task.await;
-        }
-    }
-
-    /// Lets a yield in progress finish (at shutdown: its addresses must go).
-    async fn finish_yield(&mut self) {
-        if let Some((_cancel, task)) = self.yielding.take() {
-            let _ = task.await;
-        }
-    }
-
-    /// Gratuitous ARP / unsolicited NA bursts for every VIP, then refreshes
-    /// while Master. A repeated request within a second does not restart
-    /// the burst.
-    fn announce(&mut self) {
-        let now = Instant::now();
-        if self.announcing_since_within_a_second(self.last_announce, now) {
-            return;
-        }
-        self.start_announcer(now);
-    }
-
-    /// Whether the announcer runs and `since` (when it was last asked to
-    /// start a burst of some kind) is less than a second ago.
-    fn announcing_since_within_a_second(&self, since: Option<Instant>, now: Instant) -> bool {
-        let running = self.announcer.as_ref().is_some_and(|h| !h.is_finished());
-        running && since.is_some_and(|t| now - t < Duration::from_secs(1))
-    }
-
-    /// The announcement, [`YIELD_WINDOW`] from now: the other Master (one
-    /// we preempted, or met in a dual-master moment) is alive and lets go
-    /// of the VIPs on hearing our advert. While Master, a burst already
-    /// scheduled this way within the last second stands (a peer that keeps
-    /// advertising a lower priority, one-way partition, must not postpone
-    /// it forever nor make us flood).
-    fn announce_after_yield(&mut self) {
-        let now = Instant::now();
-        // Not announcing: we have just become Master, and must.
-        if self.announcing_since_within_a_second(self.last_yield_announce, now) {
-            return;
-        }
-        self.last_yield_announce = Some(now);
-        self.start_announcer(now + YIELD_WINDOW);
-    }
-
-    /// (Re)starts the announcer with its first burst at `first`. Frames
-    /// whose time passed while the process was stopped are skipped rather
-    /// than sent late: after a freeze (SIGSTOP, a VM pause) the timers of
-    /// every frame due in the meantime fire at once, and those frames
-    /// would pull clients to a node that is about to step back (see
-    /// `check_freeze`). A wake-up more than [`LATE_FRAME`] late marks every
-    /// frame due until then, and [`STALL_SETTLE`] after, as stale.
-    fn start_announcer(&mut self, first: Instant) {
-        self.stop_announcing();
-        self.last_announce = Some(Instant::now());
-        let garp = self.shared.config.garp.clone();
-        let frames: Vec<Vec<u8>> = self
-            .shared
-            .config
-            .all_vips()
-            .map(|v| announce::frame_for(self.io.mac, v.addr))
-            .collect();
-        let sender = self.io.frames.clone();
-        let name = self.shared.config.name.clone();
-        self.announcer = Some(tokio::spawn(async move {
-            let mut start = first;
-            // Frames due before this were queued while we were stopped.
-            let mut stale_before: Option<Instant> = None;
-            loop {
-                for offset in announce::burst_offsets(&garp) {
-                    let due = start + offset;
-                    tokio::time::sleep_until(due).await;
-                    let now = Instant::now();
-                    if now.saturating_duration_since(due) > LATE_FRAME {
-                        // Also hold what falls due while the instance
-                        // looks at what happened during the stall (it may
-                        // step back and stop us).
-                        stale_before = Some(now + STALL_SETTLE);
-                    }
-                    if stale_before.is_some_and(|t| due <= t) {
-                        debug!(instance = %name, "announcement skipped: {:?} late", now - due);
-                        continue;
-                    }
-                    for f in &frames {
-                        if let Err(e) = sender.send(f) {
-                            debug!(instance = %name, "announcement failed: {e}");
-                        }
-                    }
-                }
-                if garp.refresh.is_zero() {
-                    return;
-                }
-                start += garp.refresh.max(garp.delay);
-                tokio::time::sleep_until(start).await;
-            }
-        }));
-    }
-
-    fn stop_announcing(&mut self) {
-        if let Some(h) = self.announcer.take() {
-            h.abort();
-        }
-    }
-
     fn transition(&mut self, from: State, to: State, reason: TransitionReason) {
         info!(
             instance = self.name(),
@@ -935,58 +570,6 @@ pub(crate) fn advertised(c: &InstanceConfig) -> AddressList {
         )
     }
 }
-
-/// Removes `vips` from the interface, logging (not stopping at) failures.
-async fn remove_all(table: &VipTable, ifindex: u32, vips: &[Vip], instance: &str) {
-    for vip in vips {
-        if let Err(e) = table.remove(ifindex, vip).await {
-            error!(instance, "cannot remove {}/{}: {e}", vip.addr, vip.prefix);
-        }
-    }
-}
-
-/// How long a live Master is given to let go of the VIPs before we
-/// announce them (see [`Action::AnnounceAfterYield`]). A vigil peer's
-/// release holds new connections, closes the open ones (waiting up to
-/// 100 ms for them, after a 10 ms handshake settle) and then removes the
-/// addresses: 200 ms covers that with margin for a loaded host. Clients
-/// that reach the old Master after it removed the VIP and before our
-/// burst lose nothing: their SYN (the only thing they can send, every
-/// connection being closed) is retried by TCP after a second.
-pub(crate) const YIELD_WINDOW: Duration = Duration::from_millis(200);
-
-/// After a stall, frames due this soon are skipped too: `check_freeze`
-/// reads the queued adverts (up to `QUEUED_READ` at a time) and may step
-/// back meanwhile.
-const STALL_SETTLE: Duration = Duration::from_millis(25);
-
-/// A gratuitous ARP frame this late is skipped (see `start_announcer`).
-/// Loaded hosts wake timers a few ms late; a freeze wakes them hundreds
-/// of ms late.
-const LATE_FRAME: Duration = Duration::from_millis(50);
-
-/// After a stall, how long the receive task is given to hand over what
-/// the kernel queued meanwhile (it runs as soon as the process does; the
-/// wait adds to the stall, so it stays short).
-const QUEUED_READ: Duration = Duration::from_millis(5);
-
-/// The packets queued for an instance, read until none arrives for
-/// [`QUEUED_READ`] (at most 64: a stalled second's worth at 20 ms adverts
-/// from a few routers).
-async fn read_queued(packets: &mut mpsc::Receiver<Packet>) -> Vec<Packet> {
-    let mut out = Vec::new();
-    while out.len() < 64 {
-        match tokio::time::timeout(QUEUED_READ, packets.recv()).await {
-            Ok(Some(p)) => out.push(p),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    out
-}
-
-/// How long a node that was frozen while Master stays out of the election
-/// (see `check_freeze`).
-const FREEZE_HOLD: Duration = Duration::from_secs(60);
 
 /// Writes `status` for `source` on an instance's board.
 pub(crate) fn set_track(shared: &Shared, source: &str, status: TrackStatus) {
