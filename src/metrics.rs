@@ -73,6 +73,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -83,7 +89,6 @@ impl Metrics {
     /// A registry of vigil's metrics. `App` makes one and hands it down
     /// (the proxy's runtime carries it), so two vigils in one process —
     /// tests — count apart.
-    #[allow(clippy::new_without_default)]
     pub fn new() -> Metrics {
         let metrics = Self::register();
         // Known label values exist from the start, at 0, so a rate() over
