@@ -20,14 +20,18 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::body::Body;
-use super::client_body::{self, ClientBody, Prebuffered, Upload};
-use super::headers::{self, ClientInfo};
-use super::respond;
-use super::runtime::Pool;
-use super::upstream::conn::{self, InFlight, Sender, UpstreamBody};
-use super::upstream::{Peer, PickKey};
 use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
+use crate::proxy::body::Body;
+use crate::proxy::client_body::{self, ClientBody, Prebuffered, Upload};
+use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::respond;
+use crate::proxy::runtime::Pool;
+use crate::proxy::upstream::conn::{self, InFlight, Sender, UpstreamBody};
+use crate::proxy::upstream::{Peer, PickKey};
+
+mod request;
+pub(crate) use self::request::encode_path;
+use self::request::{build_request, is_idempotent, listed_status, prepare_headers, upstream_uri};
 
 /// What the forwarder needs to know about the request beyond its parts.
 pub struct ForwardRequest<'a> {
@@ -369,117 +373,6 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _sender: Sender, _in_fli
     let mut upstream = TokioIo::new(upstream);
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection ended");
-    }
-}
-
-/// Rewrites request headers for the upstream. Returns the `Upgrade`
-/// protocol when the client asked for one.
-fn prepare_headers(
-    headers: &mut HeaderMap,
-    set_headers: Vec<(HeaderName, String)>,
-    client: &ClientInfo<'_>,
-) -> Option<HeaderValue> {
-    let upgrade = headers::strip_hop_by_hop(headers);
-    // hyper answers 100-continue itself when we start reading the body.
-    headers.remove(header::EXPECT);
-    headers::add_forwarding(headers, client);
-    for (name, value) in set_headers {
-        if value.is_empty() {
-            headers.remove(&name);
-        } else if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
-    upgrade
-}
-
-/// The request target for the upstream (origin form).
-fn upstream_uri(uri: &Uri, pass: &ProxyPass, normalized_path: &str) -> Option<Uri> {
-    let Some(replace) = &pass.replace_prefix else {
-        let pq = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        return Some(Uri::from(pq));
-    };
-    // nginx replaces the matched prefix of the *normalized* URI; when the
-    // raw path already starts with it (the usual case) keep its encoding.
-    let raw = uri.path();
-    let rest = if let Some(rest) = raw.strip_prefix(replace.location_prefix.as_str()) {
-        rest.to_owned()
-    } else {
-        let rest = normalized_path.strip_prefix(replace.location_prefix.as_str())?;
-        encode_path(rest)
-    };
-    let mut target = String::with_capacity(replace.with.len() + rest.len() + 16);
-    target.push_str(&replace.with);
-    target.push_str(&rest);
-    if let Some(q) = uri.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    target.parse::<Uri>().ok()
-}
-
-/// Percent-encodes what may not appear raw in a path.
-pub(crate) fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        match b {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'/'
-            | b'-'
-            | b'.'
-            | b'_'
-            | b'~'
-            | b'!'
-            | b'$'
-            | b'&'
-            | b'\''
-            | b'('
-            | b')'
-            | b'*'
-            | b'+'
-            | b','
-            | b';'
-            | b'='
-            | b':'
-            | b'@' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn build_request(method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Request<Body> {
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-    req
-}
-
-/// RFC 9110 §9.2.2.
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// A status listed in `next_upstream`: the attempt failed (nginx counts it
-/// for passive health) and the next server may be tried.
-fn listed_status(n: &NextUpstream, status: StatusCode) -> bool {
-    match status.as_u16() {
-        500 => n.http_500,
-        502 => n.http_502,
-        503 => n.http_503,
-        504 => n.http_504,
-        429 => n.http_429,
-        _ => false,
     }
 }
 
