@@ -37,6 +37,7 @@ pub struct Metrics {
     pub vrrp_unavailable: IntGauge,
     pub access_log_dropped: IntCounter,
     pub tls_handshake_errors: IntCounter,
+    pub tls_handshakes: IntCounterVec,
     /// Failed `accept` calls by reason (`emfile`, `enfile`, `other`).
     pub accept_errors: IntCounterVec,
     /// HTTP/2 connections closed for flooding control frames, by frame
@@ -95,6 +96,9 @@ impl Metrics {
         // them works before the first event.
         for reason in ["emfile", "enfile", "other"] {
             metrics.accept_errors.with_label_values(&[reason]);
+        }
+        for result in ["ok", "failed", "timeout"] {
+            metrics.tls_handshakes.with_label_values(&[result]);
         }
         for frame in ["settings", "ping"] {
             metrics.http2_flood_closed.with_label_values(&[frame]);
@@ -224,6 +228,11 @@ impl Metrics {
             tls_handshake_errors: single_counter(
                 "vigil_tls_handshake_errors_total",
                 "TLS handshakes that failed or timed out.",
+            ),
+            tls_handshakes: counter(
+                "vigil_tls_handshakes_total",
+                "TLS handshakes on client connections, by result (ok, failed: a bad client hello, a rejected certificate or plain HTTP to the HTTPS port, timeout: client_header_timeout passed).",
+                &["result"],
             ),
             accept_errors: counter(
                 "vigil_accept_errors_total",

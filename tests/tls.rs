@@ -478,7 +478,7 @@ async fn reload_swaps_certificates_without_dropping_connections() {
 #[tokio::test]
 async fn plain_http_to_the_https_port_gets_400_and_is_counted() {
     let s = setup("").await;
-    let before = vigil::proxy::tls::handshake_counts();
+    let before = handshakes(&s.vigil);
     // Plain HTTP to the TLS port.
     let out = client::raw(
         s.tls,
@@ -488,19 +488,29 @@ async fn plain_http_to_the_https_port_gets_400_and_is_counted() {
     .await;
     assert!(out.starts_with("HTTP/1.1 400 Bad Request"), "{out}");
     assert!(out.contains("This port expects HTTPS"), "{out}");
-    wait_for_count(before, |c| c.failed).await;
+    wait_for_count(&s.vigil, before, "failed").await;
 }
 
-/// Waits until a handshake counter has moved past `before`: a connection
-/// is closed as its handshake ends, a moment before the counter moves.
-async fn wait_for_count(
-    before: vigil::proxy::tls::HandshakeCounts,
-    field: impl Fn(&vigil::proxy::tls::HandshakeCounts) -> u64,
-) {
+/// `vigil_tls_handshakes_total` by result.
+fn handshakes(v: &TestVigil) -> [u64; 3] {
+    ["ok", "failed", "timeout"]
+        .map(|r| v.app.metrics().tls_handshakes.with_label_values(&[r]).get())
+}
+
+/// Waits until the handshake counter for `result` has moved past
+/// `before`, and the error total with it: a connection is closed as its
+/// handshake ends, a moment before the counter moves.
+async fn wait_for_count(v: &TestVigil, before: [u64; 3], result: &str) {
+    let i = ["ok", "failed", "timeout"]
+        .iter()
+        .position(|r| *r == result)
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let now = vigil::proxy::tls::handshake_counts();
-        if field(&now) > field(&before) {
+        let now = handshakes(v);
+        if now[i] > before[i] {
+            let errors = v.app.metrics().tls_handshake_errors.get();
+            assert!(errors >= now[1] + now[2] - before[1] - before[2]);
             return;
         }
         assert!(std::time::Instant::now() < deadline, "{before:?} → {now:?}");
@@ -724,7 +734,7 @@ async fn websocket_over_tls() {
 #[tokio::test]
 async fn silent_clients_are_cut_off_after_client_header_timeout() {
     let s = setup("client_header_timeout = \"300ms\"").await;
-    let before = vigil::proxy::tls::handshake_counts();
+    let before = handshakes(&s.vigil);
     let started = std::time::Instant::now();
     // Connect and send nothing: the handshake never starts.
     let out = client::raw(s.tls, b"", std::time::Duration::from_secs(5)).await;
@@ -735,7 +745,7 @@ async fn silent_clients_are_cut_off_after_client_header_timeout() {
             && waited < std::time::Duration::from_secs(3),
         "closed after {waited:?}"
     );
-    wait_for_count(before, |c| c.timed_out).await;
+    wait_for_count(&s.vigil, before, "timeout").await;
 }
 
 #[tokio::test]

@@ -581,7 +581,8 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                 }
                 Some(acceptor) => {
                     let timeout = runtime.load().config.http.client_header_timeout;
-                    let handshake = tls::handshake(&acceptor, stream, timeout, peer, &control.stop);
+                    let handshake =
+                        tls::handshake(&acceptor, stream, timeout, peer, &control.stop, &metrics);
                     if let Some(stream) = handshake.await {
                         serve_connection(stream, conn, runtime, control).await;
                     }

@@ -14,5 +14,5 @@ pub mod resolver;
 pub mod termination;
 pub mod upstream;
 
-pub use termination::{HandshakeCounts, TlsListeners, handshake, handshake_counts};
+pub use termination::{TlsListeners, handshake};
 pub use upstream::UpstreamConnector;

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -161,7 +160,7 @@ fn server_config(resolver: SniResolver, http2: bool, resumption: &Resumption) ->
 /// Runs the server side of a TLS handshake on an accepted connection.
 /// `None` when it failed, timed out or shutdown began; failures are
 /// logged at debug (they are routine: scanners, clients that reject the
-/// certificate) and counted in [`handshake_counts`].
+/// certificate) and counted in `vigil_tls_handshakes_total`.
 ///
 /// A client that sends plain HTTP to the HTTPS port gets a readable 400
 /// (as from nginx) instead of TLS alert bytes it would show as garbage.
@@ -171,6 +170,7 @@ pub async fn handshake(
     timeout: Duration,
     peer: SocketAddr,
     stop: &CancellationToken,
+    metrics: &crate::metrics::Metrics,
 ) -> Option<TlsStream<TcpStream>> {
     let attempt = async move {
         if starts_with_plain_http(&stream).await? {
@@ -188,16 +188,18 @@ pub async fn handshake(
     };
     match result {
         Ok(Ok(tls)) => {
-            COUNTS.succeeded.fetch_add(1, Ordering::Relaxed);
+            metrics.tls_handshakes.with_label_values(&["ok"]).inc();
             Some(tls)
         }
         Ok(Err(e)) => {
-            COUNTS.failed.fetch_add(1, Ordering::Relaxed);
+            metrics.tls_handshakes.with_label_values(&["failed"]).inc();
+            metrics.tls_handshake_errors.inc();
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
             None
         }
         Err(_) => {
-            COUNTS.timed_out.fetch_add(1, Ordering::Relaxed);
+            metrics.tls_handshakes.with_label_values(&["timeout"]).inc();
+            metrics.tls_handshake_errors.inc();
             tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
             None
         }
@@ -244,33 +246,3 @@ async fn refuse_plain_http(mut stream: TcpStream) {
         }
     }
 }
-
-/// TLS handshakes since the process started, by outcome; for the
-/// `vigil_tls_handshakes_total{result}` metric.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HandshakeCounts {
-    pub succeeded: u64,
-    pub failed: u64,
-    pub timed_out: u64,
-}
-
-/// The handshake counters now.
-pub fn handshake_counts() -> HandshakeCounts {
-    HandshakeCounts {
-        succeeded: COUNTS.succeeded.load(Ordering::Relaxed),
-        failed: COUNTS.failed.load(Ordering::Relaxed),
-        timed_out: COUNTS.timed_out.load(Ordering::Relaxed),
-    }
-}
-
-struct Counters {
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    timed_out: AtomicU64,
-}
-
-static COUNTS: Counters = Counters {
-    succeeded: AtomicU64::new(0),
-    failed: AtomicU64::new(0),
-    timed_out: AtomicU64::new(0),
-};
