@@ -89,6 +89,17 @@ error_page = [
   path = "/bare/"
   return = {{ status = 503 }}
 
+  # nginx's JSON error idiom: the page is a `return` with its own status.
+  [[server.location]]
+  path = "/json/"
+  error_page = [{{ codes = [404], uri = "/404.json" }}]
+  return = {{ status = 404 }}
+
+  [[server.location]]
+  path = "= /404.json"
+  internal = true
+  return = {{ status = 500, body = "{{\"error\":\"not found\"}}\n", content_type = "application/json" }}
+
   [[server.location]]
   path = "@fallback"
   proxy_pass = "http://{fb}"
@@ -189,6 +200,17 @@ async fn named_locations_codes_and_redirects() {
     let r = client::get(s.addr, "/moved/thing").await;
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("https://example.com/new"));
+}
+
+/// A page location that answers with `return <error> "text"` is the page
+/// (nginx sends the text, with the original status), not a failed page.
+#[tokio::test]
+async fn a_returned_text_is_the_page_even_with_an_error_status() {
+    let s = site().await;
+    let r = client::get(s.addr, "/json/missing").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "{\"error\":\"not found\"}\n");
+    assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
 #[tokio::test]

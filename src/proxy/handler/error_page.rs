@@ -112,9 +112,16 @@ pub(super) async fn error_page(
     };
     let mut page_response = route(ctx, exchange, parts, None, start).await;
     let answered = page_response.status();
+    // A `return` with a text is the page's answer even with an error
+    // status (nginx's JSON error idiom: `location = /404.json { return 404
+    // '{...}'; }`); any other error means the page itself failed.
+    let written = exchange
+        .location
+        .map(|i| &server.locations[i])
+        .is_some_and(|l| matches!(&l.action, Action::Return(r) if r.body.is_some()));
     match page.response {
         ErrorResponse::Target => page_response,
-        _ if answered.as_u16() >= 400 => {
+        _ if answered.as_u16() >= 400 && !written => {
             tracing::warn!(
                 uri = %original_uri,
                 %status,
