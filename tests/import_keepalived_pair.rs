@@ -3,11 +3,12 @@
 //! keepalived running the original. Both elect the same master, and both
 //! move the VIP on the same faults."
 //!
-//! For each chosen corpus file (tests/corpus/keepalived, see SOURCES.md)
-//! the test rewrites the original for the lab (`Case::node_a`, with the
-//! substitutions listed per file), derives the peer's file the way the
-//! corpus says peers differ (`Case::node_b`), and runs two labs in lock
-//! step:
+//! For each chosen corpus file (tests/corpus/keepalived, the same files as
+//! /work/shared/corpus; see SOURCES.md) the test rewrites the original for
+//! the lab (`Case::node_a`: interfaces, addresses, check and notify
+//! scripts, listed per file), derives the peer's file the way SOURCES.md
+//! says the corpus pairs differ (`Case::node_b`), and runs two labs in
+//! lock step:
 //!
 //! - lab K: the real keepalived on the two rewritten files;
 //! - lab V: vigil on `vigil import --keepalived` of the very same files.
@@ -16,15 +17,17 @@
 //! of the master, its eth0 down and up, its check failing and recovering).
 //! After each, the test waits in both labs until the VIP is where the
 //! config says it must be and stays there; the labs must agree at every
-//! step. Finally keepalived's logs must hold no error line.
+//! step. Finally neither keepalived nor vigil may have logged an error.
 //!
-//! Without `--nginx` the importer keeps a `vrrp_script` as a script (it
-//! only turns nginx checks into `track.proxy` when the import has servers
-//! whose health vigil can probe). So both labs run the same check command,
-//! and one file removal fails a node's check in both labs at once.
+//! Imported with `--keepalived` alone, a `vrrp_script` stays a script
+//! (the importer turns an nginx check into `track.proxy` only when the
+//! import has servers whose health vigil can probe). So both labs run the
+//! same check command: `test -e` of a flag file, and one file removal
+//! fails a node's check in both labs at once. One more run of 07 uses the
+//! pair with nginx (`Case::nginx`), where the check becomes `track.proxy`.
 //!
 //! Needs root and keepalived; prints why it skips otherwise (and fails in
-//! CI without keepalived). Subnets 10.231.50–53.0/24, inside the
+//! CI without keepalived). Subnets 10.231.50–54.0/24, inside the
 //! namespaces only; the two labs of a file use the same addresses, each on
 //! its own bridge.
 
@@ -54,6 +57,10 @@ struct Case {
     b_priority: u8,
     /// `advert_int`, for the time budgets.
     advert: Duration,
+    /// Run the pair with nginx: lab K runs a real nginx beside keepalived
+    /// and the check becomes a curl of it; lab V imports the same
+    /// nginx.conf too, so the importer turns the check into `track.proxy`.
+    nginx: bool,
 }
 
 impl Case {
@@ -61,11 +68,16 @@ impl Case {
         format!("10.231.{}.{host}", self.subnet)
     }
 
-    /// The check command of `node` ("a" or "b"): succeeds while the
-    /// node's flag file exists, so the test makes the "nginx check" fail
-    /// by removing it. Both labs share the flag files.
-    fn check(dir: &Path, node: &str) -> String {
-        format!("/usr/bin/test -e {}/{node}-nginx-ok", dir.display())
+    /// Node a's check command. Without nginx: it succeeds while the
+    /// node's flag file exists, so the test fails the "nginx check" by
+    /// removing it (both labs share the flag files). With nginx: a curl of
+    /// the local server, an idiom the importer knows as an nginx check.
+    fn check(&self, dir: &Path) -> String {
+        if self.nginx {
+            "/usr/bin/curl -s -f -o /dev/null http://127.0.0.1/".to_owned()
+        } else {
+            format!("/usr/bin/test -e {}/a-nginx-ok", dir.display())
+        }
     }
 
     /// Node a's file: the original with this case's rewrites.
@@ -76,10 +88,16 @@ impl Case {
                 .replace("{A}", &self.addr(1))
                 .replace("{B}", &self.addr(2))
                 .replace("{VIP}", &self.addr(100))
-                .replace("{CHECK}", &Case::check(dir, "a"));
+                .replace("{CHECK}", &self.check(dir));
             // Word-bounded where the text is a word (172.20.128.2 must not
             // match in 172.20.128.20); paths start with '/'.
-            let edge = |c: Option<char>| if c.is_some_and(|c| c.is_alphanumeric()) { r"\b" } else { "" };
+            let edge = |c: Option<char>| {
+                if c.is_some_and(|c| c.is_alphanumeric()) {
+                    r"\b"
+                } else {
+                    ""
+                }
+            };
             let re = Regex::new(&format!(
                 "{}{}{}",
                 edge(from.chars().next()),
@@ -108,9 +126,12 @@ impl Case {
             regex::escape(&ib)
         ))
         .unwrap();
-        let text = swap.replace_all(&text, |c: &regex::Captures| {
-            if c[1] == ia { ib.clone() } else { ia.clone() }
-        });
+        let text = swap.replace_all(
+            &text,
+            |c: &regex::Captures| {
+                if c[1] == ia { ib.clone() } else { ia.clone() }
+            },
+        );
         text.replace("/a-nginx-ok", "/b-nginx-ok")
     }
 }
@@ -121,6 +142,7 @@ enum Action {
     Start(usize),
     Kill(usize),
     Link(usize, bool),
+    /// The node's "nginx check" fails (false) or succeeds again (true).
     Check(usize, bool),
 }
 
@@ -130,6 +152,9 @@ struct Step {
     actions: &'static [Action],
     holders: &'static [usize],
     what: &'static str,
+    /// Where the VIP does not move, proof that the fault was seen: text
+    /// that node's keepalived and vigil logs must show.
+    seen: Option<(usize, &'static str, &'static str)>,
 }
 
 const A: usize = 0;
@@ -215,11 +240,19 @@ impl Side {
                     "-r",
                     &vrrp_pid,
                 ];
-                (self.lab.spawn(&self.nodes[i], &cmd, &log), "Startup complete")
+                (
+                    self.lab.spawn(&self.nodes[i], &cmd, &log),
+                    "Startup complete",
+                )
             }
+            // RUST_LOG: an imported nginx.conf sets the level to error
+            // (its error_log), which would hide the start-up line waited for.
             Kind::Vigil => (
-                self.lab
-                    .spawn(&self.nodes[i], &[VIGIL, "run", "-c", &cfg], &log),
+                self.lab.spawn(
+                    &self.nodes[i],
+                    &["env", "RUST_LOG=info", VIGIL, "run", "-c", &cfg],
+                    &log,
+                ),
                 "VRRP instance started",
             ),
         };
@@ -271,6 +304,19 @@ impl Side {
         (0..2)
             .filter(|&i| self.pids[i].is_some() && self.lab.has_addr(&self.nodes[i], &self.vip))
             .collect()
+    }
+
+    /// Waits until node `i`'s current log shows `text`.
+    fn seen(&self, i: usize, text: &str, budget: Duration) -> Result<(), String> {
+        let log = self.log(i, self.runs[i] - 1);
+        let start = Instant::now();
+        while !self.lab.read(&log).contains(text) {
+            if start.elapsed() > budget {
+                return Err(format!("{}: {log} never showed {text:?}", self.name()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Killed nodes that still have the VIP.
@@ -325,16 +371,40 @@ struct Pair {
     k: Side,
     v: Side,
     dir: PathBuf,
+    nginx: bool,
 }
 
 impl Pair {
     fn apply(&mut self, action: Action) {
         if let Action::Check(i, ok) = action {
-            let flag = self.dir.join(format!("{}-nginx-ok", NAMES[i]));
-            if ok {
-                std::fs::write(flag, "").unwrap();
+            if self.nginx {
+                // The web server stops answering on port 80, in both labs
+                // alike: keepalived's curl is refused, and so is vigil's
+                // self-probe (track.proxy). A reset, not a drop, so that
+                // neither waits for a timeout (07 sets none).
+                for side in [&self.k, &self.v] {
+                    let script = if ok {
+                        "nft delete table inet lab".to_owned()
+                    } else {
+                        "nft add table inet lab && \
+                         nft add chain inet lab input '{ type filter hook input priority 0; }' && \
+                         nft add rule inet lab input tcp dport 80 reject with tcp reset"
+                            .to_owned()
+                    };
+                    let out = side.lab.sh(&side.nodes[i], &script);
+                    assert!(
+                        out.status.success(),
+                        "{script}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
             } else {
-                std::fs::remove_file(flag).unwrap();
+                let flag = self.dir.join(format!("{}-nginx-ok", NAMES[i]));
+                if ok {
+                    std::fs::write(flag, "").unwrap();
+                } else {
+                    std::fs::remove_file(flag).unwrap();
+                }
             }
         }
         self.k.apply(action);
@@ -350,13 +420,17 @@ impl Pair {
     }
 }
 
-/// `vigil import --keepalived` of `conf` into `out` (exit 0 or 3: a config
-/// is written either way), checked with `vigil check`.
-fn import(conf: &Path, out: &Path) {
+/// `vigil import --keepalived` of `conf` (and `--nginx` of `nginx`) into
+/// `out` (exit 0 or 3: a config is written either way), checked with
+/// `vigil check`. Returns the config.
+fn import(conf: &Path, nginx: Option<&Path>, out: &Path) -> toml::Table {
     let report = out.with_extension("report");
-    let import = Command::new(VIGIL)
-        .args(["import", "--keepalived"])
-        .arg(conf)
+    let mut import = Command::new(VIGIL);
+    import.args(["import", "--keepalived"]).arg(conf);
+    if let Some(n) = nginx {
+        import.arg("--nginx").arg(n);
+    }
+    let import = import
         .arg("-o")
         .arg(out)
         .arg("--report")
@@ -382,6 +456,33 @@ fn import(conf: &Path, out: &Path) {
         conf.display(),
         String::from_utf8_lossy(&check.stderr)
     );
+    toml::from_str(&toml).unwrap()
+}
+
+/// A stand-in for the pair's nginx.conf (the corpus's nginx/07 serves TLS
+/// and uwsgi apps the lab does not have): one server on port 80, which
+/// both the keepalived check (curl) and vigil's self-probe reach on
+/// 127.0.0.1. Files in `dir`.
+fn nginx_conf(dir: &Path, node: &str) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;\npid {d}/nginx-{node}.pid;\nerror_log {d}/nginx-{node}-error.log;\n\
+         events {{\n    worker_connections 64;\n}}\n\
+         http {{\n    access_log off;\n    server {{\n        listen 80;\n        \
+         location / {{\n            return 200 \"{node}\\n\";\n        }}\n    }}\n}}\n"
+    )
+}
+
+/// No vigil logged an error (a failed notify, a netlink error...).
+fn assert_vigil_clean(side: &Side) {
+    for i in 0..2 {
+        for run in 0..side.runs[i] {
+            let log = side.lab.read(&side.log(i, run));
+            if let Some(line) = log.lines().find(|l| l.contains(" ERROR ")) {
+                panic!("vigil logged an error: {line}\n--- full log\n{log}");
+            }
+        }
+    }
 }
 
 /// keepalived must not have logged an error about any config line or
@@ -406,7 +507,10 @@ fn assert_keepalived_clean(side: &Side) {
             all.push_str(&side.lab.read(&side.log(i, run)));
         }
     }
-    assert!(all.contains("Entering MASTER STATE"), "keepalived never ran as master:\n{all}");
+    assert!(
+        all.contains("Entering MASTER STATE"),
+        "keepalived never ran as master:\n{all}"
+    );
     for line in all.lines() {
         let l = line.to_ascii_lowercase();
         if let Some(word) = complaints.iter().find(|w| l.contains(*w)) {
@@ -453,15 +557,50 @@ fn run(case: &Case, steps: &[Step]) {
     for n in NAMES {
         std::fs::write(dir.join(format!("{n}-nginx-ok")), "").unwrap();
     }
+    if case.nginx {
+        // nginx runs for the whole test, in lab K only: in lab V vigil
+        // is the proxy.
+        for i in [A, B] {
+            let conf = dir.join(format!("nginx-{}.conf", NAMES[i]));
+            std::fs::write(&conf, nginx_conf(&dir, NAMES[i])).unwrap();
+            let conf = conf.display().to_string();
+            let err = dir.join(format!("nginx-{}-start.log", NAMES[i]));
+            let err = err.display().to_string();
+            let cmd = ["nginx", "-e", &err, "-c", &conf, "-g", "daemon off;"];
+            k.lab
+                .spawn(&k.nodes[i], &cmd, &format!("nginx-{}.log", NAMES[i]));
+            k.lab
+                .wait_until(Duration::from_secs(20), "nginx answers", || {
+                    k.lab
+                        .sh(&k.nodes[i], "curl -s -f -o /dev/null http://127.0.0.1/")
+                        .status
+                        .success()
+                });
+        }
+    }
 
     let mut v = Side::new(Kind::Vigil, case);
     for i in [A, B] {
         let out = v.lab.path(&format!("{}.toml", NAMES[i]));
-        import(&k.configs[i], &out);
+        let nginx = case
+            .nginx
+            .then(|| dir.join(format!("nginx-{}.conf", NAMES[i])));
+        let config = import(&k.configs[i], nginx.as_deref(), &out);
+        if case.nginx {
+            // The point of this variant: the curl check became vigil's
+            // own proxy health, with 07's effect (no weight: fault).
+            let proxy = &config["vrrp"]["instance"][0]["track"]["proxy"];
+            assert_eq!(proxy.as_str(), Some("fault"), "{config:#?}");
+        }
         v.configs[i] = out;
     }
 
-    let mut pair = Pair { k, v, dir };
+    let mut pair = Pair {
+        k,
+        v,
+        dir,
+        nginx: case.nginx,
+    };
     // keepalived's Master_Down_Interval is 3 adverts + up to 1 s of skew;
     // a preemption that should not happen would show within `hold`.
     let hold = case.advert * 3 + Duration::from_secs(3);
@@ -495,15 +634,23 @@ fn run(case: &Case, steps: &[Step]) {
             outcome(&pair.v, &v),
         );
         table.push_str(&line);
+        let (k_seen, v_seen) = match step.seen {
+            Some((i, k_text, v_text)) => (
+                pair.k.seen(i, k_text, budget),
+                pair.v.seen(i, v_text, budget),
+            ),
+            None => (Ok(()), Ok(())),
+        };
         assert!(
-            k.is_ok() && v.is_ok(),
-            "{}: the labs disagree or miss the config's outcome\n{table}\n{}",
+            k.is_ok() && v.is_ok() && k_seen.is_ok() && v_seen.is_ok(),
+            "{}: the labs disagree or miss the config's outcome\n{table}{k_seen:?} {v_seen:?}\n{}",
             case.file,
             pair.logs()
         );
     }
     eprintln!("{}:\n{table}", case.file);
     assert_keepalived_clean(&pair.k);
+    assert_vigil_clean(&pair.v);
 }
 
 use Action::{Check, Kill, Link, Start};
@@ -518,6 +665,7 @@ fn lb_nginx_keepalived_iphash() {
         rewrites: &[("ens33", "eth0"), ("192.168.1.80", "{VIP}")],
         b_priority: 100,
         advert: Duration::from_secs(1),
+        nginx: false,
     };
     run(
         &case,
@@ -526,26 +674,31 @@ fn lb_nginx_keepalived_iphash() {
                 actions: &[Start(A), Start(B)],
                 holders: &[A],
                 what: "the higher priority (150) is elected",
+                seen: None,
             },
             Step {
                 actions: &[Kill(A)],
                 holders: &[B],
                 what: "b takes over",
+                seen: None,
             },
             Step {
                 actions: &[Start(A)],
                 holders: &[A],
                 what: "a returns and preempts (preempt is the default)",
+                seen: None,
             },
             Step {
                 actions: &[Link(A, false)],
                 holders: &[B],
                 what: "a's link down: fault, b takes over",
+                seen: None,
             },
             Step {
                 actions: &[Link(A, true)],
                 holders: &[A],
                 what: "a's link up: it preempts again",
+                seen: None,
             },
         ],
     );
@@ -559,36 +712,43 @@ fn fault_check_steps() -> Vec<Step> {
             actions: &[Start(A), Start(B)],
             holders: &[A],
             what: "the higher priority is elected",
+            seen: None,
         },
         Step {
             actions: &[Kill(A)],
             holders: &[B],
             what: "b takes over",
+            seen: None,
         },
         Step {
             actions: &[Start(A)],
             holders: &[A],
             what: "a returns and preempts",
+            seen: None,
         },
         Step {
             actions: &[Link(A, false)],
             holders: &[B],
             what: "a's link down: fault, b takes over",
+            seen: None,
         },
         Step {
             actions: &[Link(A, true)],
             holders: &[A],
             what: "a's link up: it preempts again",
+            seen: None,
         },
         Step {
             actions: &[Check(A, false)],
             holders: &[B],
             what: "a's check fails; it has no weight: fault, b takes over",
+            seen: None,
         },
         Step {
             actions: &[Check(A, true)],
             holders: &[A],
             what: "a's check succeeds again: it preempts",
+            seen: None,
         },
     ]
 }
@@ -601,14 +761,37 @@ fn docker_ssl_redirect() {
         file: "07-docker-ssl-redirect.conf",
         tag: "07",
         subnet: 51,
-        rewrites: &[
-            ("172.20.128.2", "{A}"),
-            ("172.20.128.3", "{B}"),
-            ("172.20.128.4", "{VIP}"),
-            ("pidof nginx", "{CHECK}"),
-        ],
+        rewrites: REWRITES_07,
         b_priority: 100,
         advert: Duration::from_secs(1),
+        nginx: false,
+    };
+    run(&case, &fault_check_steps());
+}
+
+/// 07's node addresses, VIP and check.
+const REWRITES_07: &[(&str, &str)] = &[
+    ("172.20.128.2", "{A}"),
+    ("172.20.128.3", "{B}"),
+    ("172.20.128.4", "{VIP}"),
+    ("pidof nginx", "{CHECK}"),
+];
+
+/// 07 as the pair it is, nginx + keepalived on each node: lab K runs a
+/// real nginx beside keepalived, whose check is a curl of it; lab V
+/// imports that nginx.conf with the keepalived.conf, so the check becomes
+/// vigil's own proxy health (`track.proxy`), and the same fault (port 80
+/// refused) fails vigil's self-probe.
+#[test]
+fn docker_ssl_redirect_with_nginx() {
+    let case = Case {
+        file: "07-docker-ssl-redirect.conf",
+        tag: "07n",
+        subnet: 54,
+        rewrites: REWRITES_07,
+        b_priority: 100,
+        advert: Duration::from_secs(1),
+        nginx: true,
     };
     run(&case, &fault_check_steps());
 }
@@ -630,6 +813,7 @@ fn rp_node1_unicast() {
         ],
         b_priority: 89,
         advert: Duration::from_secs(1),
+        nginx: false,
     };
     run(&case, &fault_check_steps());
 }
@@ -652,6 +836,7 @@ fn web_ha_track_interface_cn() {
         // The file's own comment: "priority 100   # backup 90".
         b_priority: 90,
         advert: Duration::from_secs(2),
+        nginx: false,
     };
     run(
         &case,
@@ -663,46 +848,59 @@ fn web_ha_track_interface_cn() {
                 actions: &[Start(A)],
                 holders: &[A],
                 what: "a alone becomes master",
+                seen: None,
             },
             Step {
                 actions: &[Start(B)],
                 holders: &[A],
                 what: "b (90+20) hears a (100+20) and stays backup",
+                seen: None,
             },
             Step {
                 actions: &[Kill(A)],
                 holders: &[B],
                 what: "b takes over",
+                seen: None,
             },
             Step {
                 actions: &[Start(A)],
                 holders: &[B],
                 what: "nopreempt: a returns with the higher priority and stays backup",
+                seen: None,
             },
             Step {
                 actions: &[Link(B, false)],
                 holders: &[A],
                 what: "the master's (b's) link down: fault, a takes over",
+                seen: None,
             },
             Step {
                 actions: &[Link(B, true)],
                 holders: &[A],
                 what: "b's link up: it stays backup",
+                seen: None,
             },
             Step {
                 actions: &[Check(A, false)],
                 holders: &[A],
                 what: "a's check fails: a drops to 100, under b's 110, but nopreempt: b does not take over",
+                seen: Some((
+                    A,
+                    "Changing effective priority from 120 to 100",
+                    "effective priority 120 -> 100",
+                )),
             },
             Step {
                 actions: &[Kill(A)],
                 holders: &[B],
                 what: "a killed: b takes over",
+                seen: None,
             },
             Step {
                 actions: &[Check(A, true), Start(A)],
                 holders: &[B],
                 what: "a returns, check fine again (120 > 110), and stays backup: nopreempt",
+                seen: None,
             },
         ],
     );
