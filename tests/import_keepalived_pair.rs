@@ -27,7 +27,7 @@
 //! pair with nginx (`Case::nginx`), where the check becomes `track.proxy`.
 //!
 //! Needs root and keepalived; prints why it skips otherwise (and fails in
-//! CI without keepalived). Subnets 10.231.50–54.0/24, inside the
+//! CI without keepalived). Subnets 10.231.50–55.0/24, inside the
 //! namespaces only; the two labs of a file use the same addresses, each on
 //! its own bridge.
 
@@ -51,7 +51,8 @@ struct Case {
     subnet: u8,
     /// Literal replacements on the original text (word-bounded), giving
     /// node a's file. `{A}`, `{B}`, `{VIP}` are the lab addresses,
-    /// `{CHECK}` node a's check command.
+    /// `{CHECK}` node a's check command, `{NOTIFY}` the recorder that
+    /// replaces a notify script (see `NOTIFY`).
     rewrites: &'static [(&'static str, &'static str)],
     /// The peer's priority (lower than node a's).
     b_priority: u8,
@@ -88,7 +89,8 @@ impl Case {
                 .replace("{A}", &self.addr(1))
                 .replace("{B}", &self.addr(2))
                 .replace("{VIP}", &self.addr(100))
-                .replace("{CHECK}", &self.check(dir));
+                .replace("{CHECK}", &self.check(dir))
+                .replace("{NOTIFY}", &dir.join("notify.sh").display().to_string());
             // Word-bounded where the text is a word (172.20.128.2 must not
             // match in 172.20.128.20); paths start with '/'.
             let edge = |c: Option<char>| {
@@ -134,6 +136,19 @@ impl Case {
         );
         text.replace("/a-nginx-ok", "/b-nginx-ok")
     }
+}
+
+/// The notify recorder: appends a line with its arguments (keepalived's
+/// generic `notify` passes TYPE NAME STATE PRIORITY, `notify_master` and
+/// the like none) to a file named after the network namespace it runs in,
+/// that is per lab and node.
+const NOTIFY: &str =
+    "#!/bin/sh\necho \"called: $*\" >> \"$(dirname \"$0\")/notify-$(ip netns identify).txt\"\n";
+
+/// What the recorder saw on `node` of `side`, one call a line.
+fn notified(dir: &Path, side: &Side, node: usize) -> String {
+    let file = dir.join(format!("notify-{}.txt", side.nodes[node].ns));
+    std::fs::read_to_string(file).unwrap_or_default()
 }
 
 /// A fault (or repair) applied to one node of both labs.
@@ -557,6 +572,9 @@ fn run(case: &Case, steps: &[Step]) {
     for n in NAMES {
         std::fs::write(dir.join(format!("{n}-nginx-ok")), "").unwrap();
     }
+    let notify = dir.join("notify.sh");
+    std::fs::write(&notify, NOTIFY).unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     if case.nginx {
         // nginx runs for the whole test, in lab K only: in lab V vigil
         // is the proxy.
@@ -649,11 +667,47 @@ fn run(case: &Case, steps: &[Step]) {
         );
     }
     eprintln!("{}:\n{table}", case.file);
+    if case.rewrites.iter().any(|(_, to)| to.contains("{NOTIFY}")) {
+        // The notify commands ran for the same transitions, with the same
+        // arguments (the import rebuilds keepalived's from vigil's).
+        for i in [A, B] {
+            let (k, v) = (
+                notified(&pair.dir, &pair.k, i),
+                notified(&pair.dir, &pair.v, i),
+            );
+            assert!(!k.is_empty(), "keepalived never ran notify on {}", NAMES[i]);
+            assert_eq!(k, v, "notify calls on {}: keepalived, then vigil", NAMES[i]);
+        }
+    }
     assert_keepalived_clean(&pair.k);
     assert_vigil_clean(&pair.v);
 }
 
 use Action::{Check, Kill, Link, Start};
+
+/// Unicast with PASS authentication, `state MASTER`, a service check that
+/// is not an nginx check (interval 2, timeout 2, fall 3, no weight), and
+/// the generic `notify` script, replaced by a recorder whose calls must be
+/// the same in both labs.
+#[test]
+fn flask_uwsgi_redis_ha() {
+    let case = Case {
+        file: "03-flask-uwsgi-redis-ha.conf",
+        tag: "03",
+        subnet: 55,
+        rewrites: &[
+            ("10.211.55.5", "{A}"),
+            ("10.211.55.6", "{B}"),
+            ("10.211.55.10", "{VIP}"),
+            ("/etc/keepalived/scripts/check_service_health.sh", "{CHECK}"),
+            ("/etc/keepalived/scripts/notify.sh", "{NOTIFY}"),
+        ],
+        b_priority: 90,
+        advert: Duration::from_secs(1),
+        nginx: false,
+    };
+    run(&case, &fault_check_steps());
+}
 
 /// Multicast, VRRPv2 with PASS authentication, `state MASTER`, no check.
 #[test]
@@ -819,8 +873,9 @@ fn rp_node1_unicast() {
 }
 
 /// `nopreempt`, `advert_int 2`, a check with weight +20 (fall 2, rise 1),
-/// `track_interface` of its own interface, notify scripts (replaced by
-/// /bin/true: the lab has no notify.sh), mail settings in global_defs.
+/// `track_interface` of its own interface, notify_master/backup/fault/stop
+/// (one script, called without arguments: the recorder counts the calls),
+/// mail settings in global_defs.
 #[test]
 fn web_ha_track_interface_cn() {
     let case = Case {
@@ -831,7 +886,7 @@ fn web_ha_track_interface_cn() {
             ("ens32", "eth0"),
             ("172.28.230.38", "{VIP}"),
             ("/etc/keepalived/scripts/monitor_nginx.sh", "{CHECK}"),
-            ("/etc/keepalived/scripts/notify.sh", "/bin/true"),
+            ("/etc/keepalived/scripts/notify.sh", "{NOTIFY}"),
         ],
         // The file's own comment: "priority 100   # backup 90".
         b_priority: 90,
