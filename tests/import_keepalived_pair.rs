@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use Action::{Check, Kill, Link, Start};
 use regex::Regex;
 use support::netns::{Lab, Node, skip_unless_root, tool_exists};
 
@@ -560,8 +561,9 @@ fn run(case: &Case, steps: &[Step]) {
     )
     .unwrap();
 
-    // The rewritten originals and the check flags live in the keepalived
-    // lab's directory; the vigil lab imports and checks the same files.
+    // The rewritten originals, the check flags and the notify recorder
+    // live in the keepalived lab's directory; the vigil lab imports and
+    // uses the same files.
     let mut k = Side::new(Kind::Keepalived, case);
     let dir = k.lab.dir().to_path_buf();
     k.configs = [dir.join("a.conf"), dir.join("b.conf")];
@@ -669,7 +671,8 @@ fn run(case: &Case, steps: &[Step]) {
     eprintln!("{}:\n{table}", case.file);
     if case.rewrites.iter().any(|(_, to)| to.contains("{NOTIFY}")) {
         // The notify commands ran for the same transitions, with the same
-        // arguments (the import rebuilds keepalived's from vigil's).
+        // arguments (for the generic `notify`, the import rebuilds
+        // keepalived's arguments from vigil's environment).
         for i in [A, B] {
             let (k, v) = (
                 notified(&pair.dir, &pair.k, i),
@@ -682,8 +685,6 @@ fn run(case: &Case, steps: &[Step]) {
     assert_keepalived_clean(&pair.k);
     assert_vigil_clean(&pair.v);
 }
-
-use Action::{Check, Kill, Link, Start};
 
 /// Unicast with PASS authentication, `state MASTER`, a service check that
 /// is not an nginx check (interval 2, timeout 2, fall 3, no weight), and
