@@ -49,14 +49,13 @@ use std::time::{Duration, Instant};
 
 use regex::{Regex, RegexBuilder};
 use support::backend::{Backend, free_port};
-use support::imported::{Answer, Imported, Running, corpus};
+use support::imported::{Answer, Imported, MIME, Running, corpus, nginx_for_differential};
 use vigil::import::files::Disk;
 use vigil::import::nginx::Directive;
 use vigil::import::nginx::lex::{Word, quote};
 use vigil::import::nginx::parse::{Place, parse_text};
 use vigil::import::{Input, Status};
 
-const MIME: &str = "/etc/nginx/mime.types";
 /// Files broken upstream (tests/import_corpus.rs checks their parse error).
 const BROKEN: &[&str] = &["23-microservices-gateway.conf"];
 /// Directives that take no part in answering the requests sent here
@@ -1131,12 +1130,6 @@ struct Tally {
     other_agree: usize,
 }
 
-fn nginx_binary() -> Option<&'static str> {
-    ["/usr/sbin/nginx", "/sbin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
-
 /// The text with the placeholders filled in.
 fn fill(text: &str, ports: &[u16], backends: &[Backend]) -> String {
     let mut text = text.to_owned();
@@ -1462,18 +1455,7 @@ fn run_file(
 
 #[test]
 fn imported_corpus_answers_as_nginx_does() {
-    let (Some(nginx), true, true) = (
-        nginx_binary(),
-        Path::new(MIME).exists(),
-        support::netns::tool_exists("openssl") && support::netns::tool_exists("curl"),
-    ) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx (with {MIME}), curl and openssl are needed in CI (apt-get install -y nginx-light curl openssl)"
-        );
-        eprintln!(
-            "skipping: nginx (with {MIME}), curl or openssl not found (apt-get install -y nginx-light curl openssl)"
-        );
+    let Some(nginx) = nginx_for_differential() else {
         return;
     };
     let only = std::env::var("VIGIL_CORPUS_FILE").ok();

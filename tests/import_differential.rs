@@ -20,9 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
-use support::imported::{Answer, Imported, Running};
-
-const MIME: &str = "/etc/nginx/mime.types";
+use support::imported::{Answer, Imported, MIME, Running, nginx_for_differential};
 
 /// One request with curl (no redirects followed, no decompression).
 fn fetch(port: u16, path: &str, headers: &[&str]) -> Answer {
@@ -182,21 +180,7 @@ fn facts(a: &Answer, port: u16, compare_body: bool) -> BTreeMap<&'static str, St
 
 #[test]
 fn imported_config_answers_as_nginx_does() {
-    let nginx = ["/usr/sbin/nginx", "/sbin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let (Some(nginx), true, true) = (
-        nginx,
-        Path::new(MIME).exists(),
-        support::netns::tool_exists("openssl"),
-    ) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx, {MIME} and openssl are needed in CI (apt-get install -y nginx-light openssl)"
-        );
-        eprintln!(
-            "skipping: nginx (with {MIME}) or openssl not found (apt-get install -y nginx-light openssl)"
-        );
+    let Some(nginx) = nginx_for_differential() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();

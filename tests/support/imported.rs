@@ -124,3 +124,29 @@ pub fn corpus(kind: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// nginx's own MIME table, which the differential configs include.
+pub const MIME: &str = "/etc/nginx/mime.types";
+
+/// The nginx binary the differential tests run beside vigil, when it and
+/// what they need with it (its MIME table, curl, openssl) are here. In CI
+/// a missing one is a setup bug; elsewhere the test says why it skips.
+pub fn nginx_for_differential() -> Option<&'static str> {
+    let nginx = ["/usr/sbin/nginx", "/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let tools = ["curl", "openssl"]
+        .iter()
+        .all(|t| super::netns::tool_exists(t));
+    if nginx.is_some() && tools && Path::new(MIME).exists() {
+        return nginx;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "nginx (with {MIME}), curl and openssl are needed in CI (apt-get install -y nginx-light curl openssl)"
+    );
+    eprintln!(
+        "skipping: nginx (with {MIME}), curl or openssl not found (apt-get install -y nginx-light curl openssl)"
+    );
+    None
+}
