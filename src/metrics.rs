@@ -57,6 +57,8 @@ pub struct Metrics {
     pub vrrp_adverts_sent: IntCounterVec,
     pub vrrp_adverts_received: IntCounterVec,
     pub vrrp_packets_discarded: IntCounterVec,
+    /// The death probe, by result (sent, echo, refused, verdict).
+    pub vrrp_death_probe: IntCounterVec,
     /// How late scheduled adverts went out (Adver_Timer deadline to send).
     pub vrrp_advert_lag: HistogramVec,
     /// Serializes scrapes (they refresh mirrored values before gathering).
@@ -278,6 +280,11 @@ impl Metrics {
                 "vigil_vrrp_become_master_total",
                 "Transitions to master.",
                 &["vrrp_instance", "vrid", "interface"],
+            ),
+            vrrp_death_probe: counter(
+                "vigil_vrrp_death_probe_total",
+                "Death probe traffic of a backup (death_probe): probes sent, echoes and refusals heard, and verdicts that the master's vigil is gone.",
+                &["vrrp_instance", "vrid", "interface", "result"],
             ),
             vrrp_adverts_sent: counter(
                 "vigil_vrrp_adverts_sent_total",

@@ -74,6 +74,18 @@ impl App {
                 &labels,
                 i.counters.adverts_received,
             );
+            if i.death_probe {
+                let c = &i.counters;
+                for (result, count) in [
+                    ("sent", c.death_probes_sent),
+                    ("echo", c.death_probe_echoes),
+                    ("refused", c.death_probe_refusals),
+                    ("verdict", c.death_probe_verdicts),
+                ] {
+                    let l = [labels[0], labels[1], labels[2], result];
+                    mirror_counter(&m.vrrp_death_probe, &l, count);
+                }
+            }
             for (reason, count) in &i.discards {
                 let l = [labels[0], labels[1], labels[2], reason.name()];
                 mirror_counter(&m.vrrp_packets_discarded, &l, *count);
@@ -189,6 +201,12 @@ fn vrrp_status(i: &vrrp::InstanceStatus) -> serde_json::Value {
             "priority_zero_sent": i.counters.priority_zero_sent,
             "priority_zero_received": i.counters.priority_zero_received,
         },
+        "death_probe": i.death_probe.then(|| json!({
+            "sent": i.counters.death_probes_sent,
+            "echoes": i.counters.death_probe_echoes,
+            "refusals": i.counters.death_probe_refusals,
+            "verdicts": i.counters.death_probe_verdicts,
+        })),
         "discards": i.discards.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
     })
 }

@@ -92,6 +92,9 @@ pub enum TransitionReason {
     MasterDown,
     /// Backup → Master after Skew_Time: the Master sent priority 0.
     MasterResigned,
+    /// Backup → Master: the Master's host said its vigil is gone (the
+    /// optional death probe, `vrrp::death_probe`).
+    MasterGone,
     /// Backup → Master: the Master had a lower priority (`preempted`).
     Preempted,
     /// Master → Backup: heard a higher priority, or equal priority from a
@@ -112,6 +115,9 @@ impl TransitionReason {
             TransitionReason::AddressOwner => "address owner (priority 255)",
             TransitionReason::MasterDown => "no advertisement within Master_Down_Interval",
             TransitionReason::MasterResigned => "master resigned (priority 0)",
+            TransitionReason::MasterGone => {
+                "the master's vigil is gone (its host refused the death probe)"
+            }
             TransitionReason::Preempted => "preempted a lower-priority master",
             TransitionReason::HigherPriority => "higher-priority advertisement received",
             TransitionReason::Shutdown => "shutdown",
@@ -136,6 +142,12 @@ pub enum Event {
         priority: u8,
         interval: Centiseconds,
     },
+    /// The Master at `from` is confirmed dead: its host answered the death
+    /// probe with "port unreachable" after it had answered it alive. A
+    /// Backup following that Master takes over after a Skew_Time computed
+    /// over `within` (the probe interval) instead of the advert interval,
+    /// so that with several Backups the highest priority still goes first.
+    MasterGone { from: IpAddr, within: Duration },
     /// Tracking changed the effective priority.
     PriorityChanged(u8),
     /// A tracked interface/check failed, or standby was requested.
@@ -281,6 +293,7 @@ impl Machine {
                 priority,
                 interval,
             } => self.advert(from, priority, interval, now, &mut out),
+            Event::MasterGone { from, within } => self.master_gone(from, within, now),
             Event::PriorityChanged(p) => self.priority_changed(p, now, &mut out),
             Event::FaultRaised => {
                 self.faulted = true;
@@ -516,6 +529,25 @@ impl Machine {
                 }
             }
             Inner::Initialize | Inner::Fault => {}
+        }
+    }
+
+    fn master_gone(&mut self, from: IpAddr, within: Duration, now: Duration) {
+        let ours = self.params.priority;
+        if let Inner::Backup { timer, master, .. } = &mut self.inner {
+            // Only the Master we follow: a verdict about any other router
+            // says nothing about who holds the addresses.
+            if master.is_some_and(|(current, _)| current == from) {
+                let at = now + within * u32::from(256 - u16::from(ours)) / 256;
+                // Never later than the timer already set (a resign's
+                // Skew_Time may be sooner).
+                if at < timer.deadline {
+                    *timer = MasterDownTimer {
+                        deadline: at,
+                        cause: TransitionReason::MasterGone,
+                    };
+                }
+            }
         }
     }
 

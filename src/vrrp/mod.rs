@@ -23,6 +23,7 @@
 //!   through `App` like any other: a proxy with no listeners).
 
 pub(crate) mod announce;
+pub mod death_probe;
 pub(crate) mod discard;
 pub mod error;
 pub mod guardian;

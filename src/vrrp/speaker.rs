@@ -46,6 +46,8 @@ pub struct InstanceStatus {
     /// `external: -60 (upstream app: 1/3 up)`.
     pub tracking: Vec<String>,
     pub counters: CounterSnapshot,
+    /// Whether the instance runs the death probe.
+    pub death_probe: bool,
     /// Discards by reason. `vrid-errors` and envelope errors are counted
     /// per interface and family, before the packet reaches an instance,
     /// and so are shared by the instances on that interface.
@@ -62,6 +64,12 @@ pub struct CounterSnapshot {
     pub priority_zero_received: u64,
     pub address_list_mismatches: u64,
     pub send_errors: u64,
+    /// The death probe (`death_probe`): probes sent, echoes and refusals
+    /// heard, and verdicts ("the Master's vigil is gone") given.
+    pub death_probes_sent: u64,
+    pub death_probe_echoes: u64,
+    pub death_probe_refusals: u64,
+    pub death_probe_verdicts: u64,
 }
 
 /// The running VRRP speaker.
@@ -340,6 +348,20 @@ impl Speaker {
             sender: Some(Sender::open(&config.interface, info.index, source)?),
             frames: Arc::new(FrameSender::open(info.index)?),
             vips: self.inner.vips.clone(),
+            responder: match config.death_probe {
+                None => None,
+                Some(probe) => Some(
+                    super::death_probe::bind_responder(source, info.index, probe.port).map_err(
+                        |e| VrrpError::Io {
+                            context: format!(
+                                "vrrp.instance {:?}: bind the death probe's UDP port {source}:{}",
+                                config.name, probe.port
+                            ),
+                            source: e,
+                        },
+                    )?,
+                ),
+            },
         };
         let (packets_tx, packets_rx) = mpsc::channel(64);
         let (commands_tx, commands_rx) = mpsc::channel(4);
@@ -554,6 +576,7 @@ fn snapshot(shared: &Shared) -> InstanceStatus {
         vips: c.all_vips().copied().collect(),
         faults: view.faults,
         tracking: view.tracking,
+        death_probe: c.death_probe.is_some(),
         counters: CounterSnapshot {
             adverts_sent: get(&n.adverts_sent),
             adverts_received: get(&n.adverts_received),
@@ -562,6 +585,10 @@ fn snapshot(shared: &Shared) -> InstanceStatus {
             priority_zero_received: get(&n.priority_zero_received),
             address_list_mismatches: get(&n.address_list_mismatches),
             send_errors: get(&n.send_errors),
+            death_probes_sent: get(&n.death_probe.sent),
+            death_probe_echoes: get(&n.death_probe.echoes),
+            death_probe_refusals: get(&n.death_probe.refusals),
+            death_probe_verdicts: get(&n.death_probe.verdicts),
         },
         discards,
     }

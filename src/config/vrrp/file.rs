@@ -44,6 +44,23 @@ pub struct InstanceFile {
     pub auth_type: Option<String>,
     pub auth_pass: Option<String>,
     pub v3_checksum_as_v2: Option<bool>,
+    pub death_probe: Option<DeathProbeFile>,
+}
+
+/// `death_probe = true | false | { port, interval }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DeathProbeFile {
+    Switch(bool),
+    Table(DeathProbeTable),
+}
+
+/// `death_probe = { port, interval }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeathProbeTable {
+    pub port: Option<i64>,
+    pub interval: Option<ConfigDuration>,
 }
 
 /// `garp = { delay, repeat, interval, refresh }`.

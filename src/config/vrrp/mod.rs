@@ -68,6 +68,25 @@ pub struct InstanceConfig {
     pub auth: Auth,
     /// v3 IPv4 checksum form sent (both accepted).
     pub checksum_form: ChecksumForm,
+    /// Fast detection of a dead Master's process (`death_probe`), off by
+    /// default.
+    pub death_probe: Option<DeathProbe>,
+}
+
+/// `death_probe`: a Backup probes the Master's vigil over UDP and takes
+/// over as soon as the Master's kernel says nothing listens there any more
+/// (see `vrrp::death_probe` for why that is safe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeathProbe {
+    /// The UDP port every node answers probes on (the same on all nodes).
+    pub port: u16,
+    /// How often a Backup probes its Master.
+    pub interval: Duration,
+}
+
+impl DeathProbe {
+    pub const DEFAULT_PORT: u16 = 5798;
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(10);
 }
 
 impl InstanceConfig {

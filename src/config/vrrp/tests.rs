@@ -291,3 +291,44 @@ fn unicast_ttl_check_is_on_by_default_and_only_for_unicast() {
     assert_eq!(err[0].0, "vrrp.instance[0].unicast_ttl_check", "{err:?}");
     assert!(err[0].1.contains("unicast_peer"), "{err:?}");
 }
+
+#[test]
+fn death_probe_is_off_by_default_and_takes_a_switch_or_a_table() {
+    let with = |extra: &str| {
+        load(&format!(
+            "[[vrrp.instance]]\nname = \"v\"\ninterface = \"eth0\"\nvirtual_router_id = 1\nvirtual_ipaddress = [\"10.0.0.1\"]\n{extra}\n"
+        ))
+    };
+    let probe = |extra: &str| with(extra).unwrap().instances[0].death_probe;
+    assert_eq!(probe(""), None);
+    assert_eq!(probe("death_probe = false"), None);
+    let default = DeathProbe {
+        port: DeathProbe::DEFAULT_PORT,
+        interval: DeathProbe::DEFAULT_INTERVAL,
+    };
+    assert_eq!(probe("death_probe = true"), Some(default));
+    assert_eq!(
+        probe("death_probe = { port = 7000, interval = \"5ms\" }"),
+        Some(DeathProbe {
+            port: 7000,
+            interval: Duration::from_millis(5)
+        })
+    );
+    for (bad, key) in [
+        (
+            "death_probe = { port = 0 }",
+            "vrrp.instance[0].death_probe.port",
+        ),
+        (
+            "death_probe = { port = 70000 }",
+            "vrrp.instance[0].death_probe.port",
+        ),
+        (
+            "death_probe = { interval = \"2s\" }",
+            "vrrp.instance[0].death_probe.interval",
+        ),
+    ] {
+        let err = with(bad).unwrap_err();
+        assert_eq!(err[0].0, key, "{bad}: {err:?}");
+    }
+}

@@ -285,6 +285,8 @@ impl Validator<'_> {
             _ => ChecksumForm::PseudoHeader,
         };
 
+        let death_probe = self.death_probe(f.death_probe.as_ref(), &k("death_probe"));
+
         let ok = !self.bad;
         self.bad |= before;
         ok.then_some(InstanceConfig {
@@ -306,7 +308,37 @@ impl Validator<'_> {
             track,
             auth,
             checksum_form,
+            death_probe,
         })
+    }
+
+    fn death_probe(&mut self, f: Option<&DeathProbeFile>, key: &str) -> Option<DeathProbe> {
+        let table = match f? {
+            DeathProbeFile::Switch(false) => return None,
+            DeathProbeFile::Switch(true) => DeathProbeTable::default(),
+            DeathProbeFile::Table(t) => t.clone(),
+        };
+        let port = match table.port {
+            None => DeathProbe::DEFAULT_PORT,
+            Some(p) => match u16::try_from(p) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    self.add(
+                        &format!("{key}.port"),
+                        format!("{p} is not a UDP port (1..=65535)"),
+                    );
+                    DeathProbe::DEFAULT_PORT
+                }
+            },
+        };
+        let interval = table.interval.map_or(DeathProbe::DEFAULT_INTERVAL, |d| d.0);
+        if !(Duration::from_millis(1)..=Duration::from_secs(1)).contains(&interval) {
+            self.add(
+                &format!("{key}.interval"),
+                "must be between 1ms and 1s (detection takes about one interval)",
+            );
+        }
+        Some(DeathProbe { port, interval })
     }
 
     fn advert_interval(

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::vrrp::{InstanceConfig, TrackEffect, Vip};
 use crate::vrrp::announce::{self, FrameSender};
+use crate::vrrp::death_probe;
 use crate::vrrp::discard::{DiscardCounters, DiscardReason, RateLimitedLog};
 use crate::vrrp::machine::{Action, Event, Machine, Params, State, TransitionReason};
 use crate::vrrp::netif;
@@ -72,6 +73,9 @@ pub(crate) struct Io {
     pub sender: Option<Sender>,
     pub frames: Arc<FrameSender>,
     pub vips: VipTable,
+    /// The death probe's responder socket, bound on `source` (when the
+    /// instance has `death_probe`).
+    pub responder: Option<tokio::net::UdpSocket>,
 }
 
 /// Runs one instance until it is told to resign (or the speaker is gone).
@@ -84,7 +88,8 @@ pub(crate) async fn run(
     sync_tick: Arc<watch::Sender<u64>>,
 ) {
     let mut runner = Runner::new(shared.clone(), io, origin, sync_tick);
-    let trackers = runner.spawn_trackers();
+    let mut trackers = runner.spawn_trackers();
+    let mut deaths = runner.spawn_death_probe(&mut trackers);
     let mut board = shared.board.subscribe();
     runner.apply_board().await;
     runner.step(Event::Startup).await;
@@ -101,6 +106,7 @@ pub(crate) async fn run(
             // in time must reset the Master_Down timer before that timer is
             // taken to mean the master is gone.
             Some(p) = packets.recv() => Wake::Packet(p),
+            Some(from) = deaths.recv() => Wake::MasterGone(from),
             _ = sleep_until(deadline) => Wake::Timer,
         };
         // Before anything else: were we frozen while Master? (After a
@@ -118,6 +124,12 @@ pub(crate) async fn run(
                 runner.timer_due = None;
             }
             Wake::Packet(p) => runner.on_packet(p).await,
+            Wake::MasterGone(from) => {
+                let within = runner.shared.config.death_probe.map(|d| d.interval);
+                if let Some(within) = within {
+                    runner.step(Event::MasterGone { from, within }).await;
+                }
+            }
         }
     };
     runner.step(Event::Shutdown).await;
@@ -137,6 +149,8 @@ enum Wake {
     Board(bool),
     Timer,
     Packet(Packet),
+    /// The death probe's verdict on the Master at this address.
+    MasterGone(IpAddr),
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -168,6 +182,8 @@ struct Runner {
     send_error_logged: Option<std::time::Instant>,
     /// When the last advert was sent (freeze detection).
     last_advert: Option<Instant>,
+    /// The Master the death probe watches: set while Backup.
+    probe_target: Option<watch::Sender<Option<IpAddr>>>,
 }
 
 impl Runner {
@@ -215,6 +231,7 @@ impl Runner {
             log: RateLimitedLog::new(Duration::from_secs(10)),
             send_error_logged: None,
             last_advert: None,
+            probe_target: None,
         }
     }
 
@@ -262,6 +279,29 @@ impl Runner {
             )));
         }
         tasks
+    }
+
+    /// Starts the death probe's responder and prober (`death_probe`), and
+    /// returns where the prober's verdicts arrive (never, when it is off).
+    fn spawn_death_probe(&mut self, tasks: &mut Vec<JoinHandle<()>>) -> mpsc::Receiver<IpAddr> {
+        let (verdicts, deaths) = mpsc::channel(1);
+        let Some(config) = self.shared.config.death_probe else {
+            return deaths;
+        };
+        if let Some(socket) = self.io.responder.take() {
+            tasks.push(tokio::spawn(death_probe::respond(socket)));
+        }
+        let (target, targets) = watch::channel(None);
+        self.probe_target = Some(target);
+        tasks.push(tokio::spawn(death_probe::probe(
+            config,
+            self.io.source,
+            self.io.ifindex,
+            targets,
+            verdicts,
+            self.shared.counters.death_probe.clone(),
+        )));
+        deaths
     }
 
     /// Turns the board into machine events.
@@ -362,6 +402,12 @@ impl Runner {
         }
         let master = self.machine.master().map(|(a, _)| a);
         self.shared.update_view(|v| v.master = master);
+        if let Some(target) = &self.probe_target {
+            let watched = (self.machine.state() == State::Backup)
+                .then_some(master)
+                .flatten();
+            target.send_if_modified(|t| std::mem::replace(t, watched) != watched);
+        }
     }
 
     async fn execute(&mut self, action: Action) {

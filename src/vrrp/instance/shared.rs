@@ -14,6 +14,8 @@ pub struct Counters {
     /// v3 adverts whose address list differs from ours (logged, accepted).
     pub address_list_mismatches: AtomicU64,
     pub send_errors: AtomicU64,
+    /// The death probe's probes, echoes, refusals and verdicts.
+    pub death_probe: Arc<crate::vrrp::death_probe::ProbeCounters>,
 }
 
 /// The last state change.

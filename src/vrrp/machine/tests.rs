@@ -472,12 +472,104 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::FaultRaised),
         Just(Event::FaultCleared),
         (1u8..=254).prop_map(Event::PriorityChanged),
+        (
+            prop_oneof![Just(LOW_ADDR), Just(HIGH_ADDR), Just(ME)],
+            1u64..=1000
+        )
+            .prop_map(|(from, within)| Event::MasterGone {
+                from,
+                within: ms(within)
+            }),
         (addr, any::<u8>(), 1u16..=4095).prop_map(|(from, priority, i)| Event::Advert {
             from,
             priority,
             interval: cs(i)
         }),
     ]
+}
+
+/// A Backup following `HIGH_ADDR` (priority 200) at t = 1 s.
+fn following_high(priority: u8) -> Machine {
+    let mut m = backup(params(priority));
+    m.step(advert(HIGH_ADDR, 200), ms(1000));
+    m
+}
+
+fn gone(from: IpAddr, within_ms: u64) -> Event {
+    Event::MasterGone {
+        from,
+        within: ms(within_ms),
+    }
+}
+
+#[test]
+fn master_gone_takes_over_after_a_skew_over_the_probe_interval() {
+    let mut m = following_high(100);
+    assert!(m.step(gone(HIGH_ADDR, 10), ms(1050)).is_empty());
+    // (256 - 100) * 10 ms / 256 = 6.09 ms, far below Master_Down_Interval.
+    assert_eq!(m.next_deadline(), Some(ms(1050) + ms(10) * 156 / 256));
+    assert!(m.step(Event::Timer, ms(1055)).is_empty());
+    assert_eq!(
+        m.step(Event::Timer, ms(1057)),
+        become_master(100, State::Backup, TransitionReason::MasterGone)
+    );
+}
+
+#[test]
+fn a_higher_priority_backup_goes_first_after_a_master_gone() {
+    let mut high = following_high(150);
+    let mut low = following_high(50);
+    high.step(gone(HIGH_ADDR, 10), ms(1050));
+    low.step(gone(HIGH_ADDR, 10), ms(1050));
+    assert!(high.next_deadline() < low.next_deadline());
+}
+
+#[test]
+fn master_gone_about_another_router_changes_nothing() {
+    let mut m = following_high(100);
+    let before = m.clone();
+    assert!(m.step(gone(LOW_ADDR, 10), ms(1050)).is_empty());
+    assert_eq!(m, before);
+    // A Backup that never heard a Master has nobody to declare gone.
+    let mut fresh = backup(params(100));
+    let before = fresh.clone();
+    fresh.step(gone(HIGH_ADDR, 10), ms(10));
+    assert_eq!(fresh, before);
+}
+
+#[test]
+fn an_advert_from_the_master_cancels_a_master_gone() {
+    // A verdict that was wrong (a firewall started rejecting the probe on
+    // a live Master): its next advert resets the timer as any advert does.
+    let mut m = following_high(100);
+    m.step(gone(HIGH_ADDR, 10), ms(1050));
+    m.step(advert(HIGH_ADDR, 200), ms(1052));
+    assert!(m.next_deadline() > Some(ms(1300)));
+    assert!(m.step(Event::Timer, ms(1100)).is_empty());
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn master_gone_never_delays_a_sooner_takeover() {
+    let mut m = following_high(100);
+    m.step(advert(HIGH_ADDR, 0), ms(1050)); // resigned: Skew_Time ~ 609 ms
+    let resign = m.next_deadline();
+    m.step(gone(HIGH_ADDR, 1000), ms(1051)); // a slow probe would be later
+    assert_eq!(m.next_deadline(), resign);
+}
+
+#[test]
+fn master_gone_is_ignored_by_a_master_and_in_fault() {
+    let mut master = Machine::new(params(255));
+    master.step(Event::Startup, ms(0));
+    let before = master.clone();
+    assert!(master.step(gone(HIGH_ADDR, 10), ms(5)).is_empty());
+    assert_eq!(master, before);
+    let mut fault = following_high(100);
+    fault.step(Event::FaultRaised, ms(1010));
+    let before = fault.clone();
+    assert!(fault.step(gone(HIGH_ADDR, 10), ms(1050)).is_empty());
+    assert_eq!(fault, before);
 }
 
 proptest! {
