@@ -277,6 +277,19 @@ fn run_interval(opts: &Opts, interval_ms: u64, soak: Duration) -> Vec<Outcome> {
                     let _ = std::fs::copy(e.path(), logs.join(&name));
                 }
             }
+            // Every advert seen (also before the window), for a second look.
+            let csv: String = p
+                .record
+                .adverts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|a| format!("{},{},{},{}\n", a.t_ns, a.src, a.vrid, a.priority))
+                .collect();
+            let _ = std::fs::write(
+                logs.join("adverts.csv"),
+                format!("t_ns,src,vrid,priority # window {start_ns}..{end_ns}\n{csv}"),
+            );
             eprintln!("   {} logs kept in {}", p.daemon.name(), logs.display());
         }
         for t in &figures.transitions {

@@ -252,8 +252,10 @@ pub fn analyze(adverts: &[Advert], vrid: u8, interval_ms: u64, start: i64, end: 
     ads.sort_by_key(|a| a.t_ns);
     let mut f = Figures::default();
     let mut last: BTreeMap<Ipv4Addr, i64> = BTreeMap::new();
-    // When each router's current advertising run began.
-    let mut run_start: BTreeMap<Ipv4Addr, i64> = BTreeMap::new();
+    // Per router: the first advert another router sent after this
+    // router's last one, and whether that other router was already
+    // advertising then (its previous advert within 3 intervals of ours).
+    let mut cut: BTreeMap<Ipv4Addr, (i64, bool)> = BTreeMap::new();
     let mut last_sender: Option<Advert> = None;
     // Per source, the merged stretches during which it "is master".
     let mut alive: BTreeMap<Ipv4Addr, Vec<(i64, i64)>> = BTreeMap::new();
@@ -280,23 +282,22 @@ pub fn analyze(adverts: &[Advert], vrid: u8, interval_ms: u64, start: i64, end: 
                 });
             }
             if let Some(p) = prev {
-                // Other routers that advertised during the gap: did they
-                // start during it (a takeover) or were they already on?
-                let others: Vec<i64> = last
-                    .iter()
-                    .filter(|(s, t)| **s != a.src && **t > p)
-                    .map(|(s, _)| run_start.get(s).copied().unwrap_or(i64::MIN))
-                    .collect();
-                if others.is_empty() {
-                    f.lags_ms.push((a.t_ns - p - interval) as f64 / 1e6);
-                } else if others.iter().all(|&r| r > p) {
-                    let first = others.iter().copied().min().unwrap_or(a.t_ns);
-                    f.lags_ms.push((first - p - interval) as f64 / 1e6);
+                match cut.get(&a.src) {
+                    // Nobody else spoke during the gap.
+                    None => f.lags_ms.push((a.t_ns - p - interval) as f64 / 1e6),
+                    // Someone took over during it: our silence until then.
+                    Some(&(q, false)) => f.lags_ms.push((q - p - interval) as f64 / 1e6),
+                    // Two masters: not a lag of ours.
+                    Some(&(_, true)) => {}
                 }
             }
         }
-        if new_run {
-            run_start.insert(a.src, a.t_ns);
+        cut.remove(&a.src);
+        for (s, &t) in &last {
+            if *s != a.src && !cut.contains_key(s) {
+                let was_on = prev.is_some_and(|p| p >= t - 3 * interval);
+                cut.insert(*s, (a.t_ns, was_on));
+            }
         }
         let (s, e) = (a.t_ns.max(start), (a.t_ns + hold).min(end));
         if e > s {
