@@ -1,15 +1,21 @@
 //! Failover benchmark: vigil vs keepalived, same settings, same run.
 //!
 //! A client namespace probes a UDP service on the VIP every millisecond.
-//! Two routers (a: priority 100, b: priority 150, VRRPv3, 100 ms adverts)
-//! each run a small responder that answers with its name. For each fault
-//! the outage is measured from the moment the fault is injected on the
-//! master (b) to the first reply the client gets from the new master (a):
+//! Two routers (a: priority 100, b: priority 150, VRRPv3, `--advert-ms`
+//! adverts, 100 ms by default) each run a small responder that answers
+//! with its name. For each fault the outage is measured from the moment
+//! the fault is injected on the master (b) to the first reply the client
+//! gets from the new master (a):
 //!
 //! - `sigkill`:  SIGKILL of the VRRP daemon *and* the service on b (the
 //!   node's software dies; for vigil, proxy and VRRP are one process);
+//! - `sigstop`:  SIGSTOP of both (the node's software freezes; they are
+//!   resumed and stopped after the trial);
 //! - `linkdown`: b's interface is set down;
 //! - `sigterm`:  graceful stop of the VRRP daemon (priority-0 resign).
+//!
+//! Daemons: `vigil`, `vigil+probe` (vigil with `death_probe`,
+//! docs/VRRP.md) and `keepalived`, chosen with `--daemons`.
 //!
 //! Run through `bench/failover.sh` (installs what it needs, builds in
 //! release mode). Needs root. Bounded: every wait has a deadline, and the
@@ -53,11 +59,17 @@ fn main() {
         eprintln!("failover bench: keepalived not installed (bench/failover.sh installs it)");
         std::process::exit(1);
     }
+    let advert_ms: u64 = opt("--advert-ms")
+        .and_then(|t| t.parse().ok())
+        .filter(|ms| ms % 10 == 0 && (10..=40_950).contains(ms))
+        .unwrap_or(100);
+    let faults: Vec<Fault> = list(opt("--faults"), Fault::ALL, Fault::name);
+    let daemons: Vec<Daemon> = list(opt("--daemons"), Daemon::ALL, Daemon::name);
     let started = Instant::now();
-    let bench = Bench::new(&vigil);
+    let bench = Bench::new(&vigil, advert_ms);
     let mut results: Vec<(Fault, Daemon, Vec<Duration>)> = vec![];
-    'outer: for fault in [Fault::Sigkill, Fault::LinkDown, Fault::Sigterm] {
-        for daemon in [Daemon::Vigil, Daemon::Keepalived] {
+    'outer: for &fault in &faults {
+        for &daemon in &daemons {
             let mut samples = vec![];
             for trial in 0..trials {
                 if started.elapsed() > budget {
@@ -87,57 +99,72 @@ fn main() {
     }
     println!();
     println!(
-        "Outage (fault injected -> first reply from the new master), VRRPv3, advert interval 100 ms,"
+        "Outage (fault injected -> first reply from the new master), VRRPv3, advert interval {advert_ms} ms,"
     );
     println!(
         "priorities 150 (master) / 100 (backup), {trials} trials each, median [min..max] in ms:"
     );
     println!();
-    println!(
-        "{:<10} {:>26} {:>26} {:>18}",
-        "fault", "vigil", "keepalived 2.2.7", "keepalived/vigil"
-    );
-    for fault in [Fault::Sigkill, Fault::LinkDown, Fault::Sigterm] {
-        let get = |d: Daemon| {
-            results
+    print!("{:<10}", "fault");
+    for d in &daemons {
+        print!(" {:>26}", d.title());
+    }
+    println!();
+    for &fault in &faults {
+        print!("{:<10}", fault.name());
+        for &d in &daemons {
+            let v = results
                 .iter()
                 .find(|r| r.0 == fault && r.1 == d)
                 .map(|r| r.2.clone())
-                .unwrap_or_default()
-        };
-        let (v, k) = (get(Daemon::Vigil), get(Daemon::Keepalived));
-        let ratio = match (median(&v), median(&k)) {
-            (Some(v), Some(k)) if !v.is_zero() => {
-                format!("{:.2}x", k.as_secs_f64() / v.as_secs_f64())
-            }
-            _ => "-".into(),
-        };
-        println!(
-            "{:<10} {:>26} {:>26} {:>18}",
-            fault.name(),
-            summary(&v),
-            summary(&k),
-            ratio
-        );
+                .unwrap_or_default();
+            print!(" {:>26}", summary(&v));
+        }
+        println!();
     }
     println!();
+    let skew = (256 - 100) as f64 * advert_ms as f64 / 256.0;
     println!(
-        "(RFC 5798 bounds at 100 ms: Master_Down_Interval(100) = 360.9 ms, Skew_Time(100) = 60.9 ms)"
+        "(RFC 5798 bounds at {advert_ms} ms: Master_Down_Interval(100) = {:.1} ms, Skew_Time(100) = {skew:.1} ms)",
+        3.0 * advert_ms as f64 + skew
     );
     println!("total bench time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `--faults a,b` / `--daemons a,b`: the named ones, in `all`'s order.
+fn list<T: Copy>(arg: Option<String>, all: &[T], name: fn(T) -> &'static str) -> Vec<T> {
+    match arg {
+        None => all.to_vec(),
+        Some(names) => {
+            let wanted: Vec<&str> = names.split(',').collect();
+            all.iter()
+                .copied()
+                .filter(|t| wanted.contains(&name(*t)))
+                .collect()
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Fault {
     Sigkill,
+    Sigstop,
     LinkDown,
     Sigterm,
 }
 
 impl Fault {
+    const ALL: &[Fault] = &[
+        Fault::Sigkill,
+        Fault::Sigstop,
+        Fault::LinkDown,
+        Fault::Sigterm,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Fault::Sigkill => "sigkill",
+            Fault::Sigstop => "sigstop",
             Fault::LinkDown => "linkdown",
             Fault::Sigterm => "sigterm",
         }
@@ -147,14 +174,25 @@ impl Fault {
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Daemon {
     Vigil,
+    VigilProbe,
     Keepalived,
 }
 
 impl Daemon {
+    const ALL: &[Daemon] = &[Daemon::Vigil, Daemon::VigilProbe, Daemon::Keepalived];
+
     fn name(self) -> &'static str {
         match self {
             Daemon::Vigil => "vigil",
+            Daemon::VigilProbe => "vigil+probe",
             Daemon::Keepalived => "keepalived",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Daemon::Keepalived => "keepalived 2.2.7",
+            d => d.name(),
         }
     }
 }
@@ -173,7 +211,7 @@ struct Running {
 }
 
 impl Bench {
-    fn new(vigil: &str) -> Bench {
+    fn new(vigil: &str, advert_ms: u64) -> Bench {
         let lab = Lab::new("bench");
         let client = lab.node("client");
         let a = lab.node("a");
@@ -181,16 +219,20 @@ impl Bench {
         lab.connect(&client, "eth0", &["10.231.240.10/24"]);
         lab.connect(&a, "eth0", &["10.231.240.1/24"]);
         lab.connect(&b, "eth0", &["10.231.240.2/24"]);
+        // keepalived reads advert_int in seconds (centisecond steps, v3).
+        let advert_int = format!("{}.{:02}", advert_ms / 1000, (advert_ms % 1000) / 10);
         for (node, prio) in [(&a, 100), (&b, 150)] {
             let v = format!(
                 "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 240\npriority = {prio}\n\
-                 advert_interval = \"100ms\"\nvirtual_ipaddress = [\"{VIP}\"]\n\
+                 advert_interval = \"{advert_ms}ms\"\nvirtual_ipaddress = [\"{VIP}\"]\n\
                  garp = {{ repeat = 5, interval = \"0s\", delay = \"5s\" }}\n"
             );
             lab.write(&format!("{}.toml", node.name), &v);
+            let probe = "death_probe = true\n";
+            lab.write(&format!("{}-probe.toml", node.name), &(v + probe));
             let k = format!(
                 "global_defs {{\n  router_id {name}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  \
-                 virtual_router_id 240\n  priority {prio}\n  advert_int 0.1\n  version 3\n  \
+                 virtual_router_id 240\n  priority {prio}\n  advert_int {advert_int}\n  version 3\n  \
                  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n",
                 name = node.name
             );
@@ -219,12 +261,13 @@ impl Bench {
             &format!("{}-resp.log", node.name),
         );
         let daemon_pid = match daemon {
-            Daemon::Vigil => {
-                let cfg = self
-                    .lab
-                    .path(&format!("{}.toml", node.name))
-                    .display()
-                    .to_string();
+            Daemon::Vigil | Daemon::VigilProbe => {
+                let file = if daemon == Daemon::VigilProbe {
+                    format!("{}-probe.toml", node.name)
+                } else {
+                    format!("{}.toml", node.name)
+                };
+                let cfg = self.lab.path(&file).display().to_string();
                 self.lab.spawn(
                     node,
                     &[&self.vigil, "run", "-c", &cfg],
@@ -288,6 +331,7 @@ impl Bench {
     }
 
     fn stop_all(&self, daemon: Daemon, node: &Node, r: &Running) {
+        self.signal_all(daemon, node, r, libc::SIGCONT);
         self.kill_daemon(daemon, node, r);
         self.lab.signal(r.responder_pid, libc::SIGKILL);
         let _ = self.lab.wait_exit(r.daemon_pid, Duration::from_secs(5));
@@ -298,6 +342,21 @@ impl Bench {
             &["ip", "addr", "del", &format!("{VIP}/32"), "dev", "eth0"],
         );
         self.lab.set_link(node, "eth0", true);
+    }
+
+    /// Signals the daemon (keepalived: its VRRP child too) and the service.
+    fn signal_all(&self, daemon: Daemon, node: &Node, r: &Running, signal: i32) {
+        if daemon == Daemon::Keepalived {
+            let vrrp = self.lab.path(&format!("{}-vrrp.pid", node.name));
+            if let Some(pid) = std::fs::read_to_string(vrrp)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+            {
+                self.lab.signal(pid, signal);
+            }
+        }
+        self.lab.signal(r.daemon_pid, signal);
+        self.lab.signal(r.responder_pid, signal);
     }
 
     /// One measurement, from a clean start.
@@ -317,6 +376,7 @@ impl Bench {
                     self.kill_daemon(daemon, &self.b, &rb);
                     self.lab.signal(rb.responder_pid, libc::SIGKILL);
                 }
+                Fault::Sigstop => self.signal_all(daemon, &self.b, &rb, libc::SIGSTOP),
                 Fault::LinkDown => self.lab.set_link(&self.b, "eth0", false),
                 Fault::Sigterm => self.lab.signal(rb.daemon_pid, libc::SIGTERM),
             }

@@ -3,16 +3,19 @@
 #
 #   sudo bench/failover.sh [all|vrrp|http] [options]
 #
-#   vrrp  vigil vs keepalived alone, same VRRP settings: outage of a UDP
-#         service for SIGKILL / link down / SIGTERM (10.231.240.0/24).
-#         Options: --trials N --budget SECONDS
+#   vrrp  vigil (with and without death_probe) vs keepalived alone, same
+#         VRRP settings: outage of a UDP service for SIGKILL / SIGSTOP /
+#         link down / SIGTERM (10.231.240.0/24). Options: --trials N
+#         --budget SECONDS --advert-ms MS (default 100)
+#         --faults sigkill,sigstop,linkdown,sigterm
+#         --daemons vigil,vigil+probe,keepalived
 #   http  vigil vs nginx + keepalived under HTTP load (wrk, a strict
 #         keep-alive client, a new-connection prober): outage and failed
 #         requests for a planned stop, a wedged proxy, dead upstreams
 #         (10.231.241.0/24). Options: --trials N --budget SECONDS
 #         --scenarios planned,wedged,upstreams
 #         --stop-orders keepalived-first,together,nginx-first
-#         --wrk-connections N --wrk-delay-ms MS --stall-ms MS
+#         --wrk-connections N --wrk-delay-ms MS --stall-ms MS --advert-ms MS
 #         --pcap [--pcap-filter EXPR] --keep DIR
 #   all   both (default): about 10 minutes with the defaults.
 #

@@ -2,7 +2,8 @@
 //!
 //! Each trial builds a fresh lab (network namespaces on this machine only,
 //! 10.231.241.0/24): a client, and two routers a (master, priority 150) and
-//! b (backup, 100), VRRPv3 at 100 ms adverts, VIP 10.231.241.50. Each router
+//! b (backup, 100), VRRPv3 at `--advert-ms` adverts (100 ms by default),
+//! VIP 10.231.241.50. Each router
 //! has its own backend on its loopback (a `vigil run` answering `be-a` /
 //! `be-b`) and runs one of the stacks in front of it:
 //!
@@ -54,7 +55,12 @@ use stacks::{Router, Stack, StopOrder};
 pub const NET: &str = "10.231.241";
 pub const VIP: &str = "10.231.241.50";
 pub const VRID: u8 = 241;
-pub const ADVERT_MS: u64 = 100;
+/// `--advert-ms` (100 by default), read by the stacks' configs.
+static ADVERT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(100);
+
+pub fn advert_ms() -> u64 {
+    ADVERT_MS.load(Ordering::Relaxed)
+}
 
 /// Set by SIGINT / SIGTERM: finish the trial in progress (bounded), print
 /// the tables so far, and let the lab clean its namespaces up.
@@ -162,7 +168,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: failover_http [--vigil PATH] [--trials N] [--budget SECONDS]\n\
          \x20      [--scenarios planned,wedged,upstreams] [--stop-orders keepalived-first,together,nginx-first]\n\
-         \x20      [--wrk-connections N] [--wrk-delay-ms MS] [--stall-ms MS]\n\
+         \x20      [--wrk-connections N] [--wrk-delay-ms MS] [--stall-ms MS] [--advert-ms MS]\n\
          \x20      [--pcap] [--pcap-filter EXPR] [--keep DIR]\n\
          --pcap: tcpdump in the client namespace; --keep DIR: copy the lab files (logs, configs,\n\
          pcap, sockets at the end) of each trial that lost requests to DIR/<scenario>-<stack>-<trial>"
@@ -225,6 +231,13 @@ fn parse_opts() -> Opts {
             "--wrk-connections" => o.wrk_connections = num(value(&mut i)).max(1) as usize,
             "--wrk-delay-ms" => o.wrk_delay_ms = num(value(&mut i)),
             "--stall-ms" => o.stall = Duration::from_millis(num(value(&mut i))),
+            "--advert-ms" => {
+                let ms = num(value(&mut i));
+                if ms % 10 != 0 || !(10..=40_950).contains(&ms) {
+                    usage();
+                }
+                ADVERT_MS.store(ms, Ordering::Relaxed);
+            }
             "--pcap" => o.pcap = true,
             "--pcap-filter" => {
                 o.pcap = true;
@@ -634,7 +647,8 @@ fn print_tables(
 ) {
     println!();
     println!(
-        "HTTP failover under load: vigil vs nginx + keepalived 2.2.7 (VRRPv3, {ADVERT_MS} ms adverts, priorities 150/100, preempt)"
+        "HTTP failover under load: vigil vs nginx + keepalived 2.2.7 (VRRPv3, {} ms adverts, priorities 150/100, preempt)",
+        advert_ms()
     );
     println!(
         "load: wrk {} connections ({} ms between requests), strict keep-alive client {} connections ({} ms apart),",

@@ -303,7 +303,14 @@ fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let vrrp = config
+        .vrrp
+        .as_ref()
+        .is_some_and(|v| !v.instances.is_empty());
     let result = runtime.block_on(async {
+        if vrrp {
+            vigil::privileges::raise_control_thread_priority();
+        }
         let app = App::start_with(&path, config).await?;
         app.run_until_signal().await
     });

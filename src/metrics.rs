@@ -57,7 +57,7 @@ pub struct Metrics {
     pub vrrp_adverts_sent: IntCounterVec,
     pub vrrp_adverts_received: IntCounterVec,
     pub vrrp_packets_discarded: IntCounterVec,
-    /// The death probe, by result (sent, echo, refused, verdict).
+    /// The death probe, by result (connected, closed, refused, verdict).
     pub vrrp_death_probe: IntCounterVec,
     /// How late scheduled adverts went out (Adver_Timer deadline to send).
     pub vrrp_advert_lag: HistogramVec,
@@ -283,7 +283,7 @@ impl Metrics {
             ),
             vrrp_death_probe: counter(
                 "vigil_vrrp_death_probe_total",
-                "Death probe traffic of a backup (death_probe): probes sent, echoes and refusals heard, and verdicts that the master's vigil is gone.",
+                "Death probe of a backup (death_probe): connections to the master's listener, closes seen, refused attempts, and verdicts that the master's vigil is gone.",
                 &["vrrp_instance", "vrid", "interface", "result"],
             ),
             vrrp_adverts_sent: counter(

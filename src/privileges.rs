@@ -18,6 +18,8 @@ pub enum Capability {
     NetAdmin = 12,
     /// Raw VRRP sockets, gratuitous ARP / neighbour advertisements.
     NetRaw = 13,
+    /// A higher CPU share for the control thread (VRRP adverts).
+    SysNice = 23,
 }
 
 impl Capability {
@@ -26,6 +28,7 @@ impl Capability {
             Capability::NetBindService => "CAP_NET_BIND_SERVICE",
             Capability::NetAdmin => "CAP_NET_ADMIN",
             Capability::NetRaw => "CAP_NET_RAW",
+            Capability::SysNice => "CAP_SYS_NICE",
         }
     }
 
@@ -73,8 +76,10 @@ pub fn raise_network_capabilities() {
     let Ok(mut data) = get() else {
         return;
     };
-    let wanted =
-        Capability::NetBindService.bit() | Capability::NetAdmin.bit() | Capability::NetRaw.bit();
+    let wanted = Capability::NetBindService.bit()
+        | Capability::NetAdmin.bit()
+        | Capability::NetRaw.bit()
+        | Capability::SysNice.bit();
     let raise = data[0].permitted & wanted & !data[0].effective;
     if raise == 0 {
         return;
@@ -89,6 +94,70 @@ pub fn raise_network_capabilities() {
     if rc != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "could not raise capabilities");
     }
+}
+
+/// The control thread's nice value when VRRP runs (see
+/// [`raise_control_thread_priority`]).
+pub const CONTROL_NICE: i32 = -10;
+
+fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: plain syscall on our own thread id. On Linux the nice value
+    // is per thread, so this changes the calling thread only.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Gives the calling thread (the control runtime's: VRRP adverts, health
+/// probes) [`CONTROL_NICE`], about nine times the CPU share of a normal
+/// thread when the host is busy, so adverts keep their schedule while the
+/// proxy workers or anything else on the host compete for the CPUs (a late
+/// advert is how a busy host flaps). Threads started afterwards inherit
+/// it; the proxy's own threads go back to normal with
+/// [`normal_thread_priority`]. Needs CAP_SYS_NICE; without it the thread
+/// keeps its priority, and this says so.
+pub fn raise_control_thread_priority() {
+    match set_thread_nice(CONTROL_NICE) {
+        Ok(()) => tracing::debug!(nice = CONTROL_NICE, "control thread priority raised"),
+        Err(e) => tracing::info!(
+            "control thread keeps its normal priority ({e}); VRRP adverts then compete with \
+             everything else for the CPUs: {}",
+            how_to_grant(Capability::SysNice)
+        ),
+    }
+}
+
+/// Puts the calling thread back to nice 0 (a proxy worker or writer thread
+/// started from the raised control thread). Lowering one's own priority
+/// needs no capability.
+pub fn normal_thread_priority() {
+    if let Err(e) = set_thread_nice(0) {
+        tracing::debug!("cannot reset the thread priority: {e}");
+    }
+}
+
+/// `/bin/sh -c script` for a notify hook or a track script, at nice 0 even
+/// when started from the raised control thread: an operator's script must
+/// not outrank the proxy.
+pub fn shell(script: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command.arg("-c").arg(script);
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes syscalls (gettid, setpriority), which are async-signal-safe; it
+    // touches no lock and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 0);
+            Ok(())
+        });
+    }
+    command
 }
 
 /// True when `cap` is in the effective set.

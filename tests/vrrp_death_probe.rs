@@ -4,8 +4,9 @@
 //! Master whose port starts being refused.
 //!
 //! The adverts are 1 s apart, so Master_Down_Interval (about 3.6 s) and the
-//! probe's verdict (about one 10 ms probe interval) are far apart, and each
-//! test tells them apart by the transition reason a logs, not by a timing.
+//! probe's verdict (a few ms after the Master's death) are far apart, and
+//! each test tells them apart by the transition reason a logs, not by a
+//! timing.
 //!
 //! Needs root (and nft for the firewall cases); prints a skip message
 //! otherwise. Subnets: 10.231.66–69.0/24, inside the namespaces only.
@@ -50,7 +51,7 @@ fn pair(tag: &str, subnet: u8) -> Pair {
             "[[vrrp.instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
              virtual_router_id = {subnet}\npriority = {priority}\nadvert_interval = \"1s\"\n\
              virtual_ipaddress = [\"{vip}\"]\n\
-             death_probe = {{ port = {PORT}, interval = \"10ms\" }}\n"
+             death_probe = {{ port = {PORT} }}\n"
         );
         let config = lab
             .write(&format!("{}.toml", node.name), &text)
@@ -92,7 +93,7 @@ impl Pair {
                 self.holds(&self.b)
             });
         self.start(&self.a);
-        // a hears b's next advert, then probes it every 10 ms.
+        // a hears b's next advert, then connects to b's listener.
         std::thread::sleep(Duration::from_millis(1500));
         assert!(!self.holds(&self.a), "a took the VIP:\n{}", self.lab.logs());
         b
@@ -156,9 +157,12 @@ fn dropped_probes_change_nothing() {
     }
     let p = pair("dpdrop", 67);
     let b = p.elect_b();
-    // Every probe to b is dropped from now on; a's watch was armed.
-    p.nft(&p.b.node, &format!("udp dport {PORT} drop"));
-    std::thread::sleep(Duration::from_secs(3));
+    // Every probe packet is dropped from now on, both ways; a's watch was
+    // armed (connected). Its connection goes silent, TCP keepalive gives
+    // up on it after about 4 s, and reconnecting times out.
+    p.nft(&p.b.node, &format!("tcp dport {PORT} drop"));
+    p.nft(&p.a.node, &format!("tcp sport {PORT} drop"));
+    std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
         p.a_masters(),
         0,
@@ -182,8 +186,8 @@ fn a_frozen_master_is_not_declared_gone() {
     }
     let p = pair("dpstop", 68);
     let b = p.elect_b();
-    // Frozen for less than a's Master_Down_Interval (3.61 s): its socket
-    // stays bound, so its kernel queues the probes and refuses none.
+    // Frozen for less than a's Master_Down_Interval (3.61 s): its sockets
+    // stay open, so nothing is closed and nothing is refused.
     p.lab.signal(b, libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(2000));
     p.lab.signal(b, libc::SIGCONT);
@@ -200,16 +204,17 @@ fn a_live_master_refusing_the_probe_moves_the_vip_at_most_once() {
     }
     let p = pair("dprej", 69);
     p.elect_b();
-    // A firewall on the live Master starts refusing the probe port, as a
-    // forged ICMP error would: one verdict, then b's next advert outranks
-    // a, which yields, and a refused port is never trusted again without
-    // an echo.
+    // A firewall on the live Master starts resetting the probe port, as
+    // forged resets would: a's connection is reset at its next keepalive
+    // (1 s idle) and reconnecting is refused, so one verdict. Then b's
+    // next advert outranks a, which yields, and a refused port is never
+    // trusted again without a connection.
     p.nft(
         &p.b.node,
-        &format!("udp dport {PORT} reject with icmp type port-unreachable"),
+        &format!("tcp dport {PORT} reject with tcp reset"),
     );
     p.lab
-        .wait_until(Duration::from_secs(3), "the verdict", || p.a_masters() == 1);
+        .wait_until(Duration::from_secs(6), "the verdict", || p.a_masters() == 1);
     p.lab
         .wait_until(Duration::from_secs(5), "b keeps the VIP", || {
             p.holds(&p.b) && !p.holds(&p.a)

@@ -7,7 +7,9 @@
 //! keepalived runs in the foreground (`-n -l -D -G`) with a private config
 //! and pid files in the lab directory. Needs root and keepalived; prints a
 //! skip message without them (and fails in CI when keepalived is missing).
-//! Subnets 10.231.21–28.0/24, inside the namespaces only.
+//! The 20 ms variant runs both roles at the shortest interval the README
+//! recommends (issue 15).
+//! Subnets 10.231.21–30.0/24, inside the namespaces only.
 
 mod support;
 
@@ -21,6 +23,8 @@ const MARGIN: Duration = Duration::from_millis(800);
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
     V3Multicast,
+    /// VRRPv3 multicast at 20 ms adverts.
+    V3Fast,
     V3Unicast,
     V2,
     V2Pass,
@@ -33,10 +37,10 @@ impl Variant {
 
     /// Advertisement interval: keepalived v2 only does whole seconds.
     fn interval(self) -> Duration {
-        if self.v2() {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_millis(100)
+        match self {
+            Variant::V2 | Variant::V2Pass => Duration::from_secs(1),
+            Variant::V3Fast => Duration::from_millis(20),
+            Variant::V3Multicast | Variant::V3Unicast => Duration::from_millis(100),
         }
     }
 
@@ -93,10 +97,12 @@ fn setup(tag: &str, x: u8, variant: Variant, vigil_priority: u8, keepalived_prio
     }
     let vigil_cfg = lab.write("vigil.toml", &v).display().to_string();
 
-    let advert_int = if variant.v2() {
-        "1".to_owned()
+    // keepalived reads seconds, in centisecond steps for v3.
+    let ms = variant.interval().as_millis();
+    let advert_int = if ms % 1000 == 0 {
+        format!("{}", ms / 1000)
     } else {
-        "0.1".to_owned()
+        format!("{}.{:02}", ms / 1000, ms % 1000 / 10)
     };
     let mut k = format!(
         "global_defs {{\n  router_id ka{x}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  \
@@ -381,6 +387,16 @@ fn v3_multicast_keepalived_master() {
 #[test]
 fn v3_multicast_vigil_master() {
     vigil_master("v3m", 22, Variant::V3Multicast);
+}
+
+#[test]
+fn v3_20ms_keepalived_master() {
+    keepalived_master("k3f", 29, Variant::V3Fast);
+}
+
+#[test]
+fn v3_20ms_vigil_master() {
+    vigil_master("v3f", 30, Variant::V3Fast);
 }
 
 #[test]

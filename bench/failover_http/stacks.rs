@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::netns::{Lab, Node};
-use crate::{ADVERT_MS, VIP, VRID};
+use crate::{VIP, VRID, advert_ms};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Stack {
@@ -88,8 +88,13 @@ pub fn start_backend(lab: &Lab, vigil: &str, node: &Node, name: &str) -> u32 {
 }
 
 /// vigil as in tests/ha.rs, with the tighter probe timeout the wedged-
-/// proxy target (≤ 0.4 s at 100 ms adverts) is meant for.
+/// proxy target (≤ 0.4 s at 100 ms adverts) is meant for: the self-probe
+/// runs every half advert interval (at least 10 ms), with a timeout of
+/// three probe intervals.
 pub fn vigil_config(lab: &Lab, name: &str, priority: u8) -> String {
+    let advert = advert_ms();
+    let probe = (advert / 2).max(10);
+    let timeout = probe * 3;
     let text = format!(
         r#"[log]
 access_log = "off"
@@ -118,13 +123,13 @@ name = "VI_1"
 interface = "eth0"
 virtual_router_id = {VRID}
 priority = {priority}
-advert_interval = "{ADVERT_MS}ms"
+advert_interval = "{advert}ms"
 virtual_ipaddress = ["{VIP}"]
 
   [vrrp.instance.track]
   proxy = true
-  probe_interval = "50ms"
-  probe_timeout = "150ms"
+  probe_interval = "{probe}ms"
+  probe_timeout = "{timeout}ms"
   upstreams = {{ app = -100 }}
 "#
     );
@@ -184,7 +189,8 @@ http {{
 /// when its Master_Down_Timer expires (RFC 5798 §6.4.2).
 pub fn keepalived_config(lab: &Lab, name: &str, priority: u8, master: bool) -> String {
     let state = if master { "MASTER" } else { "BACKUP" };
-    let advert = format!("{}.{}", ADVERT_MS / 1000, (ADVERT_MS % 1000) / 100);
+    let ms = advert_ms();
+    let advert = format!("{}.{:02}", ms / 1000, (ms % 1000) / 10);
     let text = format!(
         r#"global_defs {{
     router_id {name}

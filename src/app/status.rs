@@ -77,9 +77,9 @@ impl App {
             if i.death_probe {
                 let c = &i.counters;
                 for (result, count) in [
-                    ("sent", c.death_probes_sent),
-                    ("echo", c.death_probe_echoes),
-                    ("refused", c.death_probe_refusals),
+                    ("connected", c.death_probe_connected),
+                    ("closed", c.death_probe_closed),
+                    ("refused", c.death_probe_refused),
                     ("verdict", c.death_probe_verdicts),
                 ] {
                     let l = [labels[0], labels[1], labels[2], result];
@@ -202,9 +202,9 @@ fn vrrp_status(i: &vrrp::InstanceStatus) -> serde_json::Value {
             "priority_zero_received": i.counters.priority_zero_received,
         },
         "death_probe": i.death_probe.then(|| json!({
-            "sent": i.counters.death_probes_sent,
-            "echoes": i.counters.death_probe_echoes,
-            "refusals": i.counters.death_probe_refusals,
+            "connected": i.counters.death_probe_connected,
+            "closed": i.counters.death_probe_closed,
+            "refused": i.counters.death_probe_refused,
             "verdicts": i.counters.death_probe_verdicts,
         })),
         "discards": i.discards.iter().filter(|(_, n)| *n > 0).map(|(r, n)| (r.name().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),

@@ -47,6 +47,9 @@ impl Workers {
                 .name(format!("vigil-worker-{index}"))
                 .spawn(move || {
                     WORKER_INDEX.with(|w| w.set(index));
+                    // Started from the control thread, whose priority is
+                    // raised for VRRP; client traffic runs at normal.
+                    crate::privileges::normal_thread_priority();
                     let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

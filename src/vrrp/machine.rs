@@ -142,11 +142,11 @@ pub enum Event {
         priority: u8,
         interval: Centiseconds,
     },
-    /// The Master at `from` is confirmed dead: its host answered the death
-    /// probe with "port unreachable" after it had answered it alive. A
-    /// Backup following that Master takes over after a Skew_Time computed
-    /// over `within` (the probe interval) instead of the advert interval,
-    /// so that with several Backups the highest priority still goes first.
+    /// The Master at `from` is confirmed dead: its host closed the death
+    /// probe's connection and refuses new ones. A Backup following that
+    /// Master takes over after a Skew_Time computed over `within` instead
+    /// of the advert interval, so that with several Backups the highest
+    /// priority still goes first.
     MasterGone { from: IpAddr, within: Duration },
     /// Tracking changed the effective priority.
     PriorityChanged(u8),
@@ -392,13 +392,20 @@ impl Machine {
                 self.become_master(State::Backup, now, timer.cause, out);
             }
             Inner::Master { adver_deadline } if now >= adver_deadline => {
-                // §6.4.3: Adver_Timer fires → send, reset.
+                // §6.4.3: Adver_Timer fires → send, reset. From the
+                // deadline, not from now: a timer delivered a little late
+                // (the timer wheel's millisecond, a busy CPU) would
+                // otherwise push every later advert back by as much, and
+                // Backups would see gaps longer than the interval all the
+                // time. After a stall longer than an interval, from now.
+                let interval = self.params.advert_interval.as_duration();
+                let next = adver_deadline + interval;
+                self.inner = Inner::Master {
+                    adver_deadline: if next > now { next } else { now + interval },
+                };
                 out.push(Action::SendAdvert {
                     priority: self.params.priority,
                 });
-                self.inner = Inner::Master {
-                    adver_deadline: now + self.params.advert_interval.as_duration(),
-                };
             }
             _ => {}
         }

@@ -15,6 +15,9 @@
 //! - [`socket`]: raw protocol-112 sockets.
 //! - [`vip`]: VIPs through rtnetlink.
 //! - [`guardian`]: the process that removes the VIPs if vigil crashes.
+//! - [`death_probe`]: a Backup's TCP watch on its Master's vigil, which
+//!   finds a dead process in milliseconds (its verdict logic,
+//!   `DeathWatch`, is pure and tested over every short sequence).
 //! - [`announce`]: gratuitous ARP / unsolicited NA.
 //! - [`netif`]: interface facts and capability checks.
 //! - `instance`: one task per virtual router, gluing the above.

@@ -64,11 +64,12 @@ pub struct CounterSnapshot {
     pub priority_zero_received: u64,
     pub address_list_mismatches: u64,
     pub send_errors: u64,
-    /// The death probe (`death_probe`): probes sent, echoes and refusals
-    /// heard, and verdicts ("the Master's vigil is gone") given.
-    pub death_probes_sent: u64,
-    pub death_probe_echoes: u64,
-    pub death_probe_refusals: u64,
+    /// The death probe (`death_probe`): connections to the Master's
+    /// listener, closes seen, refused attempts, and verdicts ("the
+    /// Master's vigil is gone").
+    pub death_probe_connected: u64,
+    pub death_probe_closed: u64,
+    pub death_probe_refused: u64,
     pub death_probe_verdicts: u64,
 }
 
@@ -348,13 +349,13 @@ impl Speaker {
             sender: Some(Sender::open(&config.interface, info.index, source)?),
             frames: Arc::new(FrameSender::open(info.index)?),
             vips: self.inner.vips.clone(),
-            responder: match config.death_probe {
+            probe_listener: match config.death_probe {
                 None => None,
                 Some(probe) => Some(
-                    super::death_probe::bind_responder(source, info.index, probe.port).map_err(
+                    super::death_probe::bind_listener(source, info.index, probe.port).map_err(
                         |e| VrrpError::Io {
                             context: format!(
-                                "vrrp.instance {:?}: bind the death probe's UDP port {source}:{}",
+                                "vrrp.instance {:?}: listen on the death probe's TCP port {source}:{}",
                                 config.name, probe.port
                             ),
                             source: e,
@@ -585,9 +586,9 @@ fn snapshot(shared: &Shared) -> InstanceStatus {
             priority_zero_received: get(&n.priority_zero_received),
             address_list_mismatches: get(&n.address_list_mismatches),
             send_errors: get(&n.send_errors),
-            death_probes_sent: get(&n.death_probe.sent),
-            death_probe_echoes: get(&n.death_probe.echoes),
-            death_probe_refusals: get(&n.death_probe.refusals),
+            death_probe_connected: get(&n.death_probe.connected),
+            death_probe_closed: get(&n.death_probe.closed),
+            death_probe_refused: get(&n.death_probe.refused),
             death_probe_verdicts: get(&n.death_probe.verdicts),
         },
         discards,

@@ -251,9 +251,7 @@ pub async fn run_script(board: Arc<watch::Sender<TrackBoard>>, index: usize, scr
 
 /// One run: exit status 0 within the timeout is success.
 async fn run_once(script: &ScriptConfig) -> bool {
-    let child = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script.run)
+    let child = crate::privileges::shell(&script.run)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

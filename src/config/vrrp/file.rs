@@ -47,7 +47,7 @@ pub struct InstanceFile {
     pub death_probe: Option<DeathProbeFile>,
 }
 
-/// `death_probe = true | false | { port, interval }`.
+/// `death_probe = true | false | { port }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum DeathProbeFile {
@@ -55,12 +55,11 @@ pub enum DeathProbeFile {
     Table(DeathProbeTable),
 }
 
-/// `death_probe = { port, interval }`.
+/// `death_probe = { port }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeathProbeTable {
     pub port: Option<i64>,
-    pub interval: Option<ConfigDuration>,
 }
 
 /// `garp = { delay, repeat, interval, refresh }`.

@@ -73,20 +73,17 @@ pub struct InstanceConfig {
     pub death_probe: Option<DeathProbe>,
 }
 
-/// `death_probe`: a Backup probes the Master's vigil over UDP and takes
-/// over as soon as the Master's kernel says nothing listens there any more
-/// (see `vrrp::death_probe` for why that is safe).
+/// `death_probe`: a Backup holds a TCP connection to its Master's vigil
+/// and takes over as soon as the Master's kernel has closed it and refuses
+/// new ones (see `vrrp::death_probe` for why that is safe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeathProbe {
-    /// The UDP port every node answers probes on (the same on all nodes).
+    /// The TCP port every node listens on for it (the same on all nodes).
     pub port: u16,
-    /// How often a Backup probes its Master.
-    pub interval: Duration,
 }
 
 impl DeathProbe {
     pub const DEFAULT_PORT: u16 = 5798;
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(10);
 }
 
 impl InstanceConfig {

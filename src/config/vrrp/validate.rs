@@ -325,20 +325,13 @@ impl Validator<'_> {
                 _ => {
                     self.add(
                         &format!("{key}.port"),
-                        format!("{p} is not a UDP port (1..=65535)"),
+                        format!("{p} is not a TCP port (1..=65535)"),
                     );
                     DeathProbe::DEFAULT_PORT
                 }
             },
         };
-        let interval = table.interval.map_or(DeathProbe::DEFAULT_INTERVAL, |d| d.0);
-        if !(Duration::from_millis(1)..=Duration::from_secs(1)).contains(&interval) {
-            self.add(
-                &format!("{key}.interval"),
-                "must be between 1ms and 1s (detection takes about one interval)",
-            );
-        }
-        Some(DeathProbe { port, interval })
+        Some(DeathProbe { port })
     }
 
     fn advert_interval(

@@ -140,7 +140,10 @@ impl AccessLog {
         let flush = settings.access_log_flush;
         std::thread::Builder::new()
             .name("vigil-access-log".into())
-            .spawn(move || write_loop(&thread_shared, &rx, out, flush))?;
+            .spawn(move || {
+                crate::privileges::normal_thread_priority();
+                write_loop(&thread_shared, &rx, out, flush)
+            })?;
         Ok(AccessLog {
             inner: Some(Arc::new(Writer { shared, tx })),
             settings: settings.clone(),

@@ -73,9 +73,10 @@ pub(crate) struct Io {
     pub sender: Option<Sender>,
     pub frames: Arc<FrameSender>,
     pub vips: VipTable,
-    /// The death probe's responder socket, bound on `source` (when the
-    /// instance has `death_probe`).
-    pub responder: Option<tokio::net::UdpSocket>,
+    /// The death probe's listener, bound on `source` (when the instance
+    /// has `death_probe`). Dropped with the instance: that closes the
+    /// Backups' connections, which is the signal.
+    pub probe_listener: Option<tokio::net::TcpListener>,
 }
 
 /// Runs one instance until it is told to resign (or the speaker is gone).
@@ -125,10 +126,8 @@ pub(crate) async fn run(
             }
             Wake::Packet(p) => runner.on_packet(p).await,
             Wake::MasterGone(from) => {
-                let within = runner.shared.config.death_probe.map(|d| d.interval);
-                if let Some(within) = within {
-                    runner.step(Event::MasterGone { from, within }).await;
-                }
+                let within = death_probe::SKEW_WINDOW;
+                runner.step(Event::MasterGone { from, within }).await;
             }
         }
     };
@@ -281,19 +280,19 @@ impl Runner {
         tasks
     }
 
-    /// Starts the death probe's responder and prober (`death_probe`), and
-    /// returns where the prober's verdicts arrive (never, when it is off).
+    /// Starts the death probe's listener and watch (`death_probe`), and
+    /// returns where the watch's verdicts arrive (never, when it is off).
     fn spawn_death_probe(&mut self, tasks: &mut Vec<JoinHandle<()>>) -> mpsc::Receiver<IpAddr> {
         let (verdicts, deaths) = mpsc::channel(1);
         let Some(config) = self.shared.config.death_probe else {
             return deaths;
         };
-        if let Some(socket) = self.io.responder.take() {
-            tasks.push(tokio::spawn(death_probe::respond(socket)));
+        if let Some(listener) = self.io.probe_listener.take() {
+            tasks.push(tokio::spawn(death_probe::listen(listener)));
         }
         let (target, targets) = watch::channel(None);
         self.probe_target = Some(target);
-        tasks.push(tokio::spawn(death_probe::probe(
+        tasks.push(tokio::spawn(death_probe::watch(
             config,
             self.io.source,
             self.io.ifindex,
@@ -569,9 +568,7 @@ impl Runner {
             (State::Initialize, _) => (None, "INIT"),
         };
         let Some(cmd) = cmd else { return };
-        let spawned = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(cmd)
+        let spawned = crate::privileges::shell(cmd)
             .env("VIGIL_INSTANCE", &self.shared.config.name)
             .env("VIGIL_STATE", word)
             .env("VIGIL_PRIORITY", self.machine.params().priority.to_string())

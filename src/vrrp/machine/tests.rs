@@ -572,6 +572,19 @@ fn master_gone_is_ignored_by_a_master_and_in_fault() {
     assert_eq!(fault, before);
 }
 
+#[test]
+fn adverts_keep_their_cadence_when_the_timer_fires_late() {
+    let mut m = Machine::new(params(255));
+    m.step(Event::Startup, ms(0));
+    assert_eq!(m.next_deadline(), Some(ms(1000)));
+    // Delivered 3 ms late: the next one is still due at 2 s.
+    m.step(Event::Timer, ms(1003));
+    assert_eq!(m.next_deadline(), Some(ms(2000)));
+    // After a stall longer than an interval: one interval from now.
+    m.step(Event::Timer, ms(3500));
+    assert_eq!(m.next_deadline(), Some(ms(4500)));
+}
+
 proptest! {
     /// Whatever happens, VIPs are held exactly while Master, only Master and Backup
     /// run timers, and nothing panics.
