@@ -485,6 +485,8 @@ priority = {prio}
 advert_interval = "{iv}ms"
 virtual_ipaddress = ["{vip}"]
 preempt = true
+# On, so a false verdict under load would show up as a transition.
+death_probe = true
 "#,
             fifo = fifo.display(),
             vrid = self.daemon.vrid(),
