@@ -15,7 +15,8 @@
 //!
 //! - wrk `-t1 -c8` against each node's own address (four wrk in all: on
 //!   two cores, more would make the run a wrk benchmark);
-//! - two CPU hogs (`sh -c 'while :; do :; done'`), shared by both labs;
+//! - CPU hogs (`sh -c 'while :; do :; done'`, `--hogs`, 2 by default),
+//!   shared by both labs;
 //! - every 30 s a burst of 5 config reloads 100 ms apart on both nodes:
 //!   vigil `POST /reload`; keepalived SIGHUP and nginx SIGHUP (what
 //!   `nginx -s reload` sends);
@@ -89,6 +90,15 @@ impl Daemon {
         format!("{}.100", self.net())
     }
 }
+
+/// `--hogs N` (2 by default): CPU hogs running through each soak.
+static HOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(2);
+
+/// `--proxy-probe MS`: vigil also tracks its own proxy (`track.proxy`)
+/// with this self-probe interval and a timeout of three (0: off, the
+/// default), so a false alarm of the self-check under load would show as
+/// a transition too.
+static PROXY_PROBE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 struct Opts {
     intervals: Vec<u64>,
@@ -204,7 +214,7 @@ fn run_interval(opts: &Opts, interval_ms: u64, soak: Duration) -> Vec<Outcome> {
     );
     let start_ns = observer::now_ns();
     let began = Instant::now();
-    let hogs = Hogs::start(2);
+    let hogs = Hogs::start(HOGS.load(Ordering::Relaxed));
     let wrks: Vec<Vec<(String, u32)>> = pairs.iter().map(|p| p.start_wrk(soak)).collect();
     let stop_reloads = &AtomicBool::new(false);
     let reloads: Vec<(usize, usize)> = std::thread::scope(|s| {
@@ -487,7 +497,14 @@ virtual_ipaddress = ["{vip}"]
 preempt = true
 # On, so a false verdict under load would show up as a transition.
 death_probe = true
-"#,
+{track}"#,
+            track = match PROXY_PROBE_MS.load(Ordering::Relaxed) {
+                0 => String::new(),
+                ms => format!(
+                    "\n  [vrrp.instance.track]\n  proxy = true\n  probe_interval = \"{ms}ms\"\n  probe_timeout = \"{}ms\"\n",
+                    ms * 3
+                ),
+            },
             fifo = fifo.display(),
             vrid = self.daemon.vrid(),
             prio = r.priority,
@@ -701,10 +718,15 @@ http {{
 fn render(outcomes: &[Outcome], took: Duration) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "VRRP soak, VRRPv3, priorities 150/100, preempt on; stress: wrk -t1 -c8 on each node, 2 CPU hogs, \
+        "VRRP soak, VRRPv3, priorities 150/100, preempt on; stress: wrk -t1 -c8 on each node, {} CPU hogs{}, \
          {RELOADS_PER_BURST} reloads {}ms apart every {}s, access log to a FIFO drained at 40 KiB/s.\n\
          Figures from a raw-socket observer on each lab's bridge (kernel receive times), first {}s after settling excluded.\n\
          lag = gap between consecutive adverts of the same router minus the interval.\n\n",
+        HOGS.load(Ordering::Relaxed),
+        match PROXY_PROBE_MS.load(Ordering::Relaxed) {
+            0 => String::new(),
+            ms => format!(", vigil tracking its proxy (self-probe every {ms} ms, timeout {} ms)", ms * 3),
+        },
         RELOAD_GAP.as_millis(),
         RELOAD_EVERY.as_secs(),
         SETTLE.as_secs(),
@@ -808,12 +830,17 @@ fn parse_args() -> Opts {
                     .collect()
             }
             "--minutes" => opts.minutes = value().parse().expect("--minutes N"),
+            "--hogs" => HOGS.store(value().parse().expect("--hogs N"), Ordering::Relaxed),
+            "--proxy-probe" => PROXY_PROBE_MS.store(
+                value().parse().expect("--proxy-probe MS"),
+                Ordering::Relaxed,
+            ),
             "--budget" => opts.budget = Duration::from_secs(value().parse().expect("--budget S")),
             "--vigil" => opts.vigil = value(),
             "--out" => opts.out = Some(value()),
             "-h" | "--help" => {
                 eprintln!(
-                    "vrrp_soak [--intervals 10,20,50] [--minutes N] [--budget S] [--vigil PATH] [--out FILE]"
+                    "vrrp_soak [--intervals 10,20,50] [--minutes N] [--hogs N] [--proxy-probe MS] [--budget S] [--vigil PATH] [--out FILE]"
                 );
                 std::process::exit(0);
             }

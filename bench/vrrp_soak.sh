@@ -7,7 +7,8 @@
 # drained FIFO. A raw-socket observer on each lab's bridge counts
 # transitions, dual-master time and advert lag. See bench/vrrp_soak.rs.
 #
-#   sudo bench/vrrp_soak.sh [--intervals 10,20,50] [--minutes N]
+#   sudo bench/vrrp_soak.sh [--intervals 10,20,50] [--minutes N] [--hogs N]
+#                           [--proxy-probe MS]
 #                           [--budget SECONDS] [--out FILE]
 #
 # Defaults: 10, 20 and 50 ms adverts, 10 minutes each (about 32 minutes

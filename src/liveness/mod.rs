@@ -96,6 +96,10 @@ pub async fn monitor(app: Weak<impl Watched>, heartbeats: Arc<Heartbeats>) {
         }
         let was_healthy = *streaks.verdict() == ProxyVerdict::Healthy;
         let verdict = streaks.observe(failure).clone();
+        // Before the speaker hears of it: the release that follows must
+        // not wait for workers that do not run.
+        app.proxy()
+            .set_unresponsive(verdict != ProxyVerdict::Healthy);
         match (&verdict, was_healthy) {
             (ProxyVerdict::Failing(why), true) => tracing::warn!(%why, "proxy self-check failed"),
             (ProxyVerdict::Healthy, false) => tracing::info!("proxy self-check healthy again"),

@@ -60,6 +60,9 @@ pub struct Server {
     released: watch::Sender<Arc<Vec<std::net::IpAddr>>>,
     /// Open connections per local address.
     by_local: Arc<LocalCounts>,
+    /// The self-check says the workers do not serve (see
+    /// `set_unresponsive`).
+    unresponsive: std::sync::atomic::AtomicBool,
 }
 
 /// Why new connections are held off (see `Server::hold_new_connections`).
@@ -77,6 +80,9 @@ pub enum Hold {
 struct Holds {
     drain: bool,
     releases: usize,
+    /// Since when some hold is on: a handshake whose SYN came before it
+    /// has had this long to complete (see `wait_released`).
+    since: Option<tokio::time::Instant>,
 }
 
 impl Holds {
@@ -128,6 +134,7 @@ impl Server {
             holds: Mutex::new(Holds::default()),
             released: watch::channel(Arc::new(Vec::new())).0,
             by_local: Arc::default(),
+            unresponsive: std::sync::atomic::AtomicBool::new(false),
         };
         server.sync_listeners()?;
         // Upstream names follow DNS (a task on this, the control runtime).
@@ -240,6 +247,7 @@ impl Server {
         if was == now {
             return;
         }
+        holds.since = now.then(tokio::time::Instant::now);
         for l in listeners.values() {
             for s in &l.sockets {
                 if let Err(e) = set_syn_drop(s, now) {
@@ -291,15 +299,33 @@ impl Server {
     /// - every worker to finish what it is doing (a connection taken off a
     ///   queue is counted under its address in the same poll of the accept
     ///   loop, so after that poll it shows in the counts).
+    ///
+    /// The settle counts from when new connections were first held off: a
+    /// planned stop's drain has held them since it began, so its release
+    /// waits no longer. And when the self-check says the workers do not
+    /// serve (`set_unresponsive`), nothing here can close or serve
+    /// anything: the wait would only delay the hand-over, so there is none.
     pub async fn wait_released(&self, addrs: &[std::net::IpAddr], timeout: Duration) {
+        if self.unresponsive.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the proxy is not serving: giving the VIPs up without waiting for its connections"
+            );
+            return;
+        }
         let start = tokio::time::Instant::now();
         let deadline = start + timeout;
+        let held_since = self
+            .holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .since
+            .unwrap_or(start);
         loop {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return;
             }
-            if now >= start + HANDSHAKE_SETTLE && self.queued_connections() == 0 {
+            if now >= held_since + HANDSHAKE_SETTLE && self.queued_connections() == 0 {
                 self.workers_barrier().await;
                 if self.by_local.count(addrs) == 0 {
                     return;
@@ -307,6 +333,12 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Told by the self-check (`liveness`) whether the workers serve.
+    pub fn set_unresponsive(&self, unresponsive: bool) {
+        self.unresponsive
+            .store(unresponsive, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Returns once every worker has run a task queued now, i.e. finished
