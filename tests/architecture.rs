@@ -8,7 +8,9 @@ use std::path::Path;
 
 /// (from, to) arrows that are allowed. `app` may import every part.
 /// `privileges` and `status_table` are small shared leaves (capabilities,
-/// table rendering) that import nothing of vigil; main and app use them.
+/// thread priorities, table rendering) that import nothing of vigil; main
+/// and app use them, and proxy and vrrp put their threads and scripts back
+/// to normal priority through `privileges`.
 const ALLOWED: &[(&str, &str)] = &[
     ("main", "app"),
     ("liveness", "proxy"),
@@ -19,6 +21,8 @@ const ALLOWED: &[(&str, &str)] = &[
     ("proxy", "metrics"),
     ("vrrp", "config"),
     ("main", "privileges"),
+    ("proxy", "privileges"),
+    ("vrrp", "privileges"),
     ("main", "status_table"),
     ("main", "import"),
     ("import", "config"),
