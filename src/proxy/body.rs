@@ -21,7 +21,7 @@ pub enum Body {
     /// A body already in memory; `None` once sent.
     Full(Option<Bytes>),
     /// An upstream response, unboxed: the common proxied case.
-    Upstream(super::upstream::conn::UpstreamBody),
+    Upstream(super::upstream::exchange::UpstreamBody),
     /// A stream: a file, anything else.
     Stream(UnsyncBoxBody<Bytes, BoxError>),
 }

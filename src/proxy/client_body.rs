@@ -18,14 +18,13 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::Notify;
 
 use super::body::BoxError;
 use super::stall_timer::StallTimer;
 
 /// How a client body stream went, shared between the stream (inside the
 /// upstream request) and the forwarder: it decides the status after a
-/// failed attempt, and when the upstream's `read_timeout` may start.
+/// failed attempt.
 #[derive(Debug, Clone, Default)]
 pub struct Upload(Arc<UploadState>);
 
@@ -33,8 +32,6 @@ pub struct Upload(Arc<UploadState>);
 struct UploadState {
     /// 0 = still flowing; see [`Upload::outcome`] for the rest.
     outcome: AtomicU8,
-    /// Woken when the outcome leaves "still flowing".
-    settled: Notify,
 }
 
 /// How a request body stream ended.
@@ -99,27 +96,12 @@ impl Upload {
         self.outcome().and_then(BodyOutcome::client_fault)
     }
 
-    /// Waits until the body has ended, one way or another.
-    pub async fn settled(&self) {
-        loop {
-            let notified = self.0.settled.notified();
-            if self.outcome().is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// Records the first outcome only: a body that failed stays failed.
     fn settle(&self, outcome: BodyOutcome) {
-        let first = self
-            .0
-            .outcome
-            .compare_exchange(0, outcome.code(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if first {
-            self.0.settled.notify_waiters();
-        }
+        let _ =
+            self.0
+                .outcome
+                .compare_exchange(0, outcome.code(), Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -335,20 +317,5 @@ mod tests {
         assert_eq!(BodyOutcome::Timeout.client_fault().unwrap(), 408);
         assert_eq!(BodyOutcome::Malformed.client_fault().unwrap(), 400);
         assert_eq!(BodyOutcome::Aborted.client_fault().unwrap(), 499);
-    }
-
-    #[tokio::test]
-    async fn settled_wakes_a_waiter() {
-        let upload = Upload::default();
-        let waiter = tokio::spawn({
-            let u = upload.clone();
-            async move { u.settled().await }
-        });
-        tokio::task::yield_now().await;
-        upload.settle(BodyOutcome::Aborted);
-        tokio::time::timeout(Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header,
+    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version, header,
 };
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
 use crate::proxy::body::Body;
@@ -26,7 +27,9 @@ use crate::proxy::client_body::{self, ClientBody, Prebuffered, Upload};
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::respond;
 use crate::proxy::runtime::Pool;
-use crate::proxy::upstream::conn::{self, InFlight, Sender, UpstreamBody};
+use crate::proxy::upstream::conn::{self, Connection, InFlight};
+use crate::proxy::upstream::exchange::{ExchangeError, UpstreamBody, UpstreamRequest};
+use crate::proxy::upstream::h1::{Framing, ResponseHead};
 use crate::proxy::upstream::{Peer, PickKey};
 
 mod request;
@@ -167,15 +170,8 @@ pub async fn forward(
                 .inc();
         }
         let attempt_start = Instant::now();
-        let outcome = attempt(
-            &peer,
-            req,
-            config.connect_timeout,
-            config.read_timeout,
-            upload.as_ref(),
-        )
-        .await;
-        let answered = outcome.as_ref().ok().map(|(response, _)| response.status());
+        let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        let answered = outcome.as_ref().ok().map(|(head, _)| head.status);
         let code = match (&answered, &outcome) {
             (Some(status), _) => status.as_str(),
             (None, Err(e)) if e.failure.is_timeout() => "timeout",
@@ -186,12 +182,12 @@ pub async fn forward(
             .with_label_values(&[&config.name, &peer.server.label, code])
             .inc();
         match outcome {
-            Ok((response, sender)) => {
+            Ok((head, connection)) => {
                 metrics
                     .upstream_response_duration
                     .with_label_values(&[&config.name])
                     .observe(attempt_start.elapsed().as_secs_f64());
-                let status = response.status();
+                let status = head.status;
                 report.attempts.push((peer.server.addr, Some(status)));
                 let can_retry = template.is_some() && tried.len() < max_tries;
                 if can_retry && listed_status(&config.next_upstream, status) {
@@ -207,8 +203,8 @@ pub async fn forward(
                 }
                 report.header_time = Some(started.elapsed());
                 return finish_response(
-                    response,
-                    sender,
+                    head,
+                    connection,
                     in_flight,
                     config.read_timeout,
                     upgrade.is_some().then_some(client_upgrade).flatten(),
@@ -245,132 +241,122 @@ pub async fn forward(
     respond::status(last.status())
 }
 
-/// Sends one request to `peer`: on a cached connection if there is one
-/// (falling back to a fresh connection if the cached one turns out to be
-/// dead before our request was written), else on a new connection.
+/// Sends one request to `peer`: on a cached connection if there is one,
+/// else on a new connection. A cached connection that fails before any of
+/// the request went out (or, for a bodiless idempotent request, closes
+/// before any answer: the server timed it out as we picked it) is
+/// replaced by a fresh one, as nginx does for its keep-alive cache.
 async fn attempt(
     peer: &Peer,
-    req: Request<Body>,
+    mut req: UpstreamRequest,
     connect_timeout: Duration,
     read_timeout: Duration,
-    upload: Option<&Upload>,
-) -> Result<(Response<Incoming>, Sender), AttemptError> {
-    let mut req = req;
-    let cached = match peer.idle.take(Instant::now()) {
-        Some(s) => conn::ready(s).await,
-        None => None,
-    };
-    if let Some(mut sender) = cached {
-        match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
-            Err(_) => return Err(AttemptError::sent(Failure::ResponseTimeout)),
-            Ok(Ok(response)) => return Ok((response, sender)),
-            Ok(Err(mut e)) => match e.take_message() {
-                // The server closed the idle connection as we picked it:
-                // nothing was sent, so try a fresh connection.
-                Some(back) => req = back,
-                None => return Err(AttemptError::sent(Failure::Upstream(e.into_error()))),
+) -> Result<(ResponseHead, Box<Connection>), AttemptError> {
+    let replayable = http_body::Body::is_end_stream(&req.body) && is_idempotent(&req.method);
+    let mut cached = peer.idle.take(Instant::now());
+    loop {
+        let mut connection = match cached.take() {
+            Some(c) => c,
+            // Boxed: dialing (TCP, TLS) needs a large future but happens
+            // rarely with keep-alive; inline it would make every request's
+            // future, which hyper moves into place per request, that much
+            // larger.
+            None => match Box::pin(conn::connect(
+                peer.server.addr,
+                peer.tls.as_ref(),
+                connect_timeout,
+            ))
+            .await
+            {
+                Ok(c) => c,
+                Err(conn::ConnectError::Timeout { .. }) => {
+                    return Err(AttemptError::unsent(Failure::ConnectTimeout, req));
+                }
+                Err(e) => return Err(AttemptError::unsent(Failure::Connect(e), req)),
             },
+        };
+        let reused = connection.is_reused();
+        match connection.exchange(&mut req, read_timeout).await {
+            Ok(head) => return Ok((head, connection)),
+            Err(ExchangeError::Unsent(_)) if reused => {}
+            Err(ExchangeError::Closed) if reused && replayable => {}
+            Err(ExchangeError::Unsent(e)) => {
+                return Err(AttemptError::unsent(
+                    Failure::Upstream(ExchangeError::Io(e)),
+                    req,
+                ));
+            }
+            Err(e) => return Err(AttemptError::sent(Failure::from(e))),
         }
     }
-    // Boxed: dialing (TCP, TLS, HTTP handshake) needs a large future but
-    // happens rarely with keep-alive; inline it would make every
-    // request's future, which hyper moves into place per request, that
-    // much larger.
-    let dial = Box::pin(conn::connect(
-        peer.server.addr,
-        peer.tls.as_ref(),
-        connect_timeout,
-    ));
-    let mut sender = match dial.await {
-        Ok(s) => s,
-        Err(conn::ConnectError::Timeout { .. }) => {
-            return Err(AttemptError::unsent(Failure::ConnectTimeout, req));
-        }
-        Err(e) => return Err(AttemptError::unsent(Failure::Connect(e), req)),
-    };
-    match after_upload(read_timeout, upload, sender.try_send_request(req)).await {
-        Err(_) => Err(AttemptError::sent(Failure::ResponseTimeout)),
-        Ok(Ok(response)) => Ok((response, sender)),
-        Ok(Err(mut e)) => {
-            let back = e.take_message();
-            Err(AttemptError {
-                failure: Failure::Upstream(e.into_error()),
-                request: back,
-            })
-        }
-    }
-}
-
-/// Waits for the response head with `read_timeout`, which (as nginx's
-/// `proxy_read_timeout`) only starts once the request body has been sent:
-/// a slow but steady upload is the client's pace, bounded by
-/// `client_body_timeout` between chunks, and no reason to give up on the
-/// server.
-async fn after_upload<F: std::future::Future>(
-    read_timeout: Duration,
-    upload: Option<&Upload>,
-    response: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    let Some(upload) = upload else {
-        return tokio::time::timeout(read_timeout, response).await;
-    };
-    tokio::pin!(response);
-    if upload.outcome().is_none() {
-        tokio::select! {
-            r = response.as_mut() => return Ok(r),
-            () = upload.settled() => {}
-        }
-    }
-    tokio::time::timeout(read_timeout, response).await
 }
 
 fn finish_response(
-    response: Response<Incoming>,
-    sender: Sender,
+    head: ResponseHead,
+    connection: Box<Connection>,
     in_flight: InFlight,
     read_timeout: Duration,
     client_upgrade: Option<OnUpgrade>,
 ) -> Response<Body> {
-    let (mut parts, incoming) = response.into_parts();
-    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = head.status;
+    *response.version_mut() = head.version;
+    if let Some(reason) = head
+        .reason
+        .clone()
+        .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok())
+    {
+        response.extensions_mut().insert(reason);
+    }
+    if head.framing == Framing::Upgrade {
+        if head.status != StatusCode::SWITCHING_PROTOCOLS {
+            // A 2xx to CONNECT, which vigil never forwards as a tunnel.
+            return respond::status(StatusCode::BAD_GATEWAY);
+        }
         let Some(client_upgrade) = client_upgrade else {
             // 101 to a request that did not ask for it: protocol violation.
             return respond::status(StatusCode::BAD_GATEWAY);
         };
-        let protocol = parts.headers.get(header::UPGRADE).cloned();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let mut headers = head.headers;
+        let protocol = headers.get(header::UPGRADE).cloned();
+        headers::strip_hop_by_hop(&mut headers);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(p) = protocol {
-            parts.headers.insert(header::UPGRADE, p);
+            headers.insert(header::UPGRADE, p);
         }
-        let upstream_upgrade = hyper::upgrade::on(Response::from_parts(parts.clone(), incoming));
-        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, sender, in_flight));
-        return Response::from_parts(parts, Body::empty());
+        *response.headers_mut() = headers;
+        tokio::spawn(tunnel(client_upgrade, connection, in_flight));
+        return response;
     }
-    // RFC 9112 §6.3: with both, Transfer-Encoding decides the framing (hyper
-    // decoded it so) and Content-Length must go; relayed, it would frame
-    // the client's copy wrongly (issue 13: a body of `HTTP/`).
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        parts.headers.remove(header::CONTENT_LENGTH);
+    let body = UpstreamBody::new(connection, &head, Some(in_flight), read_timeout);
+    let mut headers = head.headers;
+    // RFC 9112 §6.3: with both, Transfer-Encoding decides the framing (the
+    // codec decoded it so) and Content-Length must go; relayed, it would
+    // frame the client's copy wrongly (issue 13: a body of `HTTP/`).
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
     }
-    headers::strip_hop_by_hop(&mut parts.headers);
-    let body = UpstreamBody::new(incoming, sender, in_flight, read_timeout);
-    Response::from_parts(parts, Body::Upstream(body))
+    headers::strip_hop_by_hop(&mut headers);
+    *response.headers_mut() = headers;
+    *response.body_mut() = Body::Upstream(body);
+    response
 }
 
-/// Copies bytes both ways between an upgraded client and upstream.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, _sender: Sender, _in_flight: InFlight) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+/// Copies bytes both ways between an upgraded client and the upstream
+/// connection, starting with what the upstream sent after its 101.
+async fn tunnel(client: OnUpgrade, upstream: Box<Connection>, _in_flight: InFlight) {
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "upgrade failed");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    let (mut upstream, early) = (*upstream).into_parts();
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection ended");
     }
@@ -389,9 +375,18 @@ enum Failure {
     #[error("no response within read_timeout")]
     ResponseTimeout,
     #[error("{0}")]
-    Upstream(hyper::Error),
+    Upstream(ExchangeError),
     #[error("status {0}")]
     Status(StatusCode),
+}
+
+impl From<ExchangeError> for Failure {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::Timeout => Failure::ResponseTimeout,
+            e => Failure::Upstream(e),
+        }
+    }
 }
 
 impl Failure {
@@ -411,7 +406,7 @@ impl Failure {
 struct AttemptError {
     failure: Failure,
     /// The request, when it was never sent (so it can go elsewhere as is).
-    request: Option<Request<Body>>,
+    request: Option<UpstreamRequest>,
 }
 
 impl AttemptError {
@@ -422,7 +417,7 @@ impl AttemptError {
         }
     }
 
-    fn unsent(failure: Failure, request: Request<Body>) -> Self {
+    fn unsent(failure: Failure, request: UpstreamRequest) -> Self {
         Self {
             failure,
             request: Some(request),
@@ -507,14 +502,6 @@ mod future_sizes {
         std::mem::size_of::<F>()
     }
 
-    fn size5<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
-    fn size1<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
     /// Futures on the request path are moved around whole; dialing (TCP,
     /// TLS, handshake) is boxed so it does not inflate every request. This
     /// guards that: with dialing inline, `attempt` was 4.5 KB.
@@ -529,19 +516,8 @@ mod future_sizes {
                     &'static mut ForwardReport,
                 ) -> _,
         );
-        let attempt = size5(
-            attempt
-                as fn(
-                    &'static Peer,
-                    Request<Body>,
-                    Duration,
-                    Duration,
-                    Option<&'static Upload>,
-                ) -> _,
-        );
-        let ready = size1(conn::ready as fn(Sender) -> _);
+        let attempt = size4(attempt as fn(&'static Peer, UpstreamRequest, Duration, Duration) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");
-        assert!(ready < 512, "ready future is {ready} bytes");
     }
 }

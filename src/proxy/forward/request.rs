@@ -10,7 +10,8 @@ pub(super) fn prepare_headers(
     client: &ClientInfo<'_>,
 ) -> Option<HeaderValue> {
     let upgrade = headers::strip_hop_by_hop(headers);
-    // hyper answers 100-continue itself when we start reading the body.
+    // hyper's server answers 100-continue itself when the body is first
+    // read; the upstream gets the body without being asked.
     headers.remove(header::EXPECT);
     headers::add_forwarding(headers, client);
     for (name, value) in set_headers {
@@ -88,13 +89,13 @@ pub(super) fn build_request(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Request<Body> {
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-    req
+) -> UpstreamRequest {
+    UpstreamRequest {
+        method,
+        uri,
+        headers,
+        body,
+    }
 }
 
 /// RFC 9110 §9.2.2.

@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use http::{Request, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use http_body_util::BodyExt;
 
 use super::conn;
+use super::exchange::{UpstreamBody, UpstreamRequest};
 use super::health::{ActiveHealth, Transition};
 use super::pool::{Peer, UpstreamPool};
 use crate::config::HealthCheck;
@@ -74,26 +75,38 @@ pub fn spawn(pool: &UpstreamPool) -> Option<CheckerHandle> {
 /// One check of one server.
 async fn probe(peer: &Peer, check: &HealthCheck, connect_timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let mut sender = conn::connect(peer.server.addr, peer.tls.as_ref(), connect_timeout)
+        let mut connection = conn::connect(peer.server.addr, peer.tls.as_ref(), connect_timeout)
             .await
             .map_err(|e| e.to_string())?;
         let host = check
             .host
             .clone()
             .unwrap_or_else(|| peer.server.addr.to_string());
-        let request = Request::get(check.path.as_str())
-            .header(header::HOST, host)
-            .header(header::USER_AGENT, "vigil-health-check")
-            .header(header::CONNECTION, "close")
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
+        let mut headers = HeaderMap::new();
+        let host = HeaderValue::try_from(host).map_err(|e| e.to_string())?;
+        headers.insert(header::HOST, host);
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("vigil-health-check"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let mut request = UpstreamRequest {
+            method: Method::GET,
+            uri: check
+                .path
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?,
+            headers,
+            body: Body::Empty,
+        };
+        let head = connection
+            .exchange(&mut request, check.timeout)
             .await
             .map_err(|e| format!("request failed: {e}"))?;
-        let status = response.status().as_u16();
+        let status = head.status.as_u16();
         // Read the (small) body so the server sees a complete exchange.
-        let _ = response.into_body().collect().await;
+        let body = UpstreamBody::new(connection, &head, None, check.timeout);
+        let _ = body.collect().await;
         if check.accepts(status) {
             Ok(())
         } else {

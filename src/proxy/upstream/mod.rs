@@ -3,6 +3,8 @@
 pub mod balance;
 pub mod checker;
 pub mod conn;
+pub mod exchange;
+pub mod h1;
 pub mod health;
 pub mod pool;
 pub mod resolve;

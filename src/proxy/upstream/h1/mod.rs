@@ -1,0 +1,490 @@
+//! The HTTP/1.1 wire format of vigil's upstream client: request heads out,
+//! response heads and chunked bodies in. Pure (bytes in, values or bytes
+//! out); the I/O around it lives in `exchange.rs`.
+//!
+//! It replaced hyper's client (issue 16), which ran each upstream
+//! connection in a task of its own, one channel hop away from the request,
+//! and parsed and encoded through a second generic layer. It is exactly as
+//! strict as that client was, rule for rule (hyper 1.x `role.rs`,
+//! `decode.rs`): no obs-fold, no space before a header colon, at most
+//! [`MAX_HEADERS`] fields and [`MAX_HEAD`] bytes of head, conflicting or
+//! malformed `Content-Length` refused, `Transfer-Encoding` in HTTP/1.0
+//! refused, chunk sizes of hex digits that fit in 64 bits with CRLF line
+//! ends only. `tests/upstream_codec.rs` sends a corpus of malformed
+//! responses through a running vigil and checks what reaches the client.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Most header fields accepted in a response head (nginx's buffer-bound
+/// equivalent: "upstream sent too big header", 502).
+pub const MAX_HEADERS: usize = 100;
+/// Largest response head, in bytes.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most bytes of chunk extensions in one body (hyper's bound).
+const MAX_EXTENSIONS: u64 = 16 * 1024;
+/// Most bytes of trailer section (hyper's bound).
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why a response could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("response head over {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("more than {MAX_HEADERS} header fields")]
+    TooManyHeaders,
+    #[error("invalid response head: {0}")]
+    Head(httparse::Error),
+    #[error("invalid header field value")]
+    HeaderValue,
+    #[error("invalid or conflicting Content-Length")]
+    ContentLength,
+    #[error("Transfer-Encoding in an HTTP/1.0 response")]
+    TransferEncodingOnHttp10,
+    #[error("invalid chunked body: {0}")]
+    Chunked(&'static str),
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 204, 304, or `Content-Length: 0`.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the server closes; the connection is not reusable.
+    UntilClose,
+    /// 101 (or a 2xx to CONNECT): the connection becomes a tunnel.
+    Upgrade,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// The reason phrase, when it is not the canonical one (relayed as is).
+    pub reason: Option<Bytes>,
+    /// Whether the connection may carry another request afterwards.
+    pub keep_alive: bool,
+    pub framing: Framing,
+}
+
+/// Parses one response head from the front of `buf`, skipping interim 1xx
+/// responses (101 excepted). `Ok(None)`: not complete yet, read more.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, ParseError> {
+    loop {
+        let Some(RawHead {
+            len,
+            code,
+            reason,
+            version,
+            fields,
+            count,
+        }) = parse_head(buf)?
+        else {
+            return Ok(None);
+        };
+        // Invariant: httparse accepts exactly three digits.
+        let status =
+            StatusCode::from_u16(code).map_err(|_| ParseError::Head(httparse::Error::Status))?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // 100 Continue, 103 Early Hints...: the final response follows.
+            buf.advance(len);
+            continue;
+        }
+        let head = buf.split_to(len).freeze();
+        let reason = (Some(&head[reason.0..reason.1])
+            != status.canonical_reason().map(str::as_bytes))
+        .then(|| head.slice(reason.0..reason.1));
+        let mut headers = HeaderMap::with_capacity(count);
+        let mut keep_alive = version == Version::HTTP_11;
+        let mut saw_close = false;
+        for &(name, value) in &fields[..count] {
+            let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
+                .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
+            let value =
+                HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
+                    .map_err(|_| ParseError::HeaderValue)?;
+            if name == header::CONNECTION {
+                if saw_close || has_token(&value, "close") {
+                    saw_close = true;
+                    keep_alive = false;
+                } else if !keep_alive {
+                    keep_alive = has_token(&value, "keep-alive");
+                }
+            }
+            headers.append(name, value);
+        }
+        let framing = framing(status, version, method, &headers)?;
+        if framing == Framing::UntilClose || framing == Framing::Upgrade {
+            keep_alive = false;
+        }
+        return Ok(Some(ResponseHead {
+            status,
+            version,
+            headers,
+            reason,
+            keep_alive,
+            framing,
+        }));
+    }
+}
+
+/// Offsets of a name or value inside the head.
+type Span = (u32, u32);
+
+/// A head as httparse saw it, by offsets into the buffer, so that the
+/// head can be frozen and sliced (no value copied) once the borrow ends.
+struct RawHead {
+    len: usize,
+    code: u16,
+    reason: (usize, usize),
+    version: Version,
+    fields: [(Span, Span); MAX_HEADERS],
+    count: usize,
+}
+
+fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
+    let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut raw,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err(ParseError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(e) => return Err(ParseError::Head(e)),
+    };
+    if len > MAX_HEAD {
+        return Err(ParseError::HeadTooLarge);
+    }
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut fields = [((0u32, 0u32), (0u32, 0u32)); MAX_HEADERS];
+    for (slot, h) in fields.iter_mut().zip(response.headers.iter()) {
+        let n = offset(h.name.as_bytes());
+        let v = offset(h.value);
+        *slot = ((n, n + h.name.len() as u32), (v, v + h.value.len() as u32));
+    }
+    let reason = response.reason.unwrap_or("");
+    let r = if reason.is_empty() {
+        (0, 0)
+    } else {
+        let r = offset(reason.as_bytes()) as usize;
+        (r, r + reason.len())
+    };
+    let version = if response.version == Some(1) {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    // Invariant: a complete parse has a code.
+    let code = response.code.unwrap_or(0);
+    Ok(Some(RawHead {
+        len,
+        code,
+        reason: r,
+        version,
+        fields,
+        count: response.headers.len(),
+    }))
+}
+
+/// RFC 9112 §6.3, in hyper's order.
+fn framing(
+    status: StatusCode,
+    version: Version,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Framing, ParseError> {
+    match status.as_u16() {
+        101 => return Ok(Framing::Upgrade),
+        204 | 304 => return Ok(Framing::Empty),
+        _ => {}
+    }
+    if *method == Method::HEAD {
+        return Ok(Framing::Empty);
+    }
+    if *method == Method::CONNECT && status.is_success() {
+        return Ok(Framing::Upgrade);
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(ParseError::TransferEncodingOnHttp10);
+        }
+        // Chunked must be the final coding; otherwise the body runs to
+        // the close (a response, unlike a request, may do that).
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return match content_length(headers) {
+            Some(0) => Ok(Framing::Empty),
+            Some(n) => Ok(Framing::Length(n)),
+            None => Err(ParseError::ContentLength),
+        };
+    }
+    Ok(Framing::UntilClose)
+}
+
+/// The `Content-Length`, when every value (comma lists included) is the
+/// same plain decimal number; `None` when absent, malformed or conflicting.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut found = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.to_str().ok()?.split(',') {
+            let n = decimal(part.trim().as_bytes())?;
+            if found.is_some_and(|f| f != n) {
+                return None;
+            }
+            found = Some(n);
+        }
+    }
+    found
+}
+
+/// Digits only: no sign, no space, no overflow.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// Whether a comma-separated header value lists `token`.
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// How the request body goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body; the head is written as it is.
+    None,
+    /// `Content-Length` (added when the head lacks it).
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (added; any `Content-Length` dropped).
+    Chunked,
+}
+
+/// Chooses the request body's framing. `known` is the body's exact size
+/// when vigil holds it whole. Hop-by-hop fields (Transfer-Encoding among
+/// them) are already gone from `headers`.
+pub fn request_framing(headers: &HeaderMap, has_body: bool, known: Option<u64>) -> RequestFraming {
+    if !has_body {
+        return RequestFraming::None;
+    }
+    match (content_length(headers), known) {
+        (Some(n), _) => RequestFraming::Length(n),
+        (None, Some(n)) => RequestFraming::Length(n),
+        (None, None) => RequestFraming::Chunked,
+    }
+}
+
+/// Writes `METHOD target HTTP/1.1`, the fields and the framing field.
+pub fn encode_request_head(
+    dst: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    dst.extend_from_slice(method.as_str().as_bytes());
+    dst.push(b' ');
+    dst.extend_from_slice(target.as_bytes());
+    dst.extend_from_slice(b" HTTP/1.1\r\n");
+    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    for (name, value) in headers {
+        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Length(n) if !has_length => {
+            dst.extend_from_slice(b"content-length: ");
+            dst.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            dst.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// The line that starts a chunk of `len` bytes.
+pub fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// What the chunked decoder found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Bytes),
+    /// The last chunk and the trailer section are read (trailers are
+    /// checked and dropped, as nginx drops them).
+    End,
+    /// The buffer ends inside the framing: read more.
+    NeedMore,
+}
+
+/// A `Transfer-Encoding: chunked` decoder over a read buffer.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    size: u64,
+    extensions: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Expecting the first hex digit.
+    #[default]
+    Start,
+    Size,
+    /// Blanks after the size.
+    SizeBlank,
+    Extension,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    Trailers,
+    End,
+}
+
+impl ChunkedDecoder {
+    /// Consumes framing from `buf` and returns the next data, the end, or
+    /// a request for more bytes.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, ParseError> {
+        use ChunkState::*;
+        loop {
+            if self.state == End {
+                return Ok(Chunk::End);
+            }
+            if self.state == Data {
+                if buf.is_empty() {
+                    return Ok(Chunk::NeedMore);
+                }
+                let n = (buf.len() as u64).min(self.size) as usize;
+                self.size -= n as u64;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                return Ok(Chunk::Data(buf.split_to(n).freeze()));
+            }
+            if self.state == Trailers {
+                return self.trailers(buf);
+            }
+            let Some(&b) = buf.first() else {
+                return Ok(Chunk::NeedMore);
+            };
+            buf.advance(1);
+            self.state = match (self.state, b) {
+                (Start | Size, _) if b.is_ascii_hexdigit() => {
+                    let digit = (b as char).to_digit(16).unwrap_or(0);
+                    self.size = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(u64::from(digit)))
+                        .ok_or(ParseError::Chunked("chunk size overflows"))?;
+                    Size
+                }
+                (Start, _) => return Err(ParseError::Chunked("missing chunk size")),
+                (Size | SizeBlank, b' ' | b'\t') => SizeBlank,
+                (Size | SizeBlank, b';') => Extension,
+                (Size | SizeBlank, b'\r') => SizeLf,
+                (Size, _) => return Err(ParseError::Chunked("invalid chunk size")),
+                (SizeBlank, _) => {
+                    return Err(ParseError::Chunked("invalid blank after chunk size"));
+                }
+                (Extension, b'\r') => SizeLf,
+                (Extension, b'\n') => {
+                    return Err(ParseError::Chunked("bare LF in chunk extension"));
+                }
+                (Extension, _) => {
+                    self.extensions += 1;
+                    if self.extensions >= MAX_EXTENSIONS {
+                        return Err(ParseError::Chunked("chunk extensions over the limit"));
+                    }
+                    Extension
+                }
+                (SizeLf, b'\n') if self.size == 0 => Trailers,
+                (SizeLf, b'\n') => Data,
+                (SizeLf, _) => return Err(ParseError::Chunked("chunk size line without LF")),
+                (DataCr, b'\r') => DataLf,
+                (DataCr, _) => return Err(ParseError::Chunked("chunk data longer than its size")),
+                (DataLf, b'\n') => Start,
+                (DataLf, _) => return Err(ParseError::Chunked("chunk data without CRLF")),
+                (Data | Trailers | End, _) => unreachable!("handled above"),
+            };
+        }
+    }
+
+    /// The trailer section after the last chunk: an empty line, or fields
+    /// and an empty line, all CRLF-terminated.
+    fn trailers(&mut self, buf: &mut BytesMut) -> Result<Chunk, ParseError> {
+        if buf.len() < 2 {
+            return Ok(Chunk::NeedMore);
+        }
+        if buf.starts_with(b"\r\n") {
+            buf.advance(2);
+            self.state = ChunkState::End;
+            return Ok(Chunk::End);
+        }
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if buf.len() > MAX_TRAILERS {
+                return Err(ParseError::Chunked("trailers over the limit"));
+            }
+            return Ok(Chunk::NeedMore);
+        };
+        let section = &buf[..end + 4];
+        if section.len() > MAX_TRAILERS {
+            return Err(ParseError::Chunked("trailers over the limit"));
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::parse_headers(section, &mut fields) {
+            Ok(httparse::Status::Complete((n, _))) if n == section.len() => {}
+            _ => return Err(ParseError::Chunked("invalid trailer section")),
+        }
+        buf.advance(end + 4);
+        self.state = ChunkState::End;
+        Ok(Chunk::End)
+    }
+}
+
+#[cfg(test)]
+mod tests;
