@@ -164,10 +164,7 @@ pub async fn forward(
         let peer = pool.peers[index].clone();
         let in_flight = InFlight::new(peer.clone());
         if tried.len() > 1 {
-            metrics
-                .upstream_retries
-                .with_label_values(&[&config.name])
-                .inc();
+            peer.metrics.retry(metrics, &config.name);
         }
         let attempt_start = Instant::now();
         let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
@@ -177,16 +174,12 @@ pub async fn forward(
             (None, Err(e)) if e.failure.is_timeout() => "timeout",
             (None, _) => "error",
         };
-        metrics
-            .upstream_requests
-            .with_label_values(&[&config.name, &peer.server.label, code])
-            .inc();
+        peer.metrics
+            .attempt(metrics, &config.name, &peer.server.label, code);
         match outcome {
             Ok((head, connection)) => {
-                metrics
-                    .upstream_response_duration
-                    .with_label_values(&[&config.name])
-                    .observe(attempt_start.elapsed().as_secs_f64());
+                let seconds = attempt_start.elapsed().as_secs_f64();
+                peer.metrics.response_time(metrics, &config.name, seconds);
                 let status = head.status;
                 report.attempts.push((peer.server.addr, Some(status)));
                 let can_retry = template.is_some() && tried.len() < max_tries;

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod exchange;
 pub mod h1;
 pub mod health;
+pub mod peer_metrics;
 pub mod pool;
 pub mod resolve;
 

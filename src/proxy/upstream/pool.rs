@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::balance::{self, HashRing, PeerView, SmoothWeighted};
 use super::conn::IdleConnections;
 use super::health::PassiveHealth;
+use super::peer_metrics::PeerMetrics;
 use crate::config::{BalanceMethod, UpstreamConfig, UpstreamServer};
 use crate::proxy::tls::UpstreamConnector;
 
@@ -27,6 +28,7 @@ pub struct Peer {
     pub idle: IdleConnections,
     /// How to open TLS to this server; `None` for plain HTTP.
     pub tls: Option<UpstreamConnector>,
+    pub metrics: PeerMetrics,
 }
 
 impl Peer {
@@ -47,6 +49,7 @@ impl Peer {
             healthy: AtomicBool::new(true),
             passive_applies,
             idle: IdleConnections::new(config.keepalive, config.keepalive_timeout),
+            metrics: PeerMetrics::default(),
         }
     }
 
