@@ -450,6 +450,54 @@ async fn forwarding_headers_and_hop_by_hop_removal() {
     }
 }
 
+/// `forwarding_headers = false` (what `vigil import` writes): nginx's
+/// behaviour, the request's own values pass and only `proxy_set_header`
+/// adds; `$proxy_add_x_forwarded_for` appends the client as nginx does.
+#[tokio::test]
+async fn forwarding_headers_off_as_nginx() {
+    let a = Backend::start("a").await;
+    let (config, _) = proxy_config(
+        &servers(&[addr_entry(&a, "")]),
+        r#"  [[server.location]]
+  path = "/nginx/"
+  proxy_pass = "app"
+  forwarding_headers = false
+  proxy_set_header = { X-Forwarded-For = "$proxy_add_x_forwarded_for" }
+  [[server.location]]
+  path = "/bare/"
+  proxy_pass = "app"
+  forwarding_headers = false"#,
+    );
+    let vigil = TestVigil::start(&config).await;
+    let headers = [
+        ("host", "example.com"),
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "gopher"),
+    ];
+    let r = client::send(vigil.first_addr(), request("GET", "/nginx/h", &headers, "")).await;
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "gopher", "the client's own value");
+    assert!(
+        h.get("x-real-ip").is_none() && h.get("x-forwarded-host").is_none(),
+        "{h}"
+    );
+    let r = client::send(
+        vigil.first_addr(),
+        request("GET", "/bare/h", &headers[..1], ""),
+    )
+    .await;
+    let h = &r.json()["headers"];
+    for absent in [
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ] {
+        assert!(h.get(absent).is_none(), "{absent} added: {h}");
+    }
+}
+
 #[tokio::test]
 async fn request_bodies_stream_both_ways() {
     let a = Backend::start("a").await;

@@ -248,6 +248,9 @@ pub struct LocationFile {
     /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
     #[serde(default)]
     pub websocket: bool,
+    /// `false`: vigil adds none of its X-Forwarded-For / X-Real-IP /
+    /// X-Forwarded-Proto / X-Forwarded-Host (nginx adds none either).
+    pub forwarding_headers: Option<bool>,
     /// nginx `internal`: reachable only by an internal redirect (an
     /// error page, try_files, a rewrite); a client asking directly gets 404.
     #[serde(default)]

@@ -315,6 +315,12 @@ pub struct ProxyPass {
     /// nginx (which tunnels only where the config passes `Upgrade` on):
     /// a tunnel carries raw bytes past every later routing rule.
     pub websocket: bool,
+    /// vigil's own forwarding headers (X-Forwarded-For appended,
+    /// X-Real-IP, X-Forwarded-Proto, X-Forwarded-Host), on by default;
+    /// `forwarding_headers = false` leaves the request's own values, as
+    /// nginx does, and `proxy_set_header` says what to send (the importer
+    /// turns it off and writes nginx's headers out: no renders twice).
+    pub forwarding_headers: bool,
     /// `proxy_intercept_errors`: the upstream's statuses that have an
     /// `error_page` are answered by it.
     pub intercept_errors: bool,

@@ -41,6 +41,9 @@ pub enum Var {
     TimeLocal,
     /// `$msec`: seconds since the epoch, with milliseconds.
     Msec,
+    /// `$proxy_add_x_forwarded_for`: the request's X-Forwarded-For with the
+    /// client's address appended (just the address without one).
+    ProxyAddXForwardedFor,
     /// `$http_<name>`: a request header (`-` written as `_`).
     Header(HeaderName),
     /// `$cookie_<name>`.
@@ -235,6 +238,7 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
         "time_iso8601" => Var::TimeIso8601,
         "time_local" => Var::TimeLocal,
         "msec" => Var::Msec,
+        "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
         _ => {
             if let Some(i) = scope.maps.iter().position(|m| m == name) {
                 Var::Map(i)
@@ -257,7 +261,8 @@ fn parse_var(name: &str, scope: Scope<'_>) -> Result<Var, String> {
                 return Err(format!(
                     "unknown variable ${name}; known: $remote_addr, $host, $request_uri, $uri, \
                      $args, $scheme, $server_port, $request_method, $proxy_host, $server_name, \
-                     $binary_remote_addr, $request_id, $time_iso8601, $time_local, $msec, $http_<header>, \
+                     $binary_remote_addr, $request_id, $time_iso8601, $time_local, $msec, \
+                     $proxy_add_x_forwarded_for, $http_<header>, \
                      $cookie_<name>, $arg_<name>, a [map.<name>], or a regex capture ($1, $name)"
                 ));
             }

@@ -53,6 +53,7 @@ impl Validator<'_> {
         let proxy_only = [
             ("proxy_set_header", !f.proxy_set_header.is_empty()),
             ("websocket", f.websocket),
+            ("forwarding_headers", f.forwarding_headers.is_some()),
             ("proxy_intercept_errors", f.proxy_intercept_errors),
         ];
         // A location that only rewrites (`rewrite ... last`), as nginx
@@ -335,6 +336,7 @@ impl Validator<'_> {
                 || f.proxy_set_header
                     .keys()
                     .any(|k| k.eq_ignore_ascii_case("upgrade")),
+            forwarding_headers: f.forwarding_headers.unwrap_or(true),
             intercept_errors: f.proxy_intercept_errors,
         })
     }

@@ -154,7 +154,11 @@ fn proxy_pass_uri_host_and_headers() {
     let b = location(&t, 0, "/b/");
     assert_eq!(b["proxy_set_header"]["Host"].as_str(), Some("$host"));
     assert!(b["proxy_set_header"].get("X-Outer").is_none());
-    assert!(b["proxy_set_header"].get("X-Forwarded-For").is_none());
+    assert_eq!(
+        b["proxy_set_header"]["X-Forwarded-For"].as_str(),
+        Some("$proxy_add_x_forwarded_for")
+    );
+    assert_eq!(b["forwarding_headers"].as_bool(), Some(false));
     assert!(b["proxy_set_header"].get("X-Id").is_none());
     assert!(has(&r, "proxy_set_header X-Id", Status::NotSupported));
     let c = location(&t, 0, "/c/");

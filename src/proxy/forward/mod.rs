@@ -85,7 +85,8 @@ pub async fn forward(
     let config = &pool.config;
 
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
-    let upgrade = prepare_headers(&mut parts.headers, set_headers, &client);
+    let forwarding = pass.forwarding_headers.then_some(&client);
+    let upgrade = prepare_headers(&mut parts.headers, set_headers, forwarding);
     // Only where the location opts in: a tunnel takes the connection past
     // every routing rule (issue 13: `Upgrade: h2c` reached a location
     // that `= /bad/admin` refused).
@@ -432,6 +433,7 @@ mod tests {
             }),
             set_headers: Vec::new(),
             websocket: false,
+            forwarding_headers: true,
             intercept_errors: false,
         }
     }

@@ -2,18 +2,21 @@
 
 use super::*;
 
-/// Rewrites request headers for the upstream. Returns the `Upgrade`
-/// protocol when the client asked for one.
+/// Rewrites request headers for the upstream: vigil's forwarding headers
+/// when `forwarding` is given, then `proxy_set_header`. Returns the
+/// `Upgrade` protocol when the client asked for one.
 pub(super) fn prepare_headers(
     headers: &mut HeaderMap,
     set_headers: Vec<(HeaderName, String)>,
-    client: &ClientInfo<'_>,
+    forwarding: Option<&ClientInfo<'_>>,
 ) -> Option<HeaderValue> {
     let upgrade = headers::strip_hop_by_hop(headers);
     // hyper's server answers 100-continue itself when the body is first
     // read; the upstream gets the body without being asked.
     headers.remove(header::EXPECT);
-    headers::add_forwarding(headers, client);
+    if let Some(client) = forwarding {
+        headers::add_forwarding(headers, client);
+    }
     for (name, value) in set_headers {
         if value.is_empty() {
             headers.remove(&name);

@@ -110,6 +110,15 @@ impl Vars for RequestVars<'_> {
                     .unwrap_or_default();
                 let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
             }
+            Var::ProxyAddXForwardedFor => {
+                for v in self.parts.headers.get_all("x-forwarded-for") {
+                    if let Ok(v) = v.to_str() {
+                        out.push_str(v);
+                        out.push_str(", ");
+                    }
+                }
+                let _ = write!(out, "{}", self.remote);
+            }
             Var::Header(name) => {
                 let values: Vec<&str> = self
                     .parts

@@ -222,15 +222,6 @@ impl<'a> Tr<'a> {
                 has_host = true;
             }
             match (lower.as_str(), value) {
-                ("x-forwarded-for", "$proxy_add_x_forwarded_for") => {
-                    self.note(
-                        d,
-                        Status::NotNeeded,
-                        "vigil appends the client to X-Forwarded-For itself",
-                        "",
-                    );
-                    continue;
-                }
                 ("connection", v)
                     if v.is_empty()
                         || v.eq_ignore_ascii_case("keep-alive")
@@ -269,23 +260,15 @@ impl<'a> Tr<'a> {
                 ),
             }
         }
-        // vigil adds these four by default; nginx adds none of them and
-        // passes on what the client sent. Unless the config sets one, the
-        // client's own value goes on (and none when it sent none).
-        for name in [
-            "X-Forwarded-For",
-            "X-Real-IP",
-            "X-Forwarded-Proto",
-            "X-Forwarded-Host",
-        ] {
-            let set_here = set
-                .iter()
-                .any(|d| d.arg(0).is_some_and(|n| n.eq_ignore_ascii_case(name)));
-            if !set_here {
-                let var = format!("$http_{}", name.to_ascii_lowercase().replace('-', "_"));
-                headers.push((name.to_owned(), Value::str(var)));
-            }
-        }
+        // vigil adds X-Forwarded-For/-Real-IP/-Proto/-Host by default;
+        // nginx adds none of them and passes on what the client sent. Off
+        // here, so only what the config sets is sent, as with nginx (and
+        // nothing is rendered twice per request).
+        block.set(
+            "forwarding_headers",
+            Value::Bool(false),
+            "nginx adds no forwarding headers of its own",
+        );
         if !has_host {
             // nginx's default: Host is the proxy_pass host ($proxy_host).
             headers.insert(
