@@ -483,31 +483,6 @@ listen = ["127.0.0.1:{port}"]
     assert!(other.starts_with("HTTP/1.1 "), "{other}");
 }
 
-/// A backend that answers every request with `response` and closes.
-async fn raw_backend(response: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let response = std::sync::Arc::new(response);
-    let task = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(&response).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    (addr, task)
-}
-
 /// Upstream response framing and size limits: both Content-Length and
 /// Transfer-Encoding → Content-Length dropped; a 500 KiB head or 150
 /// header fields → 502.
@@ -523,7 +498,7 @@ async fn upstream_response_framing_and_head_limits() {
     many.extend(b"\r\nok");
     let mut backends = Vec::new();
     for r in [smuggle, huge, many] {
-        backends.push(raw_backend(r).await);
+        backends.push(support::backend::scripted(r).await);
     }
     let port = free_port();
     let config = format!(

@@ -14,30 +14,9 @@ use support::vigil::TestVigil;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A backend that reads one request head and answers `response` whole,
-/// then closes.
+/// A backend answering `response` as given (see `support::backend`).
 async fn scripted(response: Vec<u8>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let response = Arc::new(response);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.write_all(&response).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
+    support::backend::scripted(response).await.0
 }
 
 /// Sends `GET path` (or HEAD) over a fresh connection and reads until
