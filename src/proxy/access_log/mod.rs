@@ -34,7 +34,7 @@ use serde::ser::SerializeSeq;
 use crate::config::{AccessLogFormat, AccessLogTarget, LogSettings};
 
 mod format;
-use self::format::{combined, json};
+use self::format::{TimeLocal, combined, json};
 pub use self::format::{iso_time, write_time_iso8601, write_time_local};
 
 /// One finished request, as the log sees it.
@@ -75,11 +75,19 @@ struct Writer {
     tx: Sender<Msg>,
 }
 
+/// One worker's part of the log: the lines not yet handed over, and the
+/// current second's `$time_local`.
+#[derive(Debug, Default)]
+struct Shard {
+    buf: Vec<u8>,
+    clock: TimeLocal,
+}
+
 /// What the workers and the writer thread both touch.
 #[derive(Debug)]
 struct Shared {
-    /// One buffer per worker, indexed by [`crate::proxy::workers::current`].
-    shards: Box<[Mutex<Vec<u8>>]>,
+    /// One per worker, indexed by [`crate::proxy::workers::current`].
+    shards: Box<[Mutex<Shard>]>,
     /// A buffer holding this many bytes is handed to the writer.
     buffer: usize,
     /// Bytes handed over and not yet written.
@@ -128,7 +136,12 @@ impl AccessLog {
         let buffer = settings.access_log_buffer;
         let shared = Arc::new(Shared {
             shards: (0..workers.max(1))
-                .map(|_| Mutex::new(Vec::with_capacity(buffer)))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buf: Vec::with_capacity(buffer),
+                        clock: TimeLocal::default(),
+                    })
+                })
                 .collect(),
             buffer,
             queued: AtomicUsize::new(0),
@@ -194,10 +207,11 @@ impl AccessLog {
         let shared = &writer.shared;
         let shard = &shared.shards[crate::proxy::workers::current() % shared.shards.len()];
         let full = {
-            let mut buf = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            format_line(self.settings.access_log_format, entry, &mut buf);
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let Shard { buf, clock } = &mut *shard;
+            format_line(self.settings.access_log_format, entry, clock, buf);
             (buf.len() >= shared.buffer)
-                .then(|| std::mem::replace(&mut *buf, Vec::with_capacity(shared.buffer)))
+                .then(|| std::mem::replace(buf, Vec::with_capacity(shared.buffer)))
         };
         if let Some(full) = full {
             writer.hand_over(full);
@@ -315,11 +329,11 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
     let sweep = |out: &mut Output, write: &mut dyn FnMut(&mut Output, &[u8])| {
         for shard in &shared.shards {
             let buf = {
-                let mut buf = shard.lock().unwrap_or_else(PoisonError::into_inner);
-                if buf.is_empty() {
+                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                if shard.buf.is_empty() {
                     continue;
                 }
-                std::mem::replace(&mut *buf, Vec::with_capacity(shared.buffer))
+                std::mem::replace(&mut shard.buf, Vec::with_capacity(shared.buffer))
             };
             write(out, &buf);
         }
@@ -355,10 +369,11 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
     }
 }
 
-/// Appends one line for `e` in `format` to `buf`.
-pub fn format_line(format: AccessLogFormat, e: &Entry<'_>, buf: &mut Vec<u8>) {
+/// Appends one line for `e` in `format` to `buf`; `clock` is the
+/// writer's cached `$time_local`.
+fn format_line(format: AccessLogFormat, e: &Entry<'_>, clock: &mut TimeLocal, buf: &mut Vec<u8>) {
     match format {
-        AccessLogFormat::Combined => combined(e, buf),
+        AccessLogFormat::Combined => combined(e, clock, buf),
         AccessLogFormat::Json => json(e, buf),
     }
 }
@@ -370,7 +385,7 @@ mod tests {
 
     fn line(format: AccessLogFormat, e: &Entry<'_>) -> String {
         let mut buf = Vec::new();
-        format_line(format, e, &mut buf);
+        format_line(format, e, &mut TimeLocal::default(), &mut buf);
         String::from_utf8(buf).unwrap()
     }
 
