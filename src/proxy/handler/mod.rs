@@ -250,6 +250,7 @@ pub async fn handle(
     let record = Finished {
         rt: rt.clone(),
         server,
+        server_index,
         location: exchange.location,
         method,
         status,
