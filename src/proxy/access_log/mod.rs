@@ -95,6 +95,8 @@ struct Shared {
     /// Past this many queued bytes, handed-over buffers are dropped.
     queue_limit: usize,
     dropped: AtomicU64,
+    /// Written buffers, emptied, for the workers to fill again.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -106,6 +108,16 @@ enum Msg {
     /// Write everything buffered to the old file, then open the path again.
     Reopen,
 }
+
+/// Room a buffer has beyond `buffer`, so that the line that fills it
+/// does not make it grow. Growing meant a realloc to twice the size (a
+/// copy of the whole buffer) on every hand-over, and glibc's per-thread
+/// arena moving its top up and down (`mprotect`, `madvise`). A line
+/// longer than this still fits, at the cost of one realloc.
+const LINE_ROOM: usize = 4096;
+
+/// Spare buffers kept beyond one per worker.
+const SPARE_EXTRA: usize = 2;
 
 /// Whatever the queue holds beyond this is dropped (but at least four
 /// full buffers fit).
@@ -138,7 +150,7 @@ impl AccessLog {
             shards: (0..workers.max(1))
                 .map(|_| {
                     Mutex::new(Shard {
-                        buf: Vec::with_capacity(buffer),
+                        buf: Vec::with_capacity(buffer + LINE_ROOM),
                         clock: TimeLocal::default(),
                     })
                 })
@@ -147,6 +159,7 @@ impl AccessLog {
             queued: AtomicUsize::new(0),
             queue_limit: QUEUE_BYTES.max(buffer.saturating_mul(4)),
             dropped: AtomicU64::new(0),
+            spare: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -210,8 +223,7 @@ impl AccessLog {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let Shard { buf, clock } = &mut *shard;
             format_line(self.settings.access_log_format, entry, clock, buf);
-            (buf.len() >= shared.buffer)
-                .then(|| std::mem::replace(buf, Vec::with_capacity(shared.buffer)))
+            (buf.len() >= shared.buffer).then(|| std::mem::replace(buf, shared.empty_buffer()))
         };
         if let Some(full) = full {
             writer.hand_over(full);
@@ -253,10 +265,38 @@ impl Writer {
             // The writer is stuck (blocked stdout): drop rather than stall.
             shared.queued.fetch_sub(len, Ordering::Relaxed);
             shared.dropped.fetch_add(lines(&buf), Ordering::Relaxed);
+            shared.recycle(buf);
             return;
         }
         if self.tx.send(Msg::Full(buf)).is_err() {
             shared.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    /// A buffer to fill: a written one if there is one (no allocation, and
+    /// no memory handed back and forth between the writer and a worker's
+    /// malloc arena), else a new one.
+    fn empty_buffer(&self) -> Vec<u8> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        spare.unwrap_or_else(|| Vec::with_capacity(self.buffer + LINE_ROOM))
+    }
+
+    /// Keeps a written buffer for [`Shared::empty_buffer`], unless enough
+    /// are kept or it grew for a long line.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > self.buffer + LINE_ROOM {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < self.shards.len() + SPARE_EXTRA {
+            buf.clear();
+            spare.push(buf);
         }
     }
 }
@@ -333,9 +373,10 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
                 if shard.buf.is_empty() {
                     continue;
                 }
-                std::mem::replace(&mut shard.buf, Vec::with_capacity(shared.buffer))
+                std::mem::replace(&mut shard.buf, shared.empty_buffer())
             };
             write(out, &buf);
+            shared.recycle(buf);
         }
     };
     let mut next_sweep = Instant::now() + flush;
@@ -345,6 +386,7 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
             Ok(Msg::Full(buf)) => {
                 write(&mut out, &buf);
                 shared.queued.fetch_sub(buf.len(), Ordering::Relaxed);
+                shared.recycle(buf);
             }
             Ok(Msg::Flush(ack)) => {
                 sweep(&mut out, &mut write);
