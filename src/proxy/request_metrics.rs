@@ -25,30 +25,34 @@ use prometheus::{Histogram, IntCounter};
 use crate::config::VirtualServer;
 use crate::metrics::Metrics;
 
-/// One generation's request series, per server in `config.servers` order.
+/// One generation's request series, by [`VirtualServer::index`].
 #[derive(Debug)]
 pub struct RequestMetrics {
-    servers: Box<[ServerSeries]>,
+    servers: Box<[Option<ServerSeries>]>,
 }
 
 impl RequestMetrics {
     pub fn new(servers: &[std::sync::Arc<VirtualServer>]) -> RequestMetrics {
-        let servers = servers
-            .iter()
-            .map(|s| ServerSeries {
+        let len = servers.iter().map(|s| s.index + 1).max().unwrap_or(0);
+        let mut by_index: Vec<Option<ServerSeries>> = (0..len).map(|_| None).collect();
+        for s in servers {
+            by_index[s.index] = Some(ServerSeries {
                 unrouted: LocationSeries::new(&s.label, ""),
                 locations: s
                     .locations
                     .iter()
                     .map(|l| LocationSeries::new(&s.label, &l.label))
                     .collect(),
-            })
-            .collect();
-        RequestMetrics { servers }
+            });
+        }
+        RequestMetrics {
+            servers: by_index.into(),
+        }
     }
 
-    /// Counts one finished request of server `server` (its index) answered
-    /// by its location `location` (an index; `None`: no location).
+    /// Counts one finished request of the server with index `server`
+    /// ([`VirtualServer::index`]) answered by its location `location` (an
+    /// index into its locations; `None`: no location).
     pub fn record(
         &self,
         metrics: &Metrics,
@@ -60,10 +64,14 @@ impl RequestMetrics {
     ) {
         // Indexes come from the same generation's config; a miss would be
         // a bug, and costs only the fast path.
-        let series = self.servers.get(server).and_then(|s| match location {
-            None => Some(&s.unrouted),
-            Some(i) => s.locations.get(i),
-        });
+        let series =
+            self.servers
+                .get(server)
+                .and_then(Option::as_ref)
+                .and_then(|s| match location {
+                    None => Some(&s.unrouted),
+                    Some(i) => s.locations.get(i),
+                });
         match series {
             Some(series) => series.record(metrics, method, status, elapsed),
             None => tracing::debug!("request metrics: no series for server {server}"),

@@ -9,8 +9,6 @@ use super::*;
 pub(super) struct Finished {
     pub(super) rt: Arc<Runtime>,
     pub(super) server: Arc<VirtualServer>,
-    /// `server`'s index in `rt`'s config.
-    pub(super) server_index: usize,
     pub(super) location: Option<usize>,
     pub(super) method: http::Method,
     pub(super) status: StatusCode,
@@ -64,7 +62,7 @@ impl LoggedBody {
             .map_or("", |i| r.server.locations[i].label.as_str());
         r.rt.request_metrics.record(
             &r.rt.metrics,
-            r.server_index,
+            r.server.index,
             r.location,
             &r.method,
             r.status,

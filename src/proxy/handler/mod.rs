@@ -250,7 +250,6 @@ pub async fn handle(
     let record = Finished {
         rt: rt.clone(),
         server,
-        server_index,
         location: exchange.location,
         method,
         status,
