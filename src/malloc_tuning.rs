@@ -13,7 +13,9 @@
 //! So the thresholds are set on purpose: an arena keeps up to 4 MiB free
 //! at its top, and allocations up to 1 MiB come from the arenas. Setting
 //! them turns glibc's dynamic adjustment off. A `GLIBC_TUNABLES` that
-//! sets any malloc tunable is left to rule.
+//! sets any malloc tunable is left to rule. Memory freed by a wave of
+//! closed connections still goes back: `proxy::memory` calls
+//! `malloc_trim`, which does not wait for the threshold.
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 4 << 20;
