@@ -7,6 +7,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod import;
 pub(crate) mod liveness;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod privileges;
 pub mod proxy;

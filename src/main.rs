@@ -279,6 +279,7 @@ fn import(
 }
 
 fn run(path: PathBuf) -> ExitCode {
+    vigil::malloc_tuning::apply();
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::time::sleep_until;
+
 /// How often each worker proves it is alive.
 const BEAT: Duration = Duration::from_millis(10);
 
@@ -24,13 +26,25 @@ impl Heartbeats {
         for (i, handle) in workers.iter().enumerate() {
             let weak = Arc::downgrade(&hb);
             handle.spawn(async move {
-                let mut tick = tokio::time::interval(BEAT);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                loop {
-                    tick.tick().await;
+                // Two timers, re-armed in turn, each one beat after the
+                // other. tokio wakes its driver (a write to its eventfd)
+                // whenever a timer is armed earlier than every other one
+                // pending; with one timer, that was every beat of a
+                // worker with no sooner timer: 100 system calls a second
+                // per worker. The timer re-armed here is always later
+                // than the other, still pending.
+                let start = tokio::time::Instant::now();
+                let mut due = [start + BEAT, start + 2 * BEAT];
+                let mut timers = due.map(|t| Box::pin(sleep_until(t)));
+                for k in (0..2).cycle() {
+                    timers[k].as_mut().await;
                     let Some(hb) = weak.upgrade() else { return };
                     let now = hb.origin.elapsed().as_millis() as u64;
                     hb.beats[i].store(now, Ordering::Relaxed);
+                    // After a stall the other timer is past due: it fires
+                    // at once, and beats missed are skipped.
+                    due[k] = due[1 - k].max(tokio::time::Instant::now()) + BEAT;
+                    timers[k].as_mut().reset(due[k]);
                 }
             });
         }

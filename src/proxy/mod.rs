@@ -19,6 +19,7 @@ pub(crate) mod memory;
 pub(crate) mod probe;
 pub(crate) mod proxy_protocol;
 pub(crate) mod request_checks;
+pub mod request_metrics;
 pub(crate) mod respond;
 pub(crate) mod rewrite;
 pub(crate) mod router;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::access_log::AccessLog;
+use super::request_metrics::RequestMetrics;
 use super::router::{Locations, VirtualHosts};
 use super::tls::TlsListeners;
 use super::upstream::UpstreamPool;
@@ -35,6 +36,8 @@ pub struct Runtime {
     pub edge: super::edge::Edge,
     /// The process's metrics (the same instance in every generation).
     pub metrics: Arc<Metrics>,
+    /// This generation's handles on the request series of `metrics`.
+    pub request_metrics: RequestMetrics,
 }
 
 /// A pool together with its health-check task; the task stops when the
@@ -100,6 +103,7 @@ impl Runtime {
             })
             .collect();
         let edge = super::edge::Edge::build(&config, previous.map(|p| &p.edge), &metrics);
+        let request_metrics = RequestMetrics::new(&config.servers);
         Runtime {
             generation,
             config,
@@ -110,6 +114,7 @@ impl Runtime {
             tls,
             edge,
             metrics,
+            request_metrics,
         }
     }
 

@@ -34,7 +34,7 @@ use serde::ser::SerializeSeq;
 use crate::config::{AccessLogFormat, AccessLogTarget, LogSettings};
 
 mod format;
-use self::format::{combined, json};
+use self::format::{TimeLocal, combined, json};
 pub use self::format::{iso_time, write_time_iso8601, write_time_local};
 
 /// One finished request, as the log sees it.
@@ -75,11 +75,19 @@ struct Writer {
     tx: Sender<Msg>,
 }
 
+/// One worker's part of the log: the lines not yet handed over, and the
+/// current second's `$time_local`.
+#[derive(Debug, Default)]
+struct Shard {
+    buf: Vec<u8>,
+    clock: TimeLocal,
+}
+
 /// What the workers and the writer thread both touch.
 #[derive(Debug)]
 struct Shared {
-    /// One buffer per worker, indexed by [`crate::proxy::workers::current`].
-    shards: Box<[Mutex<Vec<u8>>]>,
+    /// One per worker, indexed by [`crate::proxy::workers::current`].
+    shards: Box<[Mutex<Shard>]>,
     /// A buffer holding this many bytes is handed to the writer.
     buffer: usize,
     /// Bytes handed over and not yet written.
@@ -87,6 +95,8 @@ struct Shared {
     /// Past this many queued bytes, handed-over buffers are dropped.
     queue_limit: usize,
     dropped: AtomicU64,
+    /// Written buffers, emptied, for the workers to fill again.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Debug)]
@@ -98,6 +108,16 @@ enum Msg {
     /// Write everything buffered to the old file, then open the path again.
     Reopen,
 }
+
+/// Room a buffer has beyond `buffer`, so that the line that fills it
+/// does not make it grow. Growing meant a realloc to twice the size (a
+/// copy of the whole buffer) on every hand-over, and glibc's per-thread
+/// arena moving its top up and down (`mprotect`, `madvise`). A line
+/// longer than this still fits, at the cost of one realloc.
+const LINE_ROOM: usize = 4096;
+
+/// Spare buffers kept beyond one per worker.
+const SPARE_EXTRA: usize = 2;
 
 /// Whatever the queue holds beyond this is dropped (but at least four
 /// full buffers fit).
@@ -128,12 +148,18 @@ impl AccessLog {
         let buffer = settings.access_log_buffer;
         let shared = Arc::new(Shared {
             shards: (0..workers.max(1))
-                .map(|_| Mutex::new(Vec::with_capacity(buffer)))
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buf: Vec::with_capacity(buffer + LINE_ROOM),
+                        clock: TimeLocal::default(),
+                    })
+                })
                 .collect(),
             buffer,
             queued: AtomicUsize::new(0),
             queue_limit: QUEUE_BYTES.max(buffer.saturating_mul(4)),
             dropped: AtomicU64::new(0),
+            spare: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -194,10 +220,10 @@ impl AccessLog {
         let shared = &writer.shared;
         let shard = &shared.shards[crate::proxy::workers::current() % shared.shards.len()];
         let full = {
-            let mut buf = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            format_line(self.settings.access_log_format, entry, &mut buf);
-            (buf.len() >= shared.buffer)
-                .then(|| std::mem::replace(&mut *buf, Vec::with_capacity(shared.buffer)))
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let Shard { buf, clock } = &mut *shard;
+            format_line(self.settings.access_log_format, entry, clock, buf);
+            (buf.len() >= shared.buffer).then(|| std::mem::replace(buf, shared.empty_buffer()))
         };
         if let Some(full) = full {
             writer.hand_over(full);
@@ -239,10 +265,38 @@ impl Writer {
             // The writer is stuck (blocked stdout): drop rather than stall.
             shared.queued.fetch_sub(len, Ordering::Relaxed);
             shared.dropped.fetch_add(lines(&buf), Ordering::Relaxed);
+            shared.recycle(buf);
             return;
         }
         if self.tx.send(Msg::Full(buf)).is_err() {
             shared.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    /// A buffer to fill: a written one if there is one (no allocation, and
+    /// no memory handed back and forth between the writer and a worker's
+    /// malloc arena), else a new one.
+    fn empty_buffer(&self) -> Vec<u8> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        spare.unwrap_or_else(|| Vec::with_capacity(self.buffer + LINE_ROOM))
+    }
+
+    /// Keeps a written buffer for [`Shared::empty_buffer`], unless enough
+    /// are kept or it grew for a long line.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > self.buffer + LINE_ROOM {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < self.shards.len() + SPARE_EXTRA {
+            buf.clear();
+            spare.push(buf);
         }
     }
 }
@@ -315,13 +369,14 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
     let sweep = |out: &mut Output, write: &mut dyn FnMut(&mut Output, &[u8])| {
         for shard in &shared.shards {
             let buf = {
-                let mut buf = shard.lock().unwrap_or_else(PoisonError::into_inner);
-                if buf.is_empty() {
+                let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                if shard.buf.is_empty() {
                     continue;
                 }
-                std::mem::replace(&mut *buf, Vec::with_capacity(shared.buffer))
+                std::mem::replace(&mut shard.buf, shared.empty_buffer())
             };
             write(out, &buf);
+            shared.recycle(buf);
         }
     };
     let mut next_sweep = Instant::now() + flush;
@@ -331,6 +386,7 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
             Ok(Msg::Full(buf)) => {
                 write(&mut out, &buf);
                 shared.queued.fetch_sub(buf.len(), Ordering::Relaxed);
+                shared.recycle(buf);
             }
             Ok(Msg::Flush(ack)) => {
                 sweep(&mut out, &mut write);
@@ -355,10 +411,11 @@ fn write_loop(shared: &Shared, rx: &Receiver<Msg>, mut out: Output, flush: Durat
     }
 }
 
-/// Appends one line for `e` in `format` to `buf`.
-pub fn format_line(format: AccessLogFormat, e: &Entry<'_>, buf: &mut Vec<u8>) {
+/// Appends one line for `e` in `format` to `buf`; `clock` is the
+/// writer's cached `$time_local`.
+fn format_line(format: AccessLogFormat, e: &Entry<'_>, clock: &mut TimeLocal, buf: &mut Vec<u8>) {
     match format {
-        AccessLogFormat::Combined => combined(e, buf),
+        AccessLogFormat::Combined => combined(e, clock, buf),
         AccessLogFormat::Json => json(e, buf),
     }
 }
@@ -370,7 +427,7 @@ mod tests {
 
     fn line(format: AccessLogFormat, e: &Entry<'_>) -> String {
         let mut buf = Vec::new();
-        format_line(format, e, &mut buf);
+        format_line(format, e, &mut TimeLocal::default(), &mut buf);
         String::from_utf8(buf).unwrap()
     }
 

@@ -60,20 +60,14 @@ impl LoggedBody {
         let location = r
             .location
             .map_or("", |i| r.server.locations[i].label.as_str());
-        let metrics = &r.rt.metrics;
-        metrics
-            .http_requests
-            .with_label_values(&[
-                r.server.label.as_str(),
-                location,
-                r.method.as_str(),
-                r.status.as_str(),
-            ])
-            .inc();
-        metrics
-            .http_request_duration
-            .with_label_values(&[r.server.label.as_str(), location])
-            .observe(elapsed.as_secs_f64());
+        r.rt.request_metrics.record(
+            &r.rt.metrics,
+            r.server.index,
+            r.location,
+            &r.method,
+            r.status,
+            elapsed,
+        );
         let Some(log) = r.log else {
             return;
         };
