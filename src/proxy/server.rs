@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept_backoff::{self, AcceptBackoff};
-use super::conn::{ConnControl, LocalCounts, serve_connection};
+use super::conn::{ConnControl, LocalCounts, serve_connection, serve_plain_connection};
 use super::handler::ConnInfo;
 pub use super::listen::BindError;
 use super::listen::{accept_queue_len, bind_all, set_syn_drop};
@@ -574,6 +574,8 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         let control = ConnControl {
             accepted: tokio::time::Instant::now(),
             doomed,
+            peer,
+            local_ip: conn.local.ip(),
             stop: ctx.stop.clone(),
             lifecycle: ctx.lifecycle.clone(),
             released,
@@ -609,7 +611,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                         sendfile: Some(sendfile),
                         ..conn
                     };
-                    serve_connection(stream, conn, runtime, control).await
+                    serve_plain_connection(stream, conn, runtime, control).await
                 }
                 Some(acceptor) => {
                     let timeout = runtime.load().config.http.client_header_timeout;
