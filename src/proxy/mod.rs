@@ -6,6 +6,7 @@ pub(crate) mod accept_encoding;
 pub mod access_log;
 pub mod body;
 pub(crate) mod client_body;
+pub(crate) mod code_counters;
 pub(crate) mod compress;
 pub(crate) mod conn;
 pub(crate) mod edge;

@@ -20,10 +20,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::{Histogram, IntCounter};
+use prometheus::Histogram;
 
 use crate::config::VirtualServer;
 use crate::metrics::Metrics;
+use crate::proxy::code_counters::CodeCounters;
 
 /// One generation's request series, by [`VirtualServer::index`].
 #[derive(Debug)]
@@ -100,8 +101,8 @@ struct LocationSeries {
     location: String,
     duration: OnceLock<Histogram>,
     /// Per common method: codes in the order first seen, each with its
-    /// counter. A slot, once filled, never changes.
-    counts: [[OnceLock<(StatusCode, IntCounter)>; CODE_SLOTS]; METHODS],
+    /// counter.
+    counts: [CodeCounters<StatusCode, CODE_SLOTS>; METHODS],
 }
 
 impl LocationSeries {
@@ -135,22 +136,10 @@ impl LocationSeries {
                 status.as_str(),
             ])
         };
-        let Some(row) = method_slot(method) else {
-            return resolve().inc();
-        };
-        // The first slot holding `status`, or the first empty one, which
-        // this request fills. Of two requests racing for an empty slot
-        // with different codes, one fills it and the other moves on.
-        // Filled slots never change, so requests with one code always stop
-        // at the same slot (were they not to, two handles of one series
-        // would still count into that one series).
-        for slot in &self.counts[row] {
-            let (code, counter) = slot.get_or_init(|| (status, resolve()));
-            if *code == status {
-                return counter.inc();
-            }
+        match method_slot(method) {
+            Some(row) => self.counts[row].inc(status, resolve),
+            None => resolve().inc(),
         }
-        resolve().inc();
     }
 }
 

@@ -30,6 +30,7 @@ use crate::proxy::runtime::Pool;
 use crate::proxy::upstream::conn::{self, Connection, InFlight};
 use crate::proxy::upstream::exchange::{ExchangeError, UpstreamBody, UpstreamRequest};
 use crate::proxy::upstream::h1::{Framing, ResponseHead};
+use crate::proxy::upstream::peer_metrics::AttemptCode;
 use crate::proxy::upstream::{Peer, PickKey};
 
 mod request;
@@ -171,9 +172,9 @@ pub async fn forward(
         let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
         let answered = outcome.as_ref().ok().map(|(head, _)| head.status);
         let code = match (&answered, &outcome) {
-            (Some(status), _) => status.as_str(),
-            (None, Err(e)) if e.failure.is_timeout() => "timeout",
-            (None, _) => "error",
+            (Some(status), _) => AttemptCode::Status(*status),
+            (None, Err(e)) if e.failure.is_timeout() => AttemptCode::Timeout,
+            (None, _) => AttemptCode::Error,
         };
         peer.metrics
             .attempt(metrics, &config.name, &peer.server.label, code);

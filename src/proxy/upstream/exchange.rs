@@ -197,7 +197,7 @@ impl Connection {
                         continue;
                     }
                     if upload.chunked {
-                        out.push(h1::chunk_size_line(data.len()));
+                        out.push_size_line(data.len());
                         out.push(data);
                         out.push(Bytes::from_static(b"\r\n"));
                     } else {
@@ -260,16 +260,45 @@ struct Outgoing {
     head: Vec<u8>,
     /// Bytes of `head` already written.
     head_sent: usize,
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Run>,
     /// Bytes accepted by the socket so far.
     sent: u64,
+}
+
+/// A run of bytes queued after the head.
+enum Run {
+    Data(Bytes),
+    /// Kept inline: a chunk's size line allocates nothing.
+    SizeLine(h1::ChunkSizeLine),
+}
+
+impl Run {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Run::Data(b) => b,
+            Run::SizeLine(line) => line.chunk(),
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Run::Data(b) => b.advance(n),
+            Run::SizeLine(line) => line.advance(n),
+        }
+    }
 }
 
 impl Outgoing {
     fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
-            self.queue.push_back(b);
+            self.queue.push_back(Run::Data(b));
         }
+    }
+
+    /// Queues the line that starts a chunk of `len` bytes.
+    fn push_size_line(&mut self, len: usize) {
+        self.queue
+            .push_back(Run::SizeLine(h1::ChunkSizeLine::new(len)));
     }
 
     fn is_empty(&self) -> bool {
@@ -279,7 +308,7 @@ impl Outgoing {
     fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let head = &self.head[self.head_sent..];
         let first = (!head.is_empty()).then_some(head);
-        let runs = first.into_iter().chain(self.queue.iter().map(|b| &b[..]));
+        let runs = first.into_iter().chain(self.queue.iter().map(Run::bytes));
         let mut n = 0;
         for (slot, run) in dst.iter_mut().zip(runs) {
             *slot = IoSlice::new(run);
@@ -298,11 +327,12 @@ impl Outgoing {
             let Some(front) = self.queue.front_mut() else {
                 return;
             };
-            if n < front.len() {
+            let len = front.bytes().len();
+            if n < len {
                 front.advance(n);
                 return;
             }
-            n -= front.len();
+            n -= len;
             self.queue.pop_front();
         }
     }
@@ -520,6 +550,42 @@ impl http_body::Body for UpstreamBody {
             BodyState::Done => SizeHint::with_exact(0),
             BodyState::Length(n) => SizeHint::with_exact(n),
             _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes `step` bytes at a time still gets every byte,
+    /// in order, across the head, size lines and data.
+    #[test]
+    fn outgoing_writes_in_any_pieces() {
+        let data = Bytes::from_static(b"abcdefghijklmnopqrstuvwxyz");
+        let expected = b"HEAD1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n";
+        for step in 1..=expected.len() {
+            let mut out = Outgoing {
+                head: b"HEAD".to_vec(),
+                ..Outgoing::default()
+            };
+            out.push_size_line(data.len());
+            out.push(data.clone());
+            out.push(Bytes::from_static(b"\r\n"));
+            out.push(Bytes::from_static(b"0\r\n\r\n"));
+            let mut written = Vec::new();
+            while !out.is_empty() {
+                let mut slices = [IoSlice::new(&[]); 4];
+                let n = out.slices(&mut slices);
+                let before = written.len();
+                for s in &slices[..n] {
+                    let take = s.len().min(before + step - written.len());
+                    written.extend_from_slice(&s[..take]);
+                }
+                out.advance(written.len() - before);
+            }
+            assert_eq!(written, expected, "step {step}");
+            assert_eq!(out.sent, expected.len() as u64);
         }
     }
 }

@@ -2,23 +2,39 @@
 //! the server: `with_label_values` hashes its labels and takes a lock on
 //! every call, which showed in the proxied request's profile (issue 16).
 //!
-//! The status code is an open label; the codes upstreams commonly answer
-//! get a cached handle each, any other code takes the labelled lookup.
+//! The status code is an open label: the first codes a server answers
+//! get a cached handle each ([`CodeCounters`]), any other code takes the
+//! labelled lookup.
 
 use std::sync::OnceLock;
 
+use http::StatusCode;
 use prometheus::{Histogram, IntCounter};
 
 use crate::metrics::Metrics;
+use crate::proxy::code_counters::CodeCounters;
 
-/// Status codes with a cached counter, in slot order.
-const CACHED_CODES: [&str; 16] = [
-    "200", "201", "204", "206", "301", "302", "304", "400", "401", "403", "404", "429", "500",
-    "502", "503", "504",
-];
-/// The two outcomes without a status.
-const ERROR: &str = "error";
-const TIMEOUT: &str = "timeout";
+/// Codes with a cached counter per server: a server answers for every
+/// route and method of its pool, so more than a location's few.
+const CODE_SLOTS: usize = 16;
+
+/// The `code` label of an attempt: the status answered, or why none was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptCode {
+    Status(StatusCode),
+    Error,
+    Timeout,
+}
+
+impl AttemptCode {
+    fn label(&self) -> &str {
+        match self {
+            AttemptCode::Status(status) => status.as_str(),
+            AttemptCode::Error => "error",
+            AttemptCode::Timeout => "timeout",
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct PeerMetrics(OnceLock<Handles>);
@@ -29,9 +45,8 @@ struct Handles {
     duration: Histogram,
     /// `vigil_upstream_retries_total{upstream}`.
     retries: IntCounter,
-    /// `vigil_upstream_requests_total{upstream, server, code}`, one slot
-    /// per entry of `CACHED_CODES`, then error and timeout.
-    codes: [OnceLock<IntCounter>; CACHED_CODES.len() + 2],
+    /// `vigil_upstream_requests_total{upstream, server, code}`.
+    codes: CodeCounters<AttemptCode, CODE_SLOTS>,
 }
 
 impl PeerMetrics {
@@ -41,25 +56,17 @@ impl PeerMetrics {
                 .upstream_response_duration
                 .with_label_values(&[upstream]),
             retries: metrics.upstream_retries.with_label_values(&[upstream]),
-            codes: Default::default(),
+            codes: CodeCounters::new(),
         })
     }
 
-    /// Counts one attempt on this server; `code` is a status code, or
-    /// "error" / "timeout".
-    pub fn attempt(&self, metrics: &Metrics, upstream: &str, server: &str, code: &str) {
-        let slot = match code {
-            ERROR => Some(CACHED_CODES.len()),
-            TIMEOUT => Some(CACHED_CODES.len() + 1),
-            _ => CACHED_CODES.iter().position(|c| *c == code),
-        };
-        let labels = [upstream, server, code];
-        match slot {
-            Some(i) => self.handles(metrics, upstream).codes[i]
-                .get_or_init(|| metrics.upstream_requests.with_label_values(&labels))
-                .inc(),
-            None => metrics.upstream_requests.with_label_values(&labels).inc(),
-        }
+    /// Counts one attempt on this server.
+    pub fn attempt(&self, metrics: &Metrics, upstream: &str, server: &str, code: AttemptCode) {
+        self.handles(metrics, upstream).codes.inc(code, || {
+            metrics
+                .upstream_requests
+                .with_label_values(&[upstream, server, code.label()])
+        });
     }
 
     /// Time from sending the request to the response head.
@@ -81,7 +88,15 @@ mod tests {
     fn cached_and_uncached_codes_count_under_the_same_labels() {
         let metrics = Metrics::new();
         let peer = PeerMetrics::default();
-        for code in ["200", "200", "418", "error", "timeout", "504"] {
+        let status = |c| AttemptCode::Status(StatusCode::from_u16(c).unwrap());
+        for code in [
+            status(200),
+            status(200),
+            status(418),
+            AttemptCode::Error,
+            AttemptCode::Timeout,
+            status(504),
+        ] {
             peer.attempt(&metrics, "app", "a:1", code);
         }
         peer.retry(&metrics, "app");
@@ -105,5 +120,22 @@ mod tests {
             .upstream_response_duration
             .with_label_values(&["app"]);
         assert_eq!(h.get_sample_count(), 1);
+    }
+
+    #[test]
+    fn codes_past_the_slots_count_under_their_labels() {
+        let metrics = Metrics::new();
+        let peer = PeerMetrics::default();
+        let codes = (200..200 + CODE_SLOTS as u16 + 4).map(|c| StatusCode::from_u16(c).unwrap());
+        for (i, status) in codes.clone().enumerate() {
+            for _ in 0..=i {
+                peer.attempt(&metrics, "app", "a:1", AttemptCode::Status(status));
+            }
+        }
+        for (i, status) in codes.enumerate() {
+            let labels = ["app", "a:1", status.as_str()];
+            let count = metrics.upstream_requests.with_label_values(&labels).get();
+            assert_eq!(count, i as u64 + 1, "{status}");
+        }
     }
 }

@@ -345,9 +345,51 @@ pub fn encode_request_head(
     dst.extend_from_slice(b"\r\n");
 }
 
-/// The line that starts a chunk of `len` bytes.
-pub fn chunk_size_line(len: usize) -> Bytes {
-    Bytes::from(format!("{len:x}\r\n"))
+/// The line that starts a chunk of `len` bytes, `{len:x}\r\n`, built on
+/// the stack: a streamed chunked upload sends one per chunk, so it must
+/// not cost an allocation. A [`Buf`], for a writer that takes it in pieces.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSizeLine {
+    /// The line, right-aligned.
+    buf: [u8; CHUNK_SIZE_LINE_MAX],
+    /// Where the rest of the line starts in `buf`.
+    start: usize,
+}
+
+/// The hex digits of `usize::MAX`, then CRLF.
+const CHUNK_SIZE_LINE_MAX: usize = 2 * size_of::<usize>() + 2;
+
+impl ChunkSizeLine {
+    pub fn new(len: usize) -> ChunkSizeLine {
+        let mut buf = [0; CHUNK_SIZE_LINE_MAX];
+        let mut start = CHUNK_SIZE_LINE_MAX - 2;
+        buf[start..].copy_from_slice(b"\r\n");
+        let mut rest = len;
+        loop {
+            start -= 1;
+            buf[start] = b"0123456789abcdef"[rest & 0xf];
+            rest >>= 4;
+            if rest == 0 {
+                break;
+            }
+        }
+        ChunkSizeLine { buf, start }
+    }
+}
+
+impl Buf for ChunkSizeLine {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past a chunk size line");
+        self.start += cnt;
+    }
 }
 
 /// What the chunked decoder found.

@@ -385,7 +385,32 @@ fn encode_chunked(chunks: &[Vec<u8>], decorate: &[bool]) -> Vec<u8> {
     out
 }
 
+#[test]
+fn chunk_size_lines() {
+    let line = |len| ChunkSizeLine::new(len).chunk().to_vec();
+    assert_eq!(line(0), b"0\r\n");
+    assert_eq!(line(0x10), b"10\r\n");
+    assert_eq!(line(0xabc), b"abc\r\n");
+    assert_eq!(line(usize::MAX), format!("{:x}\r\n", usize::MAX).as_bytes());
+    // Taken in pieces, as a socket may.
+    let mut l = ChunkSizeLine::new(0x1f2e);
+    l.advance(3);
+    assert_eq!(l.chunk(), b"e\r\n");
+    l.advance(3);
+    assert_eq!(l.remaining(), 0);
+}
+
 proptest! {
+    /// A chunk size line is what `format!` writes.
+    #[test]
+    fn chunk_size_lines_match_format(len in any::<usize>(), shift in 0..usize::BITS) {
+        // Small sizes too, not only the huge ones `any` mostly draws.
+        let len = len >> shift;
+        let line = ChunkSizeLine::new(len);
+        let expected = format!("{len:x}\r\n");
+        prop_assert_eq!(line.chunk(), expected.as_bytes());
+    }
+
     /// Any body, cut into any chunks, read in any pieces, decodes to itself.
     #[test]
     fn chunked_round_trip(
