@@ -77,7 +77,11 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, String)
             .await
             .expect("a response within 5 s")
             .unwrap();
-        assert!(n > 0, "closed before a whole response; got {:?}", String::from_utf8_lossy(buf));
+        assert!(
+            n > 0,
+            "closed before a whole response; got {:?}",
+            String::from_utf8_lossy(buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -144,12 +148,18 @@ async fn a_pipelined_request_cut_by_parking_is_answered() {
         .unwrap();
     let mut buf = Vec::new();
     let (status, body) = read_response(&mut s, &mut buf).await;
-    assert!(status.ends_with("200 OK") && body.contains("/first"), "{status} {body}");
+    assert!(
+        status.ends_with("200 OK") && body.contains("/first"),
+        "{status} {body}"
+    );
     tokio::time::sleep(PARKED).await;
     assert_eq!(parked(&vigil), 1);
     s.write_all(b"st: t\r\n\r\n").await.unwrap();
     let (status, body) = read_response(&mut s, &mut buf).await;
-    assert!(status.ends_with("200 OK") && body.contains("/second"), "{status} {body}");
+    assert!(
+        status.ends_with("200 OK") && body.contains("/second"),
+        "{status} {body}"
+    );
     assert_eq!(backend.requests(), 2);
 }
 
@@ -157,7 +167,9 @@ async fn a_pipelined_request_cut_by_parking_is_answered() {
 async fn a_parked_connection_closes_after_client_header_timeout() {
     let (_vigil, addr, _backend) = proxy("client_header_timeout = \"3s\"", "").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     read_response(&mut s, &mut buf).await;
     let closed = closed_after(&mut s, Duration::from_secs(8)).await;
@@ -172,7 +184,9 @@ async fn a_parked_connection_closes_after_client_header_timeout() {
 async fn a_head_sent_slowly_across_parks_still_times_out() {
     let (vigil, addr, backend) = proxy("client_header_timeout = \"3s\"", "").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     read_response(&mut s, &mut buf).await;
     // A slowloris after a first request: the next head begins, then
@@ -202,7 +216,11 @@ async fn a_head_sent_slowly_across_parks_still_times_out() {
         closed < Duration::from_millis(5500),
         "cut off only after {closed:?} (client_header_timeout is 3 s)"
     );
-    assert_eq!(backend.requests(), 1, "the slow request reached the upstream");
+    assert_eq!(
+        backend.requests(),
+        1,
+        "the slow request reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -237,7 +255,9 @@ servers = [{{ addr = "{ws_addr}" }}]
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
-    ws.send(Message::Text("after parking".into())).await.unwrap();
+    ws.send(Message::Text("after parking".into()))
+        .await
+        .unwrap();
     let echoed = ws.next().await.unwrap().unwrap();
     assert_eq!(echoed.into_text().unwrap().as_str(), "after parking");
     ws.close(None).await.unwrap();

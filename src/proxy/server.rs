@@ -613,13 +613,25 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                     };
                     serve_plain_connection(stream, conn, runtime, control).await
                 }
+                // Boxed: the handshake and TLS connection futures are
+                // large, and inline they would size every connection's
+                // task, plain ones (parked at a few hundred bytes) too.
                 Some(acceptor) => {
-                    let timeout = runtime.load().config.http.client_header_timeout;
-                    let handshake =
-                        tls::handshake(&acceptor, stream, timeout, peer, &control.stop, &metrics);
-                    if let Some(stream) = handshake.await {
-                        serve_connection(stream, conn, runtime, control).await;
-                    }
+                    Box::pin(async {
+                        let timeout = runtime.load().config.http.client_header_timeout;
+                        let handshake = tls::handshake(
+                            &acceptor,
+                            stream,
+                            timeout,
+                            peer,
+                            &control.stop,
+                            &metrics,
+                        );
+                        if let Some(stream) = handshake.await {
+                            serve_connection(stream, conn, runtime, control).await;
+                        }
+                    })
+                    .await
                 }
             }
             metrics.connections_active.dec();

@@ -276,3 +276,25 @@ fn auto_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
     }
     builder
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size4<A, B, C, D, F: Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A parked connection costs its task, and the task is as large as
+    /// its largest state (the phases holding hyper are boxed): keep it
+    /// from growing unnoticed. TLS connections' futures are boxed by the
+    /// accept loop, whatever their size.
+    #[test]
+    fn a_plain_connection_future_stays_small() {
+        let plain = size4(
+            serve_plain_connection
+                as fn(SendfileStream, ConnInfo, Arc<ArcSwap<Runtime>>, ConnControl) -> _,
+        );
+        assert!(plain <= 2560, "plain connection future is {plain} bytes");
+    }
+}

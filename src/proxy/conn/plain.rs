@@ -3,7 +3,10 @@
 //! HTTP/2 with prior knowledge, told apart by the connection's first
 //! bytes.
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -15,6 +18,7 @@ use super::park::ParkIo;
 use super::{ConnControl, ConnService, http1_builder, http2_builder};
 use crate::config::HttpSettings;
 use crate::metrics::Metrics;
+use crate::proxy::h2_flood::FloodGuard;
 use crate::proxy::sendfile::SendfileStream;
 
 /// How long an HTTP/1 connection has nothing under way before it gives
@@ -62,66 +66,23 @@ pub(super) async fn serve_plain(
         if !woke {
             return;
         }
+        // The phases that hold hyper are boxed: the task's own future,
+        // which a parked connection keeps, stays the size of the wait.
         if std::mem::take(&mut first) && settings.http2 {
-            match sniff_preface(&mut io, &mut driver).await {
+            match Box::pin(sniff_preface(&mut io, &mut driver)).await {
                 Some(true) => {
-                    state
-                        .is_h2
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    let io = crate::proxy::h2_flood::FloodGuard::new(
-                        io,
-                        metrics.http2_flood_closed.clone(),
-                    );
-                    let connection =
-                        http2_builder(settings).serve_connection(TokioIo::new(io), service);
-                    tokio::pin!(connection);
-                    drive(connection, |c| c.graceful_shutdown(), &mut driver, None).await;
+                    Box::pin(serve_h2(io, service, settings, metrics, &mut driver)).await;
                     return;
                 }
                 Some(false) => {}
                 None => return,
             }
         }
-        let connection = http1_builder(settings)
-            .serve_connection(TokioIo::new(io), service.clone())
-            .with_upgrades();
-        // Boxed: a parked connection keeps only the socket.
-        let mut connection = Box::new(connection);
-        match drive(
-            Pin::new(&mut *connection),
-            |c| c.graceful_shutdown(),
-            &mut driver,
-            Some(PARK_AFTER),
-        )
-        .await
-        {
-            Driven::Finished => return,
-            Driven::Idle => {}
-        }
-        // Between requests: hyper ends at once when asked to shut down,
-        // and the socket comes back. If it does not end at once it was
-        // busy after all (a request body the client stalled on): let it
-        // finish and close.
-        state.set_parking(true);
-        Pin::new(&mut *connection).graceful_shutdown();
-        let ended = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(Pin::new(&mut *connection), cx))
-        })
-        .await;
-        state.set_parking(false);
-        if ended.is_pending() {
-            if let Err(e) = (&mut *connection).await {
-                tracing::debug!(error = %e, "connection error");
-            }
-            return;
-        }
-        let Some(parts) = connection.into_parts() else {
+        let Some(back) = Box::pin(serve_h1(io, &service, settings, &mut driver)).await else {
             return;
         };
-        io = parts.io.into_inner();
-        io.unread(&parts.read_buf);
-        let now = Instant::now();
-        idle_since = now - PARK_AFTER;
+        io = back;
+        idle_since = Instant::now() - PARK_AFTER;
         if io.has_prefix() && driver.head.is_none() {
             // Part of a request head was in: its deadline runs on.
             driver.head = Some(HeadDeadline {
@@ -130,6 +91,64 @@ pub(super) async fn serve_plain(
             });
         }
     }
+}
+
+/// HTTP/2 with prior knowledge, to the end of the connection.
+async fn serve_h2(
+    io: ParkIo<SendfileStream>,
+    service: ConnService,
+    settings: &HttpSettings,
+    metrics: &Metrics,
+    driver: &mut Driver<'_>,
+) {
+    driver.state.is_h2.store(true, Relaxed);
+    let io = FloodGuard::new(io, metrics.http2_flood_closed.clone());
+    let connection = http2_builder(settings).serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    drive(connection, |c| c.graceful_shutdown(), driver, None).await;
+}
+
+/// Serves HTTP/1 requests until the connection ends (`None`) or has been
+/// idle for `PARK_AFTER`: then hyper lets go and the socket comes back.
+async fn serve_h1(
+    io: ParkIo<SendfileStream>,
+    service: &ConnService,
+    settings: &HttpSettings,
+    driver: &mut Driver<'_>,
+) -> Option<ParkIo<SendfileStream>> {
+    // hyper's connection is Unpin (it boxes what it must pin), so it can
+    // be taken apart after being polled.
+    let mut connection = http1_builder(settings)
+        .serve_connection(TokioIo::new(io), service.clone())
+        .with_upgrades();
+    let driven = drive(
+        Pin::new(&mut connection),
+        |c| c.graceful_shutdown(),
+        driver,
+        Some(PARK_AFTER),
+    )
+    .await;
+    if let Driven::Finished = driven {
+        return None;
+    }
+    // Between requests: hyper ends at once when asked to shut down, and
+    // the socket comes back. If it does not end at once it was busy after
+    // all (a request body the client stalled on): let it finish and close.
+    let state = driver.state;
+    state.set_parking(true);
+    Pin::new(&mut connection).graceful_shutdown();
+    let ended = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut connection).poll(cx))).await;
+    state.set_parking(false);
+    if ended.is_pending() {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection error");
+        }
+        return None;
+    }
+    let parts = connection.into_parts()?;
+    let mut io = parts.io.into_inner();
+    io.unread(&parts.read_buf);
+    Some(io)
 }
 
 /// Counts a connection in `vigil_connections_parked` while it waits.
