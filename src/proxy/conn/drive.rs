@@ -109,12 +109,11 @@ impl Driver<'_> {
     /// long (`idle_until`) or asked to go (`false`).
     pub(super) async fn wait_parked<F: Future<Output = ()>>(
         &mut self,
-        readable: F,
+        mut readable: Pin<&mut F>,
         idle_until: Instant,
     ) -> bool {
         let local_ip = self.control.local_ip;
         let until = self.head.map_or(idle_until, |h| h.at.min(idle_until));
-        tokio::pin!(readable);
         loop {
             if std::mem::take(&mut self.close_now) {
                 return self.client_sends_within_grace().await;

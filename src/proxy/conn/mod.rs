@@ -167,26 +167,25 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
 /// Serves a plain connection (see [`plain`]).
 pub(crate) async fn serve_plain_connection(
     stream: SendfileStream,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     runtime: Arc<ArcSwap<Runtime>>,
-    control: ConnControl,
+    control: Box<ConnControl>,
 ) {
-    let (settings, metrics) = settings(&runtime);
     let service = ConnService {
         runtime,
-        conn: Arc::new(conn),
+        conn,
         lifecycle: control.lifecycle.clone(),
         state: Arc::default(),
     };
-    plain::serve_plain(stream, service, &settings, &metrics, control).await;
+    plain::serve_plain(stream, service, control).await;
 }
 
 /// Serves a TLS connection: HTTP/1 or HTTP/2, as its first bytes say.
 pub(crate) async fn serve_connection<IO>(
     stream: IO,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     runtime: Arc<ArcSwap<Runtime>>,
-    mut control: ConnControl,
+    mut control: Box<ConnControl>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -194,7 +193,7 @@ pub(crate) async fn serve_connection<IO>(
     let state = Arc::new(ConnState::default());
     let service = ConnService {
         runtime,
-        conn: Arc::new(conn),
+        conn,
         lifecycle: control.lifecycle.clone(),
         state: state.clone(),
     };
@@ -293,8 +292,8 @@ mod tests {
     fn a_plain_connection_future_stays_small() {
         let plain = size4(
             serve_plain_connection
-                as fn(SendfileStream, ConnInfo, Arc<ArcSwap<Runtime>>, ConnControl) -> _,
+                as fn(SendfileStream, Arc<ConnInfo>, Arc<ArcSwap<Runtime>>, Box<ConnControl>) -> _,
         );
-        assert!(plain <= 2560, "plain connection future is {plain} bytes");
+        assert!(plain <= 1400, "plain connection future is {plain} bytes");
     }
 }

@@ -16,8 +16,6 @@ use tokio::time::Instant;
 use super::drive::{Driven, Driver, HeadDeadline, drive};
 use super::park::ParkIo;
 use super::{ConnControl, ConnService, http1_builder, http2_builder};
-use crate::config::HttpSettings;
-use crate::metrics::Metrics;
 use crate::proxy::h2_flood::FloodGuard;
 use crate::proxy::sendfile::SendfileStream;
 
@@ -35,12 +33,13 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) async fn serve_plain(
     stream: SendfileStream,
     service: ConnService,
-    settings: &HttpSettings,
-    metrics: &Metrics,
-    mut control: ConnControl,
+    mut control: Box<ConnControl>,
 ) {
     let state = service.state.clone();
-    let timeout = settings.client_header_timeout;
+    let (timeout, http2) = {
+        let rt = service.runtime.load();
+        (rt.config.http.client_header_timeout, rt.config.http.http2)
+    };
     let mut io = ParkIo::new(stream, state.clone());
     let mut driver = Driver {
         close_now: control.doomed,
@@ -59,26 +58,27 @@ pub(super) async fn serve_plain(
         // Parked: nothing but the socket until the client sends. What
         // the last round left unread (part of a head) waits with it:
         // hyper found no whole request in it.
-        let parked = Parked::new(&metrics.connections_parked);
-        let readable = readable(io.get_ref());
-        let woke = driver.wait_parked(readable, idle_since + timeout).await;
-        drop(parked);
+        let woke = {
+            let _parked = Parked::new(&service);
+            let readable = std::pin::pin!(readable(io.get_ref()));
+            driver.wait_parked(readable, idle_since + timeout).await
+        };
         if !woke {
             return;
         }
         // The phases that hold hyper are boxed: the task's own future,
         // which a parked connection keeps, stays the size of the wait.
-        if std::mem::take(&mut first) && settings.http2 {
+        if std::mem::take(&mut first) && http2 {
             match Box::pin(sniff_preface(&mut io, &mut driver)).await {
                 Some(true) => {
-                    Box::pin(serve_h2(io, service, settings, metrics, &mut driver)).await;
+                    Box::pin(serve_h2(io, service, &mut driver)).await;
                     return;
                 }
                 Some(false) => {}
                 None => return,
             }
         }
-        let Some(back) = Box::pin(serve_h1(io, &service, settings, &mut driver)).await else {
+        let Some(back) = Box::pin(serve_h1(io, &service, &mut driver)).await else {
             return;
         };
         io = back;
@@ -94,16 +94,12 @@ pub(super) async fn serve_plain(
 }
 
 /// HTTP/2 with prior knowledge, to the end of the connection.
-async fn serve_h2(
-    io: ParkIo<SendfileStream>,
-    service: ConnService,
-    settings: &HttpSettings,
-    metrics: &Metrics,
-    driver: &mut Driver<'_>,
-) {
+async fn serve_h2(io: ParkIo<SendfileStream>, service: ConnService, driver: &mut Driver<'_>) {
     driver.state.is_h2.store(true, Relaxed);
-    let io = FloodGuard::new(io, metrics.http2_flood_closed.clone());
-    let connection = http2_builder(settings).serve_connection(TokioIo::new(io), service);
+    let rt = service.runtime.load_full();
+    let io = FloodGuard::new(io, rt.metrics.http2_flood_closed.clone());
+    let connection = http2_builder(&rt.config.http).serve_connection(TokioIo::new(io), service);
+    drop(rt);
     tokio::pin!(connection);
     drive(connection, |c| c.graceful_shutdown(), driver, None).await;
 }
@@ -113,12 +109,14 @@ async fn serve_h2(
 async fn serve_h1(
     io: ParkIo<SendfileStream>,
     service: &ConnService,
-    settings: &HttpSettings,
     driver: &mut Driver<'_>,
 ) -> Option<ParkIo<SendfileStream>> {
+    // The settings of the runtime current now: a reload applies from a
+    // connection's next round.
+    let builder = http1_builder(&service.runtime.load().config.http);
     // hyper's connection is Unpin (it boxes what it must pin), so it can
     // be taken apart after being polled.
-    let mut connection = http1_builder(settings)
+    let mut connection = builder
         .serve_connection(TokioIo::new(io), service.clone())
         .with_upgrades();
     let driven = drive(
@@ -152,16 +150,17 @@ async fn serve_h1(
 }
 
 /// Counts a connection in `vigil_connections_parked` while it waits.
-struct Parked<'a>(&'a prometheus::IntGauge);
+struct Parked(prometheus::IntGauge);
 
-impl<'a> Parked<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+impl Parked {
+    fn new(service: &ConnService) -> Self {
+        let gauge = service.runtime.load().metrics.connections_parked.clone();
         gauge.inc();
         Parked(gauge)
     }
 }
 
-impl Drop for Parked<'_> {
+impl Drop for Parked {
     fn drop(&mut self) {
         self.0.dec();
     }
