@@ -167,11 +167,21 @@ async fn a_pipelined_request_cut_by_parking_is_answered() {
 async fn a_parked_connection_closes_after_client_header_timeout() {
     let (_vigil, addr, _backend) = proxy("client_header_timeout = \"3s\"", "").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    // Requests with parks between them: the idle timeout counts from the
+    // last response, not from accept (the first request's deadline).
+    for _ in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut s, &mut buf).await;
+        tokio::time::sleep(PARKED).await;
+    }
     s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
-    let mut buf = Vec::new();
-    read_response(&mut s, &mut buf).await;
+    let (status, _) = read_response(&mut s, &mut buf).await;
+    assert!(status.ends_with("200 OK"), "{status}");
     let closed = closed_after(&mut s, Duration::from_secs(8)).await;
     let closed = closed.expect("the idle connection is closed");
     assert!(

@@ -74,12 +74,23 @@ impl Driver<'_> {
         if close { Event::Close } else { Event::Nothing }
     }
 
+    /// The head deadline, while no request has met it; a met one is
+    /// dropped (after it, an idle connection's own timeout applies).
+    pub(super) fn head_pending(&mut self) -> Option<HeadDeadline> {
+        if self
+            .head
+            .is_some_and(|h| self.state.requests() > h.requests)
+        {
+            self.head = None;
+        }
+        self.head
+    }
+
     /// The head deadline passed: whether to close (no request came).
     fn head_overdue(&mut self) -> bool {
-        match self.head.take() {
-            Some(head) => self.state.requests() <= head.requests,
-            None => false,
-        }
+        let overdue = self.head_pending().is_some();
+        self.head = None;
+        overdue
     }
 
     /// Asked to close an HTTP/1 connection with nothing under way: give
@@ -113,7 +124,9 @@ impl Driver<'_> {
         idle_until: Instant,
     ) -> bool {
         let local_ip = self.control.local_ip;
-        let until = self.head.map_or(idle_until, |h| h.at.min(idle_until));
+        let until = self
+            .head_pending()
+            .map_or(idle_until, |h| h.at.min(idle_until));
         loop {
             if std::mem::take(&mut self.close_now) {
                 return self.client_sends_within_grace().await;

@@ -83,7 +83,7 @@ pub(super) async fn serve_plain(
         };
         io = back;
         idle_since = Instant::now() - PARK_AFTER;
-        if io.has_prefix() && driver.head.is_none() {
+        if io.has_prefix() && driver.head_pending().is_none() {
             // Part of a request head was in: its deadline runs on.
             driver.head = Some(HeadDeadline {
                 at: idle_since + timeout,
