@@ -137,11 +137,18 @@ async fn serve_h1(
     Pin::new(&mut connection).graceful_shutdown();
     let ended = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut connection).poll(cx))).await;
     state.set_parking(false);
-    if ended.is_pending() {
-        if let Err(e) = connection.await {
+    match ended {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => {
             tracing::debug!(error = %e, "connection error");
+            return None;
         }
-        return None;
+        Poll::Pending => {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection error");
+            }
+            return None;
+        }
     }
     let parts = connection.into_parts()?;
     let mut io = parts.io.into_inner();
