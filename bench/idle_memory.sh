@@ -6,11 +6,15 @@
 #
 # Usage: bench/idle_memory.sh [count]   (default 10000; ROUNDS=3)
 # Needs: nginx, python3, cargo. Bounded: each round holds the
-# connections for HOLD (15) seconds.
+# connections for HOLD (30) seconds; RSS "open" is read 2 s before they
+# close. The client opens them over up to 20 s (about 550 a second on 2
+# busy cores), so that all of them are idle by then: vigil parks an idle
+# connection after 1-2 s and trims the heap every 2 s; nginx frees an
+# idle connection's buffers at once.
 set -euo pipefail
 COUNT=${1:-10000}
 ROUNDS=${ROUNDS:-3}
-HOLD=${HOLD:-15}
+HOLD=${HOLD:-30}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/vigil-idle.XXXXXX)
 chmod 755 "$WORK"

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     pub upstream_server_up: IntGaugeVec,
     pub connections_active: IntGauge,
+    pub connections_parked: IntGauge,
     pub connections_accepted: IntCounter,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
@@ -201,6 +202,10 @@ impl Metrics {
             connections_active: single_gauge(
                 "vigil_connections_active",
                 "Client connections open now.",
+            ),
+            connections_parked: single_gauge(
+                "vigil_connections_parked",
+                "Open HTTP/1 client connections waiting for their next request with no buffers held (idle keep-alive, or nothing sent yet).",
             ),
             connections_accepted: single_counter(
                 "vigil_connections_accepted_total",

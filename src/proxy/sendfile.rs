@@ -110,6 +110,13 @@ impl SendfileStream {
         )
     }
 
+    /// Resolves once the socket has something to read, or is closed.
+    /// A peek rather than `readable()`: readiness left over from the last
+    /// read would resolve at once, with nothing there.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.peek(&mut [0u8; 1]).await.map(drop)
+    }
+
     /// Sends (part of) the placeholder `slice`, which starts `offset`
     /// bytes into its chunk.
     fn poll_send_file(

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::accept_backoff::{self, AcceptBackoff};
-use super::conn::{ConnControl, LocalCounts, serve_connection};
+use super::conn::{ConnControl, LocalCounts, serve_connection, serve_plain_connection};
 use super::handler::ConnInfo;
 pub use super::listen::BindError;
 use super::listen::{accept_queue_len, bind_all, set_syn_drop};
@@ -555,7 +555,10 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
                 .then_some(rt.config.http.proxy_protocol_timeout);
             (rt.tls.acceptor(&ctx.addr), expect)
         };
-        let conn = ConnInfo {
+        // Boxed, and the control too: the task's future holds them until
+        // they move into the connection, and a parked connection costs
+        // its task (see `conn::park`).
+        let conn = Box::new(ConnInfo {
             peer,
             peer_header: super::headers::addr_header(peer.ip()),
             local: stream.local_addr().unwrap_or(ctx.addr),
@@ -563,7 +566,7 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             tls: tls.is_some(),
             sendfile: None,
             proxy_protocol: None,
-        };
+        });
         let runtime = ctx.runtime.clone();
         let mut released = ctx.released.clone();
         released.mark_unchanged();
@@ -571,15 +574,17 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
         // completed the handshake before the SYN hold): answer what the
         // client sends now, then close, before the address goes.
         let doomed = released.borrow().contains(&conn.local.ip());
-        let control = ConnControl {
+        let control = Box::new(ConnControl {
             accepted: tokio::time::Instant::now(),
             doomed,
+            peer,
+            local_ip: conn.local.ip(),
             stop: ctx.stop.clone(),
             lifecycle: ctx.lifecycle.clone(),
             released,
             fd: std::os::fd::AsRawFd::as_raw_fd(&stream),
             _local: ctx.by_local.register(conn.local.ip()),
-        };
+        });
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         let metrics = metrics.clone();
@@ -605,19 +610,28 @@ async fn accept_loop(listener: TcpListener, ctx: AcceptContext) {
             match tls {
                 None => {
                     let (stream, sendfile) = SendfileStream::new(stream);
-                    let conn = ConnInfo {
-                        sendfile: Some(sendfile),
-                        ..conn
-                    };
-                    serve_connection(stream, conn, runtime, control).await
+                    conn.sendfile = Some(sendfile);
+                    serve_plain_connection(stream, Arc::from(conn), runtime, control).await
                 }
+                // Boxed: the handshake and TLS connection futures are
+                // large, and inline they would size every connection's
+                // task, plain ones (parked at a few hundred bytes) too.
                 Some(acceptor) => {
-                    let timeout = runtime.load().config.http.client_header_timeout;
-                    let handshake =
-                        tls::handshake(&acceptor, stream, timeout, peer, &control.stop, &metrics);
-                    if let Some(stream) = handshake.await {
-                        serve_connection(stream, conn, runtime, control).await;
-                    }
+                    Box::pin(async {
+                        let timeout = runtime.load().config.http.client_header_timeout;
+                        let handshake = tls::handshake(
+                            &acceptor,
+                            stream,
+                            timeout,
+                            peer,
+                            &control.stop,
+                            &metrics,
+                        );
+                        if let Some(stream) = handshake.await {
+                            serve_connection(stream, Arc::from(conn), runtime, control).await;
+                        }
+                    })
+                    .await
                 }
             }
             metrics.connections_active.dec();
