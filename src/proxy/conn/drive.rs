@@ -167,6 +167,11 @@ where
     let park_due = tokio::time::sleep(park_after);
     tokio::pin!(park_due);
     let mut seen = d.state.activity();
+    // Only a connection that has served a request parks: a fresh hyper
+    // connection that has not (a head coming in slowly) would not end at
+    // once when asked to, as hyper counts it busy; its header timeout
+    // applies instead.
+    let served_before = d.state.requests();
     loop {
         let close = std::mem::take(&mut d.close_now)
             || tokio::select! {
@@ -185,7 +190,7 @@ where
                 }
                 () = park_due.as_mut(), if !park_after.is_zero() => {
                     let now = d.state.activity();
-                    if now == seen && d.state.is_idle() {
+                    if now == seen && d.state.is_idle() && d.state.requests() > served_before {
                         return Driven::Idle;
                     }
                     seen = now;
