@@ -17,6 +17,10 @@ use tokio::net::TcpStream;
 /// Two servers that any single failure takes out for 30 s, so a fault
 /// wrongly blamed on a server shows at once.
 async fn strict_pool(http: &str) -> (TestVigil, SocketAddr, Backend, Backend) {
+    strict_pool_with(http, "").await
+}
+
+async fn strict_pool_with(http: &str, location: &str) -> (TestVigil, SocketAddr, Backend, Backend) {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let port = free_port();
@@ -33,6 +37,7 @@ listen = ["127.0.0.1:{port}"]
   [[server.location]]
   path = "/"
   proxy_pass = "app"
+  {location}
 
 [upstream.app]
 read_timeout = "500ms"
@@ -70,60 +75,83 @@ async fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Each body fault is tried both ways: read whole before a server is
+/// picked (the default; past 64 KiB into a temporary file) and streamed
+/// to a server as it comes (the path the probe took).
+const BUFFERING: [&str; 2] = ["", "request_buffering = false"];
+
 #[tokio::test]
 async fn a_bad_chunk_size_is_400_and_ejects_nobody() {
-    let (vigil, addr, a, b) = strict_pool("").await;
-    for _ in 0..4 {
-        let reply = exchange(
-            addr,
-            b"POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nG\r\nhello\r\n0\r\n\r\n",
-            Duration::from_secs(3),
-        )
-        .await;
-        assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // A bad size at once, and after a chunk larger than what is held in
+    // memory.
+    let late = format!(
+        "POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n20000\r\n{}\r\nG\r\nhello\r\n0\r\n\r\n",
+        "x".repeat(0x20000)
+    );
+    let early =
+        "POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nG\r\nhello\r\n0\r\n\r\n";
+    for location in BUFFERING {
+        let (vigil, addr, a, b) = strict_pool_with("", location).await;
+        for request in [early, &late, early, &late] {
+            let reply = exchange(addr, request.as_bytes(), Duration::from_secs(3)).await;
+            assert!(reply.starts_with("HTTP/1.1 400"), "{location}: {reply}");
+        }
+        pool_intact(&vigil, &a, &b).await;
     }
-    pool_intact(&vigil, &a, &b).await;
 }
 
 #[tokio::test]
 async fn an_abort_mid_upload_ejects_nobody() {
-    let (vigil, addr, a, b) = strict_pool("").await;
-    for _ in 0..4 {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
-            .await
-            .unwrap();
-        s.write_all(&[b'x'; 5000]).await.unwrap();
-        // Long enough for vigil to open the upstream request.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        drop(s);
+    for location in BUFFERING {
+        let (vigil, addr, a, b) = strict_pool_with("", location).await;
+        for sent in [5_000, 100_000] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n")
+                .await
+                .unwrap();
+            s.write_all(&vec![b'x'; sent]).await.unwrap();
+            // Long enough for vigil to open the upstream request (when it
+            // streams) or the temporary file.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pool_intact(&vigil, &a, &b).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    pool_intact(&vigil, &a, &b).await;
 }
 
 #[tokio::test]
 async fn a_stalled_body_is_408_and_ejects_nobody() {
-    let (vigil, addr, a, b) = strict_pool("client_body_timeout = \"300ms\"").await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    let reply = String::from_utf8_lossy(&out);
-    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
-    pool_intact(&vigil, &a, &b).await;
+    for location in BUFFERING {
+        let (vigil, addr, a, b) =
+            strict_pool_with("client_body_timeout = \"300ms\"", location).await;
+        for sent in [10, 100_000] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n")
+                .await
+                .unwrap();
+            s.write_all(&vec![b'y'; sent]).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+            let reply = String::from_utf8_lossy(&out);
+            assert!(
+                reply.starts_with("HTTP/1.1 408"),
+                "{location}, {sent}: {reply}"
+            );
+        }
+        pool_intact(&vigil, &a, &b).await;
+    }
 }
 
-/// `read_timeout = 500ms`, an upload taking three times that: the
-/// timeout waits for the body, as nginx's proxy_read_timeout does.
+/// `read_timeout = 500ms`, an upload taking three times that, streamed
+/// (`request_buffering = false`) to a server that waits for it: the
+/// timeout waits for the body, as nginx's proxy_read_timeout does. (With
+/// buffering, the default, the server sees the body only once it is
+/// whole: tests/request_buffering.rs.)
 #[tokio::test]
 async fn read_timeout_starts_after_a_slow_upload() {
-    let (vigil, addr, a, b) = strict_pool("").await;
+    let (vigil, addr, a, b) = strict_pool_with("", "request_buffering = false").await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    // Larger than what is read before the upstream is picked, so the
-    // rest streams to a server that waits for it.
     let (chunks, size) = (15, 10_000);
     s.write_all(
         format!(

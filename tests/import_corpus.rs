@@ -186,6 +186,15 @@ fn check_config(name: &str, toml_text: &str, dir: &Path, cert: &(PathBuf, PathBu
     let _: vigil::config::file::ConfigFile = toml::from_str(toml_text)
         .unwrap_or_else(|e| panic!("{name}: not vigil's schema: {e}\n{toml_text}"));
     let mut table: toml::Table = toml::from_str(toml_text).unwrap();
+    // nginx's body directory (/var/lib/nginx/body) exists where nginx ran.
+    if let Some(http) = table.get_mut("http").and_then(|h| h.as_table_mut()) {
+        if http.contains_key("client_body_temp_path") {
+            http.insert(
+                "client_body_temp_path".into(),
+                dir.display().to_string().into(),
+            );
+        }
+    }
     if let Some(toml::Value::Array(servers)) = table.get_mut("server") {
         for s in servers {
             local_error_pages(s, dir);

@@ -105,6 +105,11 @@ pub struct HttpFile {
     pub client_body_timeout: Option<ConfigDuration>,
     pub send_timeout: Option<ConfigDuration>,
     pub client_max_body_size: Option<ByteSize>,
+    /// Request bodies up to this size are held in memory before they go
+    /// upstream; larger ones go to a temporary file first.
+    pub client_body_buffer_size: Option<ByteSize>,
+    /// Where request bodies larger than `client_body_buffer_size` wait.
+    pub client_body_temp_path: Option<PathBuf>,
     pub max_header_size: Option<ByteSize>,
     pub http2: Option<bool>,
     pub shutdown_timeout: Option<ConfigDuration>,
@@ -248,6 +253,9 @@ pub struct LocationFile {
     /// Tunnel `Upgrade` requests (WebSocket) to the upstream.
     #[serde(default)]
     pub websocket: bool,
+    /// `false`: the request body streams upstream as it arrives (nginx
+    /// `proxy_request_buffering off`), not read whole first.
+    pub request_buffering: Option<bool>,
     /// `false`: vigil adds none of its X-Forwarded-For / X-Real-IP /
     /// X-Forwarded-Proto / X-Forwarded-Host (nginx adds none either).
     pub forwarding_headers: Option<bool>,

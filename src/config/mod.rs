@@ -97,6 +97,13 @@ pub struct HttpSettings {
     pub send_timeout: Duration,
     /// Request bodies larger than this get 413; 0 = no limit.
     pub client_max_body_size: u64,
+    /// A proxied request body is read whole before a server is picked
+    /// (unless the location turns `request_buffering` off): up to this
+    /// many bytes in memory, the rest into a file in `client_body_temp_path`.
+    pub client_body_buffer_size: usize,
+    /// Directory for request bodies over `client_body_buffer_size`; the
+    /// files are unlinked from the start, so nothing is left behind.
+    pub client_body_temp_path: PathBuf,
     /// Largest request head accepted; larger gets 431.
     pub max_header_size: usize,
     /// Accept HTTP/2 (prior knowledge on plain listeners, ALPN on TLS).
@@ -321,6 +328,11 @@ pub struct ProxyPass {
     /// nginx does, and `proxy_set_header` says what to send (the importer
     /// turns it off and writes nginx's headers out: no renders twice).
     pub forwarding_headers: bool,
+    /// The request body is read whole (memory, then a temporary file)
+    /// before a server is picked, as nginx's `proxy_request_buffering on`:
+    /// a slow upload holds no upstream connection, and a failed attempt
+    /// can be sent again. `false` streams it as it comes.
+    pub request_buffering: bool,
     /// `proxy_intercept_errors`: the upstream's statuses that have an
     /// `error_page` are answered by it.
     pub intercept_errors: bool,

@@ -292,6 +292,11 @@ fn location_and_upstream_rules() {
             "server[0].location[0].return.body",
             "unknown variable",
         ),
+        (
+            "[[server.location]]\npath = \"/\"\nreturn = { status = 200 }\nrequest_buffering = false\n",
+            "server[0].location[0].request_buffering",
+            "no effect",
+        ),
     ];
     for (extra, key, reason) in cases {
         assert_problem(&format!("{base}{extra}"), key, reason);
@@ -356,5 +361,34 @@ fn access_log_buffering_keys() {
         &format!("[log]\naccess_log_flush = \"0\"\n{base}"),
         "log.access_log_flush",
         "more than 0",
+    );
+}
+
+#[test]
+fn request_bodies_wait_in_a_directory_that_takes_files() {
+    let base = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\n[[server.location]]\npath = \"/\"\nproxy_pass = \"u\"\n[upstream.u]\nservers = [{ addr = \"127.0.0.1:1\" }]\n";
+    let c = parse(base).unwrap();
+    assert_eq!(c.http.client_body_buffer_size, 64 << 10);
+    assert_eq!(c.http.client_body_temp_path, std::env::temp_dir());
+    match &c.servers[0].locations[0].action {
+        Action::Proxy(p) => assert!(p.request_buffering, "on by default, as in nginx"),
+        other => panic!("{other:?}"),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let set = format!(
+        "[http]\nclient_body_buffer_size = \"128k\"\nclient_body_temp_path = \"{}\"\n{base}",
+        dir.path().display()
+    );
+    let c = parse(&set).unwrap();
+    assert_eq!(c.http.client_body_buffer_size, 128 << 10);
+    assert_eq!(c.http.client_body_temp_path, dir.path());
+    let missing = dir.path().join("missing");
+    assert_problem(
+        &format!(
+            "[http]\nclient_body_temp_path = \"{}\"\n{base}",
+            missing.display()
+        ),
+        "http.client_body_temp_path",
+        "cannot create a file in",
     );
 }

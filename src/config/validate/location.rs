@@ -53,6 +53,7 @@ impl Validator<'_> {
         let proxy_only = [
             ("proxy_set_header", !f.proxy_set_header.is_empty()),
             ("websocket", f.websocket),
+            ("request_buffering", f.request_buffering.is_some()),
             ("forwarding_headers", f.forwarding_headers.is_some()),
             ("proxy_intercept_errors", f.proxy_intercept_errors),
         ];
@@ -337,6 +338,7 @@ impl Validator<'_> {
                     .keys()
                     .any(|k| k.eq_ignore_ascii_case("upgrade")),
             forwarding_headers: f.forwarding_headers.unwrap_or(true),
+            request_buffering: f.request_buffering.unwrap_or(true),
             intercept_errors: f.proxy_intercept_errors,
         })
     }

@@ -1,7 +1,7 @@
 //! `[http]`, `[log]` and `[admin]`: connection settings, access log and
 //! the admin listener.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Validator;
 use super::dur;
@@ -35,6 +35,8 @@ impl Validator<'_> {
             client_body_timeout: dur(f.client_body_timeout, 60),
             send_timeout: dur(f.send_timeout, 60),
             client_max_body_size: f.client_max_body_size.map_or(1 << 20, |s| s.0),
+            client_body_buffer_size: f.client_body_buffer_size.map_or(64 << 10, |s| s.0 as usize),
+            client_body_temp_path: self.body_temp_path(f.client_body_temp_path.as_deref()),
             max_header_size,
             http2: f.http2.unwrap_or(true),
             shutdown_timeout: dur(f.shutdown_timeout, 30),
@@ -44,6 +46,24 @@ impl Validator<'_> {
             resolver: self.resolvers(f.resolver.as_deref().unwrap_or_default()),
             resolver_timeout: dur(f.resolver_timeout, 5),
         }
+    }
+
+    /// `client_body_temp_path`: the system's temporary directory unless
+    /// set. Checked by creating a file there, so that a missing or
+    /// read-only directory is a config error, not a 500 on the first
+    /// large upload.
+    fn body_temp_path(&mut self, set: Option<&Path>) -> PathBuf {
+        let dir = set.map_or_else(std::env::temp_dir, |p| self.resolve(p));
+        if let Err(e) = tempfile::tempfile_in(&dir) {
+            self.problems.add(
+                "http.client_body_temp_path",
+                format!(
+                    "cannot create a file in {}: {e} (large request bodies wait there)",
+                    dir.display()
+                ),
+            );
+        }
+        dir
     }
 
     /// `resolver = ["10.0.0.2", "[::1]:5353"]`: port 53 by default.

@@ -76,7 +76,8 @@ const fn data(ctx: Ctx, fate: Fate) -> Spec {
 use Fate::*;
 
 const T: Fate = Translated;
-const STREAMS: &str = "vigil streams bodies both ways and never buffers them to memory or disk";
+const STREAMS: &str =
+    "vigil streams responses to the client as they come and never buffers them to disk";
 const HASHES: &str = "vigil sizes its lookup tables itself";
 const TLS_DEFAULTS: &str = "vigil speaks TLS 1.2 and 1.3 only, with rustls' AEAD, forward-secret cipher suites and its own session cache and tickets";
 const NO_CACHE: &str = "vigil has no response cache";
@@ -437,10 +438,13 @@ pub fn spec(name: &str) -> Option<Spec> {
         "client_max_body_size" => s(HSL, T),
         "client_body_timeout" => s(HSL, T),
         "send_timeout" => s(HSL, T),
-        "client_body_buffer_size"
-        | "client_body_temp_path"
-        | "client_body_in_file_only"
-        | "client_body_in_single_buffer" => s(HSL, NotNeeded(STREAMS)),
+        "client_body_buffer_size" | "client_body_temp_path" => s(HSL, T),
+        "client_body_in_file_only" | "client_body_in_single_buffer" => s(
+            HSL,
+            NotNeeded(
+                "vigil holds a request body in memory up to client_body_buffer_size and in an unlinked temporary file past it",
+            ),
+        ),
         "chunked_transfer_encoding" => s(
             HSL,
             NotNeeded(
@@ -498,8 +502,8 @@ pub fn spec(name: &str) -> Option<Spec> {
         | "proxy_busy_buffers_size"
         | "proxy_temp_file_write_size"
         | "proxy_max_temp_file_size"
-        | "proxy_temp_path"
-        | "proxy_request_buffering" => s(HSL, NotNeeded(STREAMS)),
+        | "proxy_temp_path" => s(HSL, NotNeeded(STREAMS)),
+        "proxy_request_buffering" => s(HSL, T),
         "proxy_socket_keepalive" => s(
             HSL,
             NotNeeded(

@@ -367,6 +367,46 @@ fn body_sizes_and_timeouts_at_each_level() {
     let _ = r;
 }
 
+/// The corpus writes `client_body_buffer_size 128k` (27 files) and
+/// `proxy_request_buffering off` (9): the first is vigil's in-memory
+/// share of a held body, the second turns holding off per location.
+#[test]
+fn request_body_buffering() {
+    let (t, r) = http(
+        "client_body_buffer_size 128k; client_body_temp_path /var/lib/nginx/body 1 2;\n\
+         server { listen 80;\n\
+           location /up { proxy_pass http://127.0.0.1:9000; proxy_request_buffering off; }\n\
+           location / { proxy_pass http://127.0.0.1:9000; proxy_request_buffering on; } }",
+    );
+    assert_eq!(t["http"]["client_body_buffer_size"].as_str(), Some("128k"));
+    assert_eq!(
+        t["http"]["client_body_temp_path"].as_str(),
+        Some("/var/lib/nginx/body")
+    );
+    assert_eq!(
+        location(&t, 0, "/up")["request_buffering"].as_bool(),
+        Some(false)
+    );
+    assert!(location(&t, 0, "/").get("request_buffering").is_none());
+    assert!(has(&r, "proxy_request_buffering on", Status::NotNeeded));
+    // In servers, one value if they agree.
+    let (t, _) = http(
+        "server { listen 80; client_body_buffer_size 1m; location / { return 204; } }\n\
+         server { listen 81; location / { client_body_buffer_size 1m; proxy_pass http://127.0.0.1:9000; } }",
+    );
+    assert_eq!(t["http"]["client_body_buffer_size"].as_str(), Some("1m"));
+    let (t, r) = http(
+        "server { listen 80; client_body_buffer_size 1m; location / { return 204; } }\n\
+         server { listen 81; client_body_buffer_size 8k; location / { return 204; } }",
+    );
+    assert!(
+        t.get("http")
+            .and_then(|h| h.get("client_body_buffer_size"))
+            .is_none()
+    );
+    assert!(has(&r, "client_body_buffer_size 8k", Status::Approximated));
+}
+
 #[test]
 fn static_files_root_alias_index_try_files() {
     let (t, r) = http(

@@ -23,7 +23,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
 use crate::proxy::body::Body;
-use crate::proxy::client_body::{self, ClientBody, Prebuffered, Upload};
+use crate::proxy::client_body::{self, ClientBody, HeldBody, Upload};
 use crate::proxy::headers::{self, ClientInfo};
 use crate::proxy::respond;
 use crate::proxy::runtime::Pool;
@@ -52,6 +52,10 @@ pub struct ForwardRequest<'a> {
     pub hash_key: Option<String>,
     pub max_body_size: u64,
     pub body_timeout: Duration,
+    /// Bytes of a body held in memory before the rest goes to a file.
+    pub body_buffer_size: usize,
+    /// Where the file goes (`client_body_temp_path`).
+    pub body_temp_path: &'a std::path::Path,
     /// Where the upstream counters go.
     pub metrics: &'a crate::metrics::Metrics,
 }
@@ -80,6 +84,8 @@ pub async fn forward(
         hash_key,
         max_body_size,
         body_timeout,
+        body_buffer_size,
+        body_temp_path,
         metrics,
     } = req;
     let started = Instant::now();
@@ -114,15 +120,19 @@ pub async fn forward(
     }
 
     let body = body.filter(|b| !http_body::Body::is_end_stream(b));
-    let has_body = body.is_some();
+    let streamed = body.is_some() && !pass.request_buffering;
+    let mut held = None;
     let (body, upload) = if let Some(body) = body {
         let (b, u) = ClientBody::new(body, max_body_size, body_timeout);
-        // Boxed: reading the body start is a rare, larger future.
-        let body = match Box::pin(client_body::prebuffer(b, client_body::PREBUFFER)).await {
-            Prebuffered::Whole(bytes) => Body::full(bytes),
-            Prebuffered::Partial(b) => Body::stream(b),
-            // Refused before any server saw it: nothing to blame on one.
-            Prebuffered::Failed(status) => return respond::status(status),
+        let body = if pass.request_buffering {
+            // Boxed: reading a body is a rare, larger future.
+            match Box::pin(client_body::read_whole(b, body_buffer_size, body_temp_path)).await {
+                Ok(h) => held.insert(h).body(),
+                // Refused before any server saw it: nothing to blame on one.
+                Err(status) => return respond::status(status),
+            }
+        } else {
+            Body::stream(b)
         };
         (body, Some(u))
     } else {
@@ -130,12 +140,16 @@ pub async fn forward(
     };
     let max_tries = pool.max_tries();
     // A request that may be sent again after it went out once: kept as a
-    // template (nginx: only without a body, and only idempotent methods
-    // unless non_idempotent is listed). Not worth a copy with one try.
+    // template (nginx: only a body it holds whole, and only idempotent
+    // methods unless non_idempotent is listed). Not worth a copy with one
+    // try.
     let replayable = max_tries > 1
-        && !has_body
+        && !streamed
         && (is_idempotent(&parts.method) || config.next_upstream.non_idempotent);
-    let template = replayable.then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+    let template = replayable.then(|| {
+        let method = parts.method.clone();
+        (method, uri.clone(), parts.headers.clone(), held.clone())
+    });
     let mut request = Some(build_request(parts.method, uri, parts.headers, body));
 
     let key = match (&config.balance, &hash_key) {
@@ -157,9 +171,10 @@ pub async fn forward(
         };
         tried.push(index);
         let Some(req) = request.take().or_else(|| {
-            template
-                .as_ref()
-                .map(|(m, u, h)| build_request(m.clone(), u.clone(), h.clone(), Body::empty()))
+            template.as_ref().map(|(m, u, h, held)| {
+                let body = held.as_ref().map_or(Body::Empty, HeldBody::body);
+                build_request(m.clone(), u.clone(), h.clone(), body)
+            })
         }) else {
             break;
         };
@@ -435,6 +450,7 @@ mod tests {
             set_headers: Vec::new(),
             websocket: false,
             forwarding_headers: true,
+            request_buffering: true,
             intercept_errors: false,
         }
     }

@@ -223,6 +223,8 @@ pub(super) async fn route(
                         hash_key,
                         max_body_size: limit,
                         body_timeout: rt.config.http.client_body_timeout,
+                        body_buffer_size: rt.config.http.client_body_buffer_size,
+                        body_temp_path: &rt.config.http.client_body_temp_path,
                         metrics: &rt.metrics,
                     },
                     &mut exchange.report,

@@ -73,10 +73,10 @@ impl Connection {
         read_timeout: Duration,
     ) -> Result<ResponseHead, ExchangeError> {
         let has_body = !req.body.is_end_stream();
-        let known = match &req.body {
-            Body::Full(Some(b)) => Some(b.len() as u64),
-            _ => None,
-        };
+        // A body held whole (in memory or spooled) knows its size: it goes
+        // with a Content-Length even if the client sent it chunked, as
+        // nginx does with request buffering on.
+        let known = req.body.size_hint().exact();
         let framing = h1::request_framing(&req.headers, has_body, known);
         let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         self.head.clear();

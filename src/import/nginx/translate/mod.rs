@@ -400,6 +400,11 @@ impl<'a> Tr<'a> {
                     .set("client_max_body_size", Value::str(s), d.place.to_string());
             }
         }
+        self.body_buffering(
+            chain.get("client_body_buffer_size"),
+            chain.get("client_body_temp_path"),
+            false,
+        );
         if let Some(d) = chain.get("large_client_header_buffers") {
             if let Some(s) = d.arg(1).and_then(|a| values::size(a).ok()) {
                 self.note(
@@ -603,6 +608,35 @@ impl<'a> Tr<'a> {
                         format!("choose one value for [http] {key}"),
                     );
                 }
+            }
+        }
+    }
+
+    /// `client_body_buffer_size` and `client_body_temp_path`: `[http]` keys
+    /// in vigil. At the http level they are set at once; in a server or a
+    /// location they must agree across servers.
+    pub(crate) fn body_buffering(
+        &mut self,
+        size: Option<&'a Directive>,
+        temp: Option<&'a Directive>,
+        per_server: bool,
+    ) {
+        let size = size.and_then(|d| Some((values::size(d.arg(0)?).ok()?, d)));
+        // nginx's extra arguments are directory levels, which an unnamed
+        // file does not need.
+        let temp = temp.and_then(|d| Some((absolute(&self.opts.prefix, d.arg(0)?), d)));
+        for (key, found) in [
+            ("client_body_buffer_size", size),
+            ("client_body_temp_path", temp),
+        ] {
+            let Some((value, d)) = found else { continue };
+            if per_server {
+                self.server_setting(key, value, d);
+            } else {
+                self.use_(d);
+                self.out
+                    .http
+                    .set(key, Value::str(value), d.place.to_string());
             }
         }
     }

@@ -212,6 +212,14 @@ impl<'a> Tr<'a> {
         self.add_headers(chain, &kind, &mut block, sctx, &vars);
         self.expires(chain, &kind, &mut block);
         self.location_body_size(chain, loc_levels, &mut block);
+        for level in chain.levels.iter().take(loc_levels) {
+            let find = |name: &str| level.iter().find(|d| d.name == name);
+            self.body_buffering(
+                find("client_body_buffer_size"),
+                find("client_body_temp_path"),
+                true,
+            );
+        }
         self.method_ifs(here);
         for d in here.iter().filter(|d| d.name == "error_log") {
             self.error_log(d);

@@ -135,6 +135,19 @@ impl<'a> Tr<'a> {
                 "",
             );
         }
+        match chain.get("proxy_request_buffering") {
+            Some(d) if d.arg(0) == Some("off") => {
+                self.use_(d);
+                block.set("request_buffering", Value::Bool(false), d.place.to_string());
+            }
+            Some(d) => self.note(
+                d,
+                Status::NotNeeded,
+                "vigil reads request bodies whole before passing them on, by default",
+                "",
+            ),
+            None => {}
+        }
         let proxy_host = match &target {
             Target::Named(n) => n.clone(),
             Target::Host { .. } => host.to_owned(),

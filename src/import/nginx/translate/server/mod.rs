@@ -418,6 +418,12 @@ impl<'a> Tr<'a> {
                 }
             }
         }
+        let find = |name: &str| here.iter().find(|d| d.name == name);
+        self.body_buffering(
+            find("client_body_buffer_size"),
+            find("client_body_temp_path"),
+            true,
+        );
         if let Some(d) = here
             .iter()
             .find(|d| d.name == "large_client_header_buffers")

@@ -1,6 +1,9 @@
-//! The client's request body on its way to an upstream: streamed, never
-//! buffered whole, with nginx's `client_max_body_size` (413) and
-//! `client_body_timeout` (408) enforced while it flows.
+//! The client's request body on its way to an upstream, with nginx's
+//! `client_max_body_size` (413) and `client_body_timeout` (408) enforced
+//! while it flows. By default it is read whole first ([`read_whole`]): in
+//! memory up to `client_body_buffer_size`, the rest in a temporary file
+//! ([`spool`]), as nginx's `proxy_request_buffering on` does; a location
+//! with `request_buffering = false` streams it as it comes.
 //!
 //! The stream also records how the upload went ([`Upload`]), because a
 //! failed upstream request must be blamed on the right side: a body the
@@ -19,8 +22,11 @@ use http::StatusCode;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::body::BoxError;
+use super::body::{Body, BoxError};
 use super::stall_timer::StallTimer;
+
+mod spool;
+pub use spool::Spooled;
 
 /// How a client body stream went, shared between the stream (inside the
 /// upstream request) and the forwarder: it decides the status after a
@@ -215,53 +221,75 @@ impl Drop for ClientBody {
     }
 }
 
-/// Request bodies up to this size are read whole before an upstream
-/// server is picked (nginx buffers every body; `client_body_buffer_size`
-/// is 16k there): a slow client then holds no upstream connection while
-/// it uploads (issue 13: 1,052 upstream connections for slow uploads
-/// where nginx used 2). Larger bodies stream after this much has arrived.
-pub const PREBUFFER: usize = 64 * 1024;
-
-/// The start of a body, read before the upstream request is made.
-pub enum Prebuffered {
-    /// The whole body arrived.
-    Whole(Bytes),
-    /// The first bytes, and the rest still to come.
-    Partial(PrefixedBody),
-    /// The body failed (bad framing, stall, too large, abort) before any
-    /// server was involved: the status to answer.
-    Failed(StatusCode),
+/// A request body held whole, which can be sent as many times as a retry
+/// needs.
+#[derive(Debug, Clone)]
+pub enum HeldBody {
+    Memory(Bytes),
+    File(Spooled),
 }
 
-/// Reads from `body` until it ends or `cap` bytes have arrived.
-pub async fn prebuffer(mut body: ClientBody, cap: usize) -> Prebuffered {
+impl HeldBody {
+    /// A fresh body reading it from the start.
+    pub fn body(&self) -> Body {
+        match self {
+            HeldBody::Memory(bytes) => Body::full(bytes.clone()),
+            HeldBody::File(file) => Body::stream(file.reader()),
+        }
+    }
+}
+
+/// Reads `body` to its end before any server is involved: a slow client
+/// then holds no upstream connection while it uploads (issue 13: 1,052
+/// upstream connections for slow uploads where nginx used 2), and the
+/// upstream gets the body at memory or disk speed. The first
+/// `in_memory` bytes stay in memory; past them the whole body goes to a
+/// file in `temp_dir`.
+///
+/// On failure, the status to answer: the client's fault (400, 408, 413,
+/// 499), or 500 when the file cannot be written (logged, as nginx does).
+pub async fn read_whole(
+    mut body: ClientBody,
+    in_memory: usize,
+    temp_dir: &std::path::Path,
+) -> Result<HeldBody, StatusCode> {
     use http_body_util::BodyExt;
     let mut buf = bytes::BytesMut::new();
-    while buf.len() < cap {
+    while buf.len() <= in_memory {
         match body.frame().await {
-            None => return Prebuffered::Whole(buf.freeze()),
+            None => return Ok(HeldBody::Memory(buf.freeze())),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     buf.extend_from_slice(&data);
                 }
             }
             Some(Err(_)) => {
-                let status = body.upload.client_fault();
-                return Prebuffered::Failed(status.unwrap_or(StatusCode::BAD_REQUEST));
+                return Err(body
+                    .upload
+                    .client_fault()
+                    .unwrap_or(StatusCode::BAD_REQUEST));
             }
         }
     }
-    if body.is_end_stream() {
-        return Prebuffered::Whole(buf.freeze());
-    }
-    Prebuffered::Partial(PrefixedBody {
+    let upload = body.upload.clone();
+    let rest = PrefixedBody {
         prefix: Some(buf.freeze()),
         rest: body,
-    })
+    };
+    match spool::spool(rest, temp_dir).await {
+        Ok(file) => Ok(HeldBody::File(file)),
+        Err(spool::SpoolError::Body) => {
+            Err(upload.client_fault().unwrap_or(StatusCode::BAD_REQUEST))
+        }
+        Err(spool::SpoolError::Io(e)) => {
+            tracing::error!(dir = %temp_dir.display(), error = %e, "cannot buffer a request body in client_body_temp_path; answering 500");
+            Err(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
 }
 
 /// Bytes already read, then the rest of the client body.
-pub struct PrefixedBody {
+struct PrefixedBody {
     prefix: Option<Bytes>,
     rest: ClientBody,
 }
