@@ -4,13 +4,18 @@
 //! The file is unlinked from the moment it exists (`O_TMPFILE` where the
 //! filesystem has it): it has no name, so a crash, a kill or a full disk
 //! leaves nothing behind to clean up, and the space is freed when the
-//! last reader (the request and any retry) lets go. Writes and reads run
-//! on tokio's blocking pool; the page cache usually makes them memory
-//! copies, but a slow disk must not stall a worker's other connections.
+//! last reader (the request and any retry) lets go.
+//!
+//! A slow disk must not stall a worker's other connections, so writes run
+//! on tokio's blocking pool (ext4 and most file systems cannot say
+//! whether a buffered write would block). Reads are first tried inline
+//! with `RWF_NOWAIT`, which the page cache (where a body just written
+//! almost always is) answers at once; only a miss goes to the blocking
+//! pool. Each hop there costs thread wake-ups: reading inline took
+//! bench/slow_uploads.sh from about 1.9 to 1.6 CPU-seconds (nginx: 1.2).
 
 use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use http_body_util::BodyExt as _;
 use tokio::task::JoinHandle;
 
 use crate::proxy::body::BoxError;
+use crate::proxy::static_files::{read_at, read_cached};
 
 /// Bytes gathered before each write, and read back per frame.
 const IO_SIZE: usize = 64 * 1024;
@@ -136,6 +142,7 @@ impl Spooled {
             offset: 0,
             len: self.len,
             reading: None,
+            inline: true,
         }
     }
 }
@@ -147,6 +154,8 @@ pub struct SpooledReader {
     offset: u64,
     len: u64,
     reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// Cleared when the file system has no `RWF_NOWAIT` reads.
+    inline: bool,
 }
 
 impl http_body::Body for SpooledReader {
@@ -163,11 +172,20 @@ impl http_body::Body for SpooledReader {
                 return Poll::Ready(None);
             }
             let (file, offset) = (this.file.clone(), this.offset);
-            let n = (this.len - offset).min(IO_SIZE as u64) as usize;
+            let n = (this.len - offset).min(IO_SIZE as u64);
+            if this.inline {
+                match read_cached(&file, offset, n) {
+                    Ok(Some(bytes)) => {
+                        this.offset += bytes.len() as u64;
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => this.inline = false,
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                }
+            }
             this.reading = Some(tokio::task::spawn_blocking(move || {
-                let mut buf = BytesMut::zeroed(n);
-                file.read_exact_at(&mut buf, offset)?;
-                Ok(buf.freeze())
+                read_at(&file, offset, n)
             }));
         }
         let Some(reading) = this.reading.as_mut() else {

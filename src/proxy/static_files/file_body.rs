@@ -165,9 +165,8 @@ impl http_body::Body for FileBody {
                         }
                     }
                     this.put_back(offset, len, n);
-                    let mut file = file;
                     this.reading = Some(this.runtime.spawn_blocking(move || {
-                        let chunk = read_at(&mut file, offset, n);
+                        let chunk = read_at(&file, offset, n);
                         (file, chunk)
                     }));
                 }
@@ -195,7 +194,7 @@ impl FileBody {
 /// the file shrank while being served: the response already promised
 /// `Content-Length` bytes, so the only honest thing left is an error that
 /// makes the server abort the connection.
-pub(crate) fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Bytes> {
+pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
     let mut buf = chunk_pool::buffer(len);
     while buf.len() < len {
@@ -213,7 +212,7 @@ pub(crate) fn read_at(file: &mut File, offset: u64, len: u64) -> io::Result<Byte
 /// without blocking: `Ok(None)` if the first byte would need the disk.
 /// EOPNOTSUPP (a file system without `RWF_NOWAIT` for buffered reads) is
 /// returned so the caller can stop trying.
-fn read_cached(file: &File, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
+pub(crate) fn read_cached(file: &File, offset: u64, len: u64) -> io::Result<Option<Bytes>> {
     let len = usize::try_from(len).map_err(io::Error::other)?;
     let mut buf = chunk_pool::buffer(len);
     while buf.len() < len {
@@ -361,9 +360,9 @@ mod tests {
             io::ErrorKind::UnexpectedEof
         );
         let mut f = f;
-        assert_eq!(read_at(&mut f, 90, 10).unwrap(), &content[90..]);
+        assert_eq!(read_at(&f, 90, 10).unwrap(), &content[90..]);
         assert_eq!(
-            read_at(&mut f, 90, 11).unwrap_err().kind(),
+            read_at(&f, 90, 11).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
     }

@@ -247,7 +247,7 @@ fn remember(
     if !cache.fits(size) {
         return Ok(None);
     }
-    let content = read_at(&mut opened.file, 0, size)?;
+    let content = read_at(&opened.file, 0, size)?;
     let file = CachedFile {
         id: FileId::of(&opened.meta),
         validators: Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
@@ -262,7 +262,7 @@ fn remember(
 /// Larger files on a connection that takes `sendfile` are not read here
 /// at all: the kernel sends them from the page cache.
 fn stream(
-    mut opened: Opened,
+    opened: Opened,
     segments: &[Segment],
     sendfile: Option<crate::proxy::sendfile::SendfileHandle>,
 ) -> std::io::Result<Body> {
@@ -275,7 +275,7 @@ fn stream(
             && (sendfile.is_none() || len <= CHUNK)
         {
             let n = len.min(CHUNK);
-            let head = read_at(&mut opened.file, offset, n)?;
+            let head = read_at(&opened.file, offset, n)?;
             segments[i] = Segment::Bytes(head);
             if len > n {
                 segments.insert(

@@ -34,6 +34,8 @@ mod conditional;
 mod decision;
 mod facts;
 mod file_body;
+// Also read back request bodies spooled to a file (client_body/spool.rs).
+pub(crate) use file_body::{read_at, read_cached};
 pub(crate) mod fuzz;
 mod lookup;
 mod mime;
