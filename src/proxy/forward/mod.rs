@@ -509,17 +509,14 @@ mod tests {
 #[cfg(test)]
 mod future_sizes {
     use super::*;
-
-    fn size4<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
+    use crate::future_size::future_size;
 
     /// Futures on the request path are moved around whole; dialing (TCP,
     /// TLS, handshake) is boxed so it does not inflate every request. This
     /// guards that: with dialing inline, `attempt` was 4.5 KB.
     #[test]
     fn request_path_futures_stay_small() {
-        let forward = size4(
+        let forward = future_size(
             forward
                 as fn(
                     &'static Pool,
@@ -528,7 +525,8 @@ mod future_sizes {
                     &'static mut ForwardReport,
                 ) -> _,
         );
-        let attempt = size4(attempt as fn(&'static Peer, UpstreamRequest, Duration, Duration) -> _);
+        let attempt =
+            future_size(attempt as fn(&'static Peer, UpstreamRequest, Duration, Duration) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");
     }

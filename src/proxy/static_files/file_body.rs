@@ -359,7 +359,6 @@ mod tests {
             read_cached(&f, 100, 1).unwrap_err().kind(),
             io::ErrorKind::UnexpectedEof
         );
-        let mut f = f;
         assert_eq!(read_at(&f, 90, 10).unwrap(), &content[90..]);
         assert_eq!(
             read_at(&f, 90, 11).unwrap_err().kind(),
