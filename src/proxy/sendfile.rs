@@ -23,6 +23,9 @@
 //! Entries cannot go stale: hyper keeps an HTTP/1 connection open only
 //! after a response body has ended, and it writes everything it buffered
 //! before the connection goes on; a body that fails ends the connection.
+//! The queue outlives hyper when an idle connection parks
+//! (`conn/plain.rs`), but a connection parks only once the response body
+//! was dropped and every write flushed, so nothing is queued then.
 //!
 //! Only HTTP/1.x requests on connections without TLS get a queue (TLS
 //! must encrypt in user space; HTTP/2 interleaves streams).
