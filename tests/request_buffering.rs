@@ -304,3 +304,35 @@ async fn an_upload_abandoned_halfway_never_reaches_a_server() {
     }
     assert_eq!(entries(temp.path()), 0);
 }
+
+/// `Expect: 100-continue` (curl sends it for bodies over 1 MiB): vigil
+/// answers 100 itself when it starts reading, takes the body whole, and
+/// the server's own interim 100, if it sends one, is not relayed.
+#[tokio::test]
+async fn an_upload_that_expects_100_continue_is_held_too() {
+    let temp = tempfile::tempdir().unwrap();
+    let backend = Backend::start("a").await;
+    let vigil = vigil(temp.path(), "", "", &[&backend]).await;
+    let body = payload(300_000);
+    let mut s = TcpStream::connect(vigil.first_addr()).await.unwrap();
+    s.write_all(
+        format!(
+            "PUT /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut interim))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(backend.requests(), 0);
+    s.write_all(&body).await.unwrap();
+    let (head, echoed) = answer(s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(echoed == body);
+}
