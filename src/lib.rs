@@ -3,8 +3,6 @@
 pub mod admin;
 pub mod app;
 pub mod config;
-#[cfg(test)]
-mod future_size;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;

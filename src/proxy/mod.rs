@@ -11,6 +11,8 @@ pub(crate) mod compress;
 pub(crate) mod conn;
 pub(crate) mod edge;
 pub(crate) mod forward;
+#[cfg(test)]
+mod future_size;
 pub(crate) mod h2_flood;
 pub(crate) mod handler;
 pub(crate) mod headers;

@@ -279,7 +279,7 @@ fn auto_builder(http: &HttpSettings) -> auto::Builder<TokioExecutor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::future_size::future_size;
+    use crate::proxy::future_size::future_size;
 
     /// A parked connection costs its task, and the task is as large as
     /// its largest state (the phases holding hyper are boxed): keep it

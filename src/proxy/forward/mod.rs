@@ -509,7 +509,7 @@ mod tests {
 #[cfg(test)]
 mod future_sizes {
     use super::*;
-    use crate::future_size::future_size;
+    use crate::proxy::future_size::future_size;
 
     /// Futures on the request path are moved around whole; dialing (TCP,
     /// TLS, handshake) is boxed so it does not inflate every request. This

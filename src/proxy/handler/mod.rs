@@ -340,7 +340,7 @@ fn request_head(parts: &Parts) -> Parts {
 #[cfg(test)]
 mod future_sizes {
     use super::*;
-    use crate::future_size::future_size;
+    use crate::proxy::future_size::future_size;
 
     /// The whole request future is boxed once per request (see
     /// `server::serve_connection`); keep it from growing unnoticed.
