@@ -44,6 +44,10 @@ pub struct Metrics {
     /// HTTP/2 connections closed for flooding control frames, by frame
     /// type (`settings`, `ping`).
     pub http2_flood_closed: IntCounterVec,
+    /// Proxied request bodies read whole before a server was picked, by
+    /// where they were held (`memory`, `file`); handles resolved once.
+    pub request_bodies_in_memory: IntCounter,
+    pub request_bodies_in_file: IntCounter,
     /// `limit_req` outcomes by zone (`passed`, `delayed`, `rejected`).
     pub limit_req_requests: IntCounterVec,
     /// `limit_conn` outcomes by zone (`passed`, `rejected`).
@@ -168,6 +172,12 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
 
+        let request_bodies = counter(
+            "vigil_request_bodies_buffered_total",
+            "Proxied request bodies read whole before a server was picked, by where they were held: memory (up to client_body_buffer_size) or file (a temporary file in client_body_temp_path).",
+            &["held_in"],
+        );
+
         Metrics {
             http_requests: counter(
                 "vigil_http_requests_total",
@@ -246,6 +256,8 @@ impl Metrics {
                 "Failed accepts of client connections, by reason (emfile: process fd limit, enfile: system fd limit, other).",
                 &["reason"],
             ),
+            request_bodies_in_memory: request_bodies.with_label_values(&["memory"]),
+            request_bodies_in_file: request_bodies.with_label_values(&["file"]),
             http2_flood_closed: counter(
                 "vigil_http2_flood_closed_total",
                 "HTTP/2 connections closed for flooding control frames, by frame type.",

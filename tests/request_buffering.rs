@@ -138,6 +138,9 @@ async fn a_large_slow_upload_reaches_the_server_whole_once_it_has_arrived() {
     assert!(echoed == body, "the body changed on its way");
     assert_eq!(backend.requests(), 1);
     assert_eq!(entries(temp.path()), 0);
+    let metrics = &vigil.app.server.runtime().metrics;
+    assert_eq!(metrics.request_bodies_in_file.get(), 1);
+    assert_eq!(metrics.request_bodies_in_memory.get(), 0);
 }
 
 /// Many slow uploads at once share the upstream's keep-alive connections:
@@ -196,6 +199,10 @@ async fn a_chunked_upload_goes_upstream_with_a_content_length() {
         assert_eq!(seen["headers"]["content-length"], len.to_string());
         assert!(seen["headers"].get("transfer-encoding").is_none(), "{seen}");
     }
+    // 1,000 bytes stayed in memory, 200,000 went to a file.
+    let metrics = &vigil.app.server.runtime().metrics;
+    assert_eq!(metrics.request_bodies_in_memory.get(), 1);
+    assert_eq!(metrics.request_bodies_in_file.get(), 1);
 }
 
 /// `request_buffering = false` (nginx `proxy_request_buffering off`): the

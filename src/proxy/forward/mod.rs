@@ -127,7 +127,13 @@ pub async fn forward(
         let body = if pass.request_buffering {
             // Boxed: reading a body is a rare, larger future.
             match Box::pin(client_body::read_whole(b, body_buffer_size, body_temp_path)).await {
-                Ok(h) => held.insert(h).body(),
+                Ok(h) => {
+                    match h {
+                        HeldBody::Memory(_) => metrics.request_bodies_in_memory.inc(),
+                        HeldBody::File(_) => metrics.request_bodies_in_file.inc(),
+                    }
+                    held.insert(h).body()
+                }
                 // Refused before any server saw it: nothing to blame on one.
                 Err(status) => return respond::status(status),
             }
