@@ -5,7 +5,8 @@
 //! Retry rules (nginx proxy_next_upstream): connect errors and connect
 //! timeouts are always safe to retry, since nothing was sent; after the
 //! request was sent, only a request that can be sent again identically
-//! (no body, idempotent method, or `non_idempotent` set) moves on. Retries
+//! (no body or one held whole, not streamed; an idempotent method, or
+//! `non_idempotent` set) moves on. Retries
 //! are bounded by `tries` and `next_upstream_timeout`.
 
 use std::net::SocketAddr;
