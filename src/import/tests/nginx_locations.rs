@@ -367,9 +367,10 @@ fn body_sizes_and_timeouts_at_each_level() {
     let _ = r;
 }
 
-/// The corpus writes `client_body_buffer_size 128k` (27 files) and
-/// `proxy_request_buffering off` (9): the first is vigil's in-memory
-/// share of a held body, the second turns holding off per location.
+/// The corpus writes `client_body_buffer_size 128k` 27 times (in 4 files)
+/// and `proxy_request_buffering off` 9 times (in 3): the first is vigil's
+/// in-memory share of a held body, the second turns holding off per
+/// location.
 #[test]
 fn request_body_buffering() {
     let (t, r) = http(
