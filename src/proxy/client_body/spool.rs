@@ -12,7 +12,7 @@
 //! with `RWF_NOWAIT`, which the page cache (where a body just written
 //! almost always is) answers at once; only a miss goes to the blocking
 //! pool. Each hop there costs thread wake-ups: reading inline took
-//! bench/slow_uploads.sh from about 1.9 to 1.6 CPU-seconds (nginx: 1.2).
+//! bench/slow_uploads.sh from about 1.9 to 1.6 CPU-seconds.
 
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -70,10 +70,10 @@ where
             Some(Err(_)) => return Err(SpoolError::Body),
         };
         if pending.len() >= IO_SIZE || (done && !pending.is_empty()) {
-            writer
-                .write(pending.split().freeze())
-                .await
-                .map_err(SpoolError::Io)?;
+            // A fresh buffer at full size: `split` would leave `pending`
+            // none, to be regrown through reallocations for every write.
+            let full = std::mem::replace(&mut pending, BytesMut::with_capacity(IO_SIZE));
+            writer.write(full.freeze()).await.map_err(SpoolError::Io)?;
         }
         if done {
             break;
