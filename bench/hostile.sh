@@ -13,9 +13,22 @@
 #     two-server pool with max_fails = 1.
 # Afterwards it checks that no upstream server was taken out.
 #
+# Per attack and server it prints the normal client's success rate, p99
+# and requests served, the server's CPU seconds (normal traffic
+# included), and the attack script's own CPU seconds.
+#
+# Two controls follow, since on a small shared machine the p99s measure
+# the cores as much as the servers:
+#   - "CPU burner": no attack, a busy loop (no network at all) taking
+#     10 % of one core while the normal client measures. Whatever p99 a
+#     server shows here, no attack can be expected to beat.
+#   - "flood alone": each h2 flood with no normal client, so the
+#     server's CPU is the flood's own cost.
+#
 # Usage: bench/hostile.sh [seconds-per-attack]   (default 12; the whole
-#        run takes about 2 × 9 × that, and stops by itself)
-# Environment: NOFILE (4096), FLOODERS (4), PORT_BASE (19300).
+#        run takes about 2 × 14 × that, and stops by itself)
+# Environment: NOFILE (4096), FLOODERS (4), PORT_BASE (19300),
+#              ATTACKS (space-separated modes to run, default all).
 # Needs: nginx, wrk, python3 (installed with apt-get if missing), cargo.
 set -euo pipefail
 
@@ -148,7 +161,7 @@ cpu_ticks() { # utime + stime of the processes, in clock ticks
 procs_of() { # nginx: master + workers; vigil: the process
   if [ "$1" = nginx ]; then echo "$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')"; else echo "$VIGIL_PID"; fi
 }
-# wrk → "success% p99_ms"
+# wrk → "success% p99_ms requests"
 normal_client() {
   wrk -t1 -c4 -d"$1s" --timeout 5s --latency "http://127.0.0.1:$2/api/x" 2>/dev/null | awk '
     function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v/1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v } if (v ~ /s$/) { sub(/s$/, "", v); return v*1000 } return v }
@@ -156,38 +169,78 @@ normal_client() {
     / requests in / { n = $1 }
     /Non-2xx/ { bad += $NF }
     /Socket errors/ { gsub(",", ""); conn = $4; bad += $6 + $8 + $10 }
-    END { total = n + conn; if (total == 0) { print "0.00 -"; exit } printf "%.2f %s\n", 100 * (n - bad) / total, (p99 == "" ? "-" : p99) }'
+    END { total = n + conn; if (total == 0) { print "0.00 - 0"; exit } printf "%.2f %s %d\n", 100 * (n - bad) / total, (p99 == "" ? "-" : p99), n }'
 }
 HZ=$(getconf CLK_TCK)
 
 printf "\nvigil %s vs nginx %s — %ss per attack, ulimit -n %s, %s cores, load average %s\n" \
   "$("$VIGIL" --version | awk '{print $2}')" "$("$NGINX" -v 2>&1 | sed 's|.*/||')" "$DURATION" "$NOFILE" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
-printf "%-26s | %8s %8s %8s | %8s %8s %8s\n" attack "nginx ok%" "p99 ms" "CPU s" "vigil ok%" "p99 ms" "CPU s"
+printf "%-26s | %8s %8s %7s %6s | %8s %8s %7s %6s | %s\n" attack \
+  "nginx ok%" "p99 ms" "req" "CPU s" "vigil ok%" "p99 ms" "req" "CPU s" "attacker CPU s"
+
+wanted() { [ -z "${ATTACKS:-}" ] || [[ " $ATTACKS " == *" $1 "* ]]; }
+target_port() { # server mode
+  if [ "$1" = nginx ]; then
+    if [ "${2#h2-}" != "$2" ]; then echo "$NGINX_H2"; else echo "$NGINX_P"; fi
+  else
+    echo "$VIGIL_P"
+  fi
+}
+seconds() { awk -v t="$1" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }'; }
+attacker_cpu() { sed -n 's/.* cpu=\([0-9.]*\).*/\1/p' "$1" | tail -1; }
 
 run_attack() { # name mode count
-  local name=$1 mode=$2 count=$3 server port target procs before after line out=()
+  local name=$1 mode=$2 count=$3 server port procs before after line cols=() atk=()
+  if [ "$mode" != none ] && [ "$mode" != burner ] && ! wanted "$mode"; then return; fi
   for server in nginx vigil; do
     if [ "$server" = nginx ]; then port=$NGINX_P; else port=$VIGIL_P; fi
-    target=$port
-    if [ "$server" = nginx ] && [ "${mode#h2-}" != "$mode" ]; then target=$NGINX_H2; fi
     procs=$(procs_of "$server")
     before=$(cpu_ticks $procs)
-    if [ "$mode" != none ]; then
-      python3 "$ATTACK" "$mode" 127.0.0.1 "$target" "$count" "$DURATION" > "$WORK/attack-$server-$mode.out" 2>&1 &
-      sleep 2
-      line=$(normal_client $((DURATION - 3)) "$port")
-      wait $! || true
-    else
-      line=$(normal_client "$DURATION" "$port")
-    fi
+    case $mode in
+      none) line=$(normal_client "$DURATION" "$port"); atk+=(-) ;;
+      burner)
+        python3 -c 'import sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    t = time.monotonic()
+    while time.monotonic() - t < 0.001: pass
+    time.sleep(0.009)' "$DURATION" &
+        sleep 2
+        line=$(normal_client $((DURATION - 3)) "$port")
+        wait $! || true
+        atk+=(-) ;;
+      *)
+        python3 "$ATTACK" "$mode" 127.0.0.1 "$(target_port "$server" "$mode")" "$count" "$DURATION" > "$WORK/attack-$server-$mode.out" 2>&1 &
+        sleep 2
+        line=$(normal_client $((DURATION - 3)) "$port")
+        wait $! || true
+        atk+=("$(attacker_cpu "$WORK/attack-$server-$mode.out")") ;;
+    esac
     after=$(cpu_ticks $procs)
-    out+=("$line" "$(awk -v t=$((after - before)) -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')")
+    set -- $line # ok% p99 requests
+    cols+=("$1" "$2" "$3" "$(seconds $((after - before)))")
     sleep 2
   done
-  printf "%-26s | %8s %8s %8s | %8s %8s %8s\n" "$name" ${out[0]} "${out[1]}" ${out[2]} "${out[3]}"
+  printf "%-26s | %8s %8s %7s %6s | %8s %8s %7s %6s | %s / %s\n" "$name" "${cols[@]}" "${atk[0]}" "${atk[1]}"
+}
+
+# An h2 flood with no normal traffic: the server's CPU is the flood's.
+flood_alone() { # name mode
+  local name=$1 mode=$2 server procs before after cols=()
+  wanted "$mode" || return 0
+  for server in nginx vigil; do
+    procs=$(procs_of "$server")
+    before=$(cpu_ticks $procs)
+    python3 "$ATTACK" "$mode" 127.0.0.1 "$(target_port "$server" "$mode")" "$FLOODERS" "$DURATION" > "$WORK/alone-$server-$mode.out" 2>&1 || true
+    after=$(cpu_ticks $procs)
+    cols+=("$(seconds $((after - before)))" "$(attacker_cpu "$WORK/alone-$server-$mode.out")")
+    sleep 2
+  done
+  printf "%-26s | %12s %12s | %12s %12s\n" "$name" "${cols[@]}"
 }
 
 run_attack "none (baseline)" none 0
+run_attack "CPU burner, 10 % of a core" burner 0
 run_attack "slowloris 1000 headers" slow-header 1000
 run_attack "slowloris 1000 bodies" slow-body 1000
 run_attack "5000 silent (fd limit)" silent 5000
@@ -196,6 +249,13 @@ run_attack "h2 PING flood" h2-ping "$FLOODERS"
 run_attack "h2 rapid reset" h2-rapid-reset "$FLOODERS"
 run_attack "h2 CONTINUATION flood" h2-continuation "$FLOODERS"
 run_attack "bad-chunk ejection" bad-chunk 4
+
+printf "\nflood alone (%s connections, %ss, no normal client)\n" "$FLOODERS" "$DURATION"
+printf "%-26s | %12s %12s | %12s %12s\n" flood "nginx CPU s" "attacker s" "vigil CPU s" "attacker s"
+flood_alone "h2 SETTINGS flood" h2-settings
+flood_alone "h2 PING flood" h2-ping
+flood_alone "h2 rapid reset" h2-rapid-reset
+flood_alone "h2 CONTINUATION flood" h2-continuation
 
 echo
 for f in "$WORK"/attack-*.out; do printf "%s: %s\n" "$(basename "$f" .out)" "$(tail -1 "$f")"; done

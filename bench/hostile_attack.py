@@ -6,7 +6,8 @@ frames written by hand), so the bench needs no extra packages.
 usage: hostile_attack.py MODE HOST PORT COUNT SECONDS
 modes: slow-header, slow-body, silent, h2-settings, h2-ping,
        h2-rapid-reset, h2-continuation, bad-chunk, idle-keepalive
-Prints one line: "<mode> connections=<opened> closed_by_server=<n>".
+Prints one line: "<mode> connections=<opened> closed_by_server=<n>
+cpu=<seconds>", the last being this script's own user + system time.
 """
 import asyncio
 import resource
@@ -169,7 +170,9 @@ async def main():
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), seconds + 5)
     except asyncio.TimeoutError:
         pass
-    print(f"{mode} connections={stats['opened']} closed_by_server={stats['closed']}")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"{mode} connections={stats['opened']} closed_by_server={stats['closed']} cpu={cpu:.2f}")
 
 
 asyncio.run(main())
