@@ -20,6 +20,7 @@ use http::{
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use smallvec::SmallVec;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
@@ -61,11 +62,14 @@ pub struct ForwardRequest<'a> {
     pub metrics: &'a crate::metrics::Metrics,
 }
 
+/// Each server tried, with the status it answered (None = no answer).
+/// Inline for the usual single try: no allocation per request.
+pub type Attempts = SmallVec<[(SocketAddr, Option<StatusCode>); 1]>;
+
 /// What happened, for the access log and metrics.
 #[derive(Debug, Default)]
 pub struct ForwardReport {
-    /// Each server tried, with the status it answered (None = no answer).
-    pub attempts: Vec<(SocketAddr, Option<StatusCode>)>,
+    pub attempts: Attempts,
     /// Time until the response head arrived.
     pub header_time: Option<Duration>,
 }
@@ -165,7 +169,8 @@ pub async fn forward(
         _ => PickKey::None,
     };
 
-    let mut tried: Vec<usize> = Vec::new();
+    // Inline up to 4 tries: no allocation per request.
+    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
     let mut last = Failure::NoLiveUpstreams;
     while tried.len() < max_tries {
         if let Some(budget) = config.next_upstream_timeout {

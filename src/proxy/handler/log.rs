@@ -24,10 +24,12 @@ pub(super) struct LogDetail {
     pub(super) time: SystemTime,
     pub(super) uri: Uri,
     pub(super) version: Version,
-    pub(super) referer: Option<String>,
-    pub(super) user_agent: Option<String>,
-    pub(super) host: Option<String>,
-    pub(super) upstream: Vec<(SocketAddr, Option<StatusCode>)>,
+    /// Header values are kept as they came (shares of the request's
+    /// buffer, no copy) and read as text when the line is written.
+    pub(super) referer: Option<http::HeaderValue>,
+    pub(super) user_agent: Option<http::HeaderValue>,
+    pub(super) host: Option<RequestHost>,
+    pub(super) upstream: crate::proxy::forward::Attempts,
     pub(super) upstream_time: Option<std::time::Duration>,
 }
 
@@ -80,9 +82,9 @@ impl LoggedBody {
             version: log.version,
             status: r.status,
             body_bytes: self.bytes,
-            referer: log.referer.as_deref(),
-            user_agent: log.user_agent.as_deref(),
-            host: log.host.as_deref(),
+            referer: log.referer.as_ref().and_then(|v| v.to_str().ok()),
+            user_agent: log.user_agent.as_ref().and_then(|v| v.to_str().ok()),
+            host: log.host.as_ref().map(RequestHost::as_str),
             request_time: elapsed,
             upstream: &log.upstream,
             upstream_time: log.upstream_time,

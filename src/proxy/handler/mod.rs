@@ -131,16 +131,16 @@ pub async fn handle(
     let original_uri = parts.uri.clone();
     let method = parts.method.clone();
     let version = parts.version;
-    let host: Option<String> = request_host(&parts).map(str::to_owned);
+    let host = RequestHost::of(&parts);
     let client_headers = rt.access_log.enabled().then(|| {
         (
-            header_string(&parts.headers, &header::REFERER),
-            header_string(&parts.headers, &header::USER_AGENT),
+            parts.headers.get(header::REFERER).cloned(),
+            parts.headers.get(header::USER_AGENT).cloned(),
         )
     });
 
     let server_index = match rt.listeners.get(&conn.listener) {
-        Some(hosts) => hosts.select(host.as_deref()),
+        Some(hosts) => hosts.select(host.as_ref().map(RequestHost::as_str)),
         // The listener was removed by a reload; its connections are being
         // closed. Tell this client to come back.
         None => {
@@ -194,7 +194,7 @@ pub async fn handle(
         rt: &rt,
         conn,
         server_index,
-        host: host.as_deref(),
+        host: host.as_ref().map(RequestHost::as_str),
         original_uri: &original_uri,
     };
     let mut response = route(ctx, &mut exchange, parts, Some(body), None).await;
@@ -213,7 +213,7 @@ pub async fn handle(
                 conn,
                 remote: &exchange.remote,
                 server_name: &server.label,
-                host: host.as_deref(),
+                host: host.as_ref().map(RequestHost::as_str),
                 original_uri: &original_uri,
                 maps: &rt.config.maps,
                 map_values: &exchange.map_values,
@@ -304,11 +304,34 @@ struct Exchange {
 }
 
 /// The host the client asked for: the URI authority (HTTP/2, absolute
-/// form) wins over `Host` (RFC 9112 §3.2.2).
-fn request_host(parts: &Parts) -> Option<&str> {
-    match parts.uri.authority() {
-        Some(a) => Some(a.as_str()),
-        None => parts.headers.get(header::HOST)?.to_str().ok(),
+/// form) wins over `Host` (RFC 9112 §3.2.2). Held as a share
+/// of the request's own buffer rather than a copy, as the request is
+/// handed on before the host's last use (the access log).
+#[derive(Debug, Clone)]
+pub(super) enum RequestHost {
+    Authority(http::uri::Authority),
+    /// Checked as text when taken.
+    Header(http::HeaderValue),
+}
+
+impl RequestHost {
+    fn of(parts: &Parts) -> Option<Self> {
+        match parts.uri.authority() {
+            Some(a) => Some(Self::Authority(a.clone())),
+            None => {
+                let value = parts.headers.get(header::HOST)?;
+                value.to_str().ok()?;
+                Some(Self::Header(value.clone()))
+            }
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Self::Authority(a) => a.as_str(),
+            // `of` took only text.
+            Self::Header(v) => v.to_str().unwrap_or_default(),
+        }
     }
 }
 
@@ -320,10 +343,6 @@ fn content_length(parts: &Parts) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-fn header_string(headers: &http::HeaderMap, name: &header::HeaderName) -> Option<String> {
-    headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
 /// A copy of the request's method, URI, version and headers (`Parts`

@@ -118,6 +118,9 @@ struct Chooser {
     primary: SmoothWeighted,
     backup: SmoothWeighted,
     rng: fastrand::Rng,
+    /// The group being chosen from, refilled for each pick: kept here so
+    /// that a pick allocates nothing.
+    views: Vec<PeerView>,
 }
 
 impl UpstreamPool {
@@ -166,6 +169,7 @@ impl UpstreamPool {
                 primary: SmoothWeighted::new(primaries.len()),
                 backup: SmoothWeighted::new(backups.len()),
                 rng: fastrand::Rng::new(),
+                views: Vec::with_capacity(primaries.len().max(backups.len())),
             }),
             config,
             peers,
@@ -179,45 +183,46 @@ impl UpstreamPool {
     /// backups only when no primary is eligible. `None`: nothing left.
     pub fn pick(&self, tried: &[usize], key: PickKey<'_>) -> Option<usize> {
         let now = Instant::now();
-        let view = |group: &[usize]| -> Vec<PeerView> {
-            group
-                .iter()
-                .map(|&i| PeerView {
-                    weight: self.peers[i].server.weight,
-                    active: self.peers[i].active.load(Ordering::Relaxed),
-                    eligible: !tried.contains(&i) && self.peers[i].available(now),
-                })
-                .collect()
+        let view = |group: &[usize], views: &mut Vec<PeerView>| {
+            views.clear();
+            views.extend(group.iter().map(|&i| PeerView {
+                weight: self.peers[i].server.weight,
+                active: self.peers[i].active.load(Ordering::Relaxed),
+                eligible: !tried.contains(&i) && self.peers[i].available(now),
+            }));
         };
         let mut chooser = self.chooser.lock().unwrap_or_else(|e| e.into_inner());
         let Chooser {
             primary,
             backup,
             rng,
+            views,
         } = &mut *chooser;
-        let primaries = view(&self.primaries);
+        view(&self.primaries, views);
+        let primaries = &views[..];
         let choice = match (&self.config.balance, key) {
-            (BalanceMethod::RoundRobin, _) => primary.pick(&primaries),
-            (BalanceMethod::LeastConn, _) => balance::least_conn(&primaries, primary),
-            (BalanceMethod::RandomTwo, _) => balance::random_two(&primaries, rng),
+            (BalanceMethod::RoundRobin, _) => primary.pick(primaries),
+            (BalanceMethod::LeastConn, _) => balance::least_conn(primaries, primary),
+            (BalanceMethod::RandomTwo, _) => balance::random_two(primaries, rng),
             (BalanceMethod::IpHash, PickKey::Client(ip)) => {
-                balance::ip_hash(&primaries, ip).or_else(|| primary.pick(&primaries))
+                balance::ip_hash(primaries, ip).or_else(|| primary.pick(primaries))
             }
             (BalanceMethod::Hash(_), PickKey::Bytes(k)) => {
-                self.ring.as_ref().and_then(|r| r.pick(&primaries, k))
+                self.ring.as_ref().and_then(|r| r.pick(primaries, k))
             }
             // A hash method without its key (cannot happen from the
             // request path): spread by round robin.
-            (BalanceMethod::IpHash | BalanceMethod::Hash(_), _) => primary.pick(&primaries),
+            (BalanceMethod::IpHash | BalanceMethod::Hash(_), _) => primary.pick(primaries),
         };
         if let Some(i) = choice {
             return Some(self.primaries[i]);
         }
-        let backups = view(&self.backups);
+        view(&self.backups, views);
+        let backups = &views[..];
         let choice = match self.config.balance {
-            BalanceMethod::LeastConn => balance::least_conn(&backups, backup),
-            BalanceMethod::RandomTwo => balance::random_two(&backups, rng),
-            _ => backup.pick(&backups),
+            BalanceMethod::LeastConn => balance::least_conn(backups, backup),
+            BalanceMethod::RandomTwo => balance::random_two(backups, rng),
+            _ => backup.pick(backups),
         };
         choice.map(|i| self.backups[i])
     }
