@@ -9,10 +9,35 @@
 
 use std::fmt;
 
+use http::Uri;
+use http::uri::PathAndQuery;
+
 /// A path that has been decoded and normalized: it starts with `/`, has no
 /// empty, `.` or `..` segments, and holds no NUL byte.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NormalizedPath(String);
+#[derive(Debug, Clone)]
+pub struct NormalizedPath(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Owned(String),
+    /// A request target whose path was normal as it came (the common
+    /// case): its path, shared with the request rather than copied.
+    Target(PathAndQuery),
+}
+
+impl PartialEq for NormalizedPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NormalizedPath {}
+
+impl std::hash::Hash for NormalizedPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
 
 /// Why a path was refused (always answered with 400 Bad Request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,17 +68,35 @@ impl fmt::Display for PathError {
 
 impl std::error::Error for PathError {}
 
+/// Nothing to decode or resolve: no `%`, no empty, `.` or `..` segment
+/// (a dot inside a name, `/1k.txt`, is plain). A raw NUL is not plain: the
+/// slow path refuses it (found by fuzzing: the fast path let it through).
+fn is_plain(raw: &str) -> bool {
+    raw.starts_with('/')
+        && !raw.contains(['%', '\0'])
+        && !raw.contains("//")
+        && !raw
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
 impl NormalizedPath {
+    /// The normalized path of a request target: as [`parse`](Self::parse)
+    /// on its path, without copying a path that is already normal.
+    pub fn of_target(uri: &Uri) -> Result<Self, PathError> {
+        match uri.path_and_query() {
+            Some(pq) if is_plain(pq.path()) => Ok(Self(Repr::Target(pq.clone()))),
+            _ => Self::parse(uri.path()),
+        }
+    }
+
     /// Decodes and normalizes a raw request path (no query string).
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         if !raw.starts_with('/') {
             return Err(PathError::NotAbsolute);
         }
-        // Fast path: nothing to decode or resolve (the common case).
-        // A raw NUL takes the slow path too, which refuses it (found by
-        // fuzzing: the fast path let it through).
-        if !raw.contains(['%', '.', '\0']) && !raw.contains("//") {
-            return Ok(Self(raw.to_owned()));
+        if is_plain(raw) {
+            return Ok(Self(Repr::Owned(raw.to_owned())));
         }
         let decoded = percent_decode(raw.as_bytes())?;
         let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
@@ -82,22 +125,25 @@ impl NormalizedPath {
         if trailing_slash {
             out.push('/');
         }
-        Ok(Self(out))
+        Ok(Self(Repr::Owned(out)))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Owned(s) => s,
+            Repr::Target(pq) => pq.path(),
+        }
     }
 
     /// True when the path names a directory (ends with `/`).
     pub fn is_dir(&self) -> bool {
-        self.0.ends_with('/')
+        self.as_str().ends_with('/')
     }
 }
 
 impl fmt::Display for NormalizedPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -149,10 +195,40 @@ mod tests {
         assert_eq!(NormalizedPath::parse("/a\0"), Err(PathError::Nul));
         assert_eq!(NormalizedPath::parse("/a%00"), Err(PathError::Nul));
     }
+
+    /// Only a path with nothing to resolve skips normalizing (and is kept
+    /// shared with the request); dots inside names are plain.
+    #[test]
+    fn only_paths_with_nothing_to_resolve_are_plain() {
+        for plain in [
+            "/",
+            "/1k.txt",
+            "/a/b.c/",
+            "/.well-known/x",
+            "/a..b",
+            "/...",
+            "/a/",
+        ] {
+            assert!(is_plain(plain), "{plain}");
+        }
+        for not in [
+            "", "a", "*", "/.", "/..", "/a/.", "/a/..", "/./a", "/../a", "/a//b", "/%2e", "/a\0",
+        ] {
+            assert!(!is_plain(not), "{not:?}");
+        }
+        let uri: Uri = "/static/app.min.js?v=2".parse().unwrap();
+        let path = NormalizedPath::of_target(&uri).unwrap();
+        assert!(matches!(path.0, Repr::Target(_)));
+        assert_eq!(path.as_str(), "/static/app.min.js");
+        let uri: Uri = "/static/../app.js".parse().unwrap();
+        let path = NormalizedPath::of_target(&uri).unwrap();
+        assert!(matches!(path.0, Repr::Owned(_)));
+        assert_eq!(path.as_str(), "/app.js");
+    }
     use proptest::prelude::*;
 
     fn norm(raw: &str) -> Result<String, PathError> {
-        NormalizedPath::parse(raw).map(|p| p.0)
+        NormalizedPath::parse(raw).map(|p| p.as_str().to_owned())
     }
 
     #[test]
@@ -211,6 +287,19 @@ mod tests {
                 if !s.contains('%') {
                     let again = NormalizedPath::parse(s).unwrap();
                     prop_assert_eq!(again.as_str(), s);
+                }
+            }
+        }
+
+        /// A request target normalizes as its path does, whether or not
+        /// the path is kept shared.
+        #[test]
+        fn a_target_normalizes_as_its_path(raw in "/[a-z./%0-9A-F]{0,40}(\\?[a-z=&/.]{0,8})?") {
+            if let Ok(uri) = raw.parse::<Uri>() {
+                let target = NormalizedPath::of_target(&uri);
+                prop_assert_eq!(target.clone().map(|p| p.as_str().to_owned()), norm(uri.path()));
+                if let Ok(t) = target {
+                    prop_assert_eq!(t, NormalizedPath::parse(uri.path()).unwrap());
                 }
             }
         }

@@ -36,7 +36,7 @@ pub(super) async fn route(
         );
         return respond::redirect(StatusCode::MOVED_PERMANENTLY, &target);
     }
-    let mut path = match NormalizedPath::parse(parts.uri.path()) {
+    let mut path = match NormalizedPath::of_target(&parts.uri) {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(uri = %parts.uri, error = %e, "bad request path");

@@ -20,14 +20,18 @@ pub(crate) fn content_type(uri_path: &str) -> HeaderValue {
         return HeaderValue::from_static(DEFAULT);
     };
     // nginx lowercases the extension before the lookup
-    // (ngx_http_set_content_type); extensions longer than any known one
-    // cannot match, so skip the allocation for them.
-    if ext.len() > 16 {
+    // (ngx_http_set_content_type), here on the stack; extensions longer
+    // than any known one cannot match.
+    let mut buf = [0u8; 16];
+    let Some(lower) = buf.get_mut(..ext.len()) else {
         return HeaderValue::from_static(DEFAULT);
-    }
-    let lower = ext.to_ascii_lowercase();
-    let essence = nginx_type(&lower)
-        .or_else(|| mime_guess::from_ext(&lower).first_raw())
+    };
+    lower.copy_from_slice(ext.as_bytes());
+    lower.make_ascii_lowercase();
+    // ASCII lowercasing keeps UTF-8 valid.
+    let lower = std::str::from_utf8(lower).unwrap_or_default();
+    let essence = nginx_type(lower)
+        .or_else(|| mime_guess::from_ext(lower).first_raw())
         .unwrap_or(DEFAULT);
     HeaderValue::from_static(essence)
 }
