@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use regex::{Regex, RegexBuilder};
 use support::backend::{Backend, free_port};
-use support::imported::{Answer, Imported, MIME, Running, corpus, nginx_for_differential};
+use support::imported::{Answer, Imported, MIME, Nginx, corpus, nginx_for_differential};
 use vigil::import::files::Disk;
 use vigil::import::nginx::Directive;
 use vigil::import::nginx::lex::{Word, quote};
@@ -1343,7 +1343,7 @@ fn run_file(
         }
     }
 
-    let _nginx = Running(
+    let _nginx = Nginx(
         Command::new(nginx)
             .arg("-c")
             .arg(&nginx_conf)

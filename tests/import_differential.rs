@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
-use support::imported::{Answer, Imported, MIME, Running, nginx_for_differential};
+use support::imported::{Answer, Imported, MIME, Nginx, nginx_for_differential};
 
 /// One request with curl (no redirects followed, no decompression).
 fn fetch(port: u16, path: &str, headers: &[&str]) -> Answer {
@@ -206,7 +206,7 @@ fn imported_config_answers_as_nginx_does() {
     let vigil_src = dir.join("for-vigil.conf");
     std::fs::write(&vigil_src, nginx_conf(dir, vp, ap, bp)).unwrap();
 
-    let _nginx = Running(
+    let _nginx = Nginx(
         Command::new(nginx)
             .arg("-c")
             .arg(&nginx_conf_path)

@@ -17,6 +17,32 @@ impl Drop for Running {
     }
 }
 
+/// An nginx master (`daemon off`) stopped when dropped, workers included.
+/// SIGKILL would stop the master alone and leave its workers running,
+/// orphaned, on their ports; SIGTERM has the master stop them first.
+/// SIGKILL only if it has not exited within 5 s.
+pub struct Nginx(pub Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = libc::pid_t::try_from(self.0.id()).unwrap_or(0);
+        if pid > 0 && self.0.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on our own child, which has not been reaped
+            // (try_wait saw it running), so the pid is still its own.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// vigil running the import of `nginx_conf`, written to `out`.
 pub struct Imported {
     /// The config as `vigil import` wrote it (for failure messages).
