@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::park::ConnState;
+use super::wake_gate::WakeGate;
 use super::{ConnControl, FIRST_REQUEST_GRACE, await_first_bytes, unread_bytes};
 use crate::proxy::server::Lifecycle;
 
@@ -161,10 +162,15 @@ where
     E: std::fmt::Display,
 {
     let local_ip = d.control.local_ip;
-    let head_due = tokio::time::sleep_until(d.head.map_or_else(Instant::now, |h| h.at));
+    // Gated (see `wake_gate`): this future is polled at every wake-up of
+    // the task, for every read and write of the connection, and only the
+    // connection needs to be.
+    let head_due = WakeGate::new(tokio::time::sleep_until(
+        d.head.map_or_else(Instant::now, |h| h.at),
+    ));
     tokio::pin!(head_due);
     let park_after = park_after.unwrap_or(Duration::ZERO);
-    let park_due = tokio::time::sleep(park_after);
+    let park_due = WakeGate::new(tokio::time::sleep(park_after));
     tokio::pin!(park_due);
     let mut seen = d.state.activity();
     // Only a connection that has served a request parks: a fresh hyper
@@ -194,10 +200,10 @@ where
                         return Driven::Idle;
                     }
                     seen = now;
-                    park_due.as_mut().reset(Instant::now() + park_after);
+                    park_due.as_mut().changed().reset(Instant::now() + park_after);
                     false
                 }
-                event = d.close_requested(local_ip) => matches!(event, Event::Close),
+                event = WakeGate::new(d.close_requested(local_ip)) => matches!(event, Event::Close),
             };
         if !close {
             continue;

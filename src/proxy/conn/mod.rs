@@ -4,11 +4,14 @@
 //!   the proxy drains, its listener goes away or its local address, a VIP,
 //!   is given up) without failing a request the client has already sent;
 //! - [`plain`]: plain connections, HTTP/1 parked between requests;
-//! - [`park`]: what parking needs to know, and the socket wrapper.
+//! - [`park`]: what parking needs to know, and the socket wrapper;
+//! - [`wake_gate`]: polling the close and timer branches only when they
+//!   were woken, not at every wake-up for the connection's traffic.
 
 mod drive;
 mod park;
 mod plain;
+mod wake_gate;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -178,7 +178,10 @@ pub async fn forward(
                 break;
             }
         }
-        let Some(index) = pool.pick(&tried, key) else {
+        // One clock reading dates the attempt, the pick and the cached
+        // connection's idle check.
+        let attempt_start = Instant::now();
+        let Some(index) = pool.pick_at(&tried, key, attempt_start) else {
             break;
         };
         tried.push(index);
@@ -195,8 +198,8 @@ pub async fn forward(
         if tried.len() > 1 {
             peer.metrics.retry(metrics, &config.name);
         }
-        let attempt_start = Instant::now();
-        let outcome = attempt(&peer, req, config.connect_timeout, config.read_timeout).await;
+        let timeouts = (config.connect_timeout, config.read_timeout);
+        let outcome = attempt(&peer, req, timeouts, attempt_start).await;
         let answered = outcome.as_ref().ok().map(|(head, _)| head.status);
         let code = match (&answered, &outcome) {
             (Some(status), _) => AttemptCode::Status(*status),
@@ -207,23 +210,24 @@ pub async fn forward(
             .attempt(metrics, &config.name, &peer.server.label, code);
         match outcome {
             Ok((head, connection)) => {
-                let seconds = attempt_start.elapsed().as_secs_f64();
+                let answered_at = Instant::now();
+                let seconds = (answered_at - attempt_start).as_secs_f64();
                 peer.metrics.response_time(metrics, &config.name, seconds);
                 let status = head.status;
                 report.attempts.push((peer.server.addr, Some(status)));
                 let can_retry = template.is_some() && tried.len() < max_tries;
                 if can_retry && listed_status(&config.next_upstream, status) {
-                    peer.record_failure(Instant::now());
+                    peer.record_failure(answered_at);
                     last = Failure::Status(status);
                     tracing::info!(upstream = %config.name, server = %peer.server.label, %status, "trying next upstream server");
                     continue;
                 }
                 if listed_status(&config.next_upstream, status) {
-                    peer.record_failure(Instant::now());
+                    peer.record_failure(answered_at);
                 } else {
                     peer.record_success();
                 }
-                report.header_time = Some(started.elapsed());
+                report.header_time = Some(answered_at - started);
                 return finish_response(
                     head,
                     connection,
@@ -268,14 +272,15 @@ pub async fn forward(
 /// the request went out (or, for a bodiless idempotent request, closes
 /// before any answer: the server timed it out as we picked it) is
 /// replaced by a fresh one, as nginx does for its keep-alive cache.
+/// `(connect_timeout, read_timeout)`; `now`: when the attempt started.
 async fn attempt(
     peer: &Peer,
     mut req: UpstreamRequest,
-    connect_timeout: Duration,
-    read_timeout: Duration,
+    (connect_timeout, read_timeout): (Duration, Duration),
+    now: Instant,
 ) -> Result<(ResponseHead, Box<Connection>), AttemptError> {
     let replayable = http_body::Body::is_end_stream(&req.body) && is_idempotent(&req.method);
-    let mut cached = peer.idle.take(Instant::now());
+    let mut cached = peer.idle.take(now);
     loop {
         let mut connection = match cached.take() {
             Some(c) => c,
@@ -538,7 +543,7 @@ mod future_sizes {
                 ) -> _,
         );
         let attempt =
-            future_size(attempt as fn(&'static Peer, UpstreamRequest, Duration, Duration) -> _);
+            future_size(attempt as fn(&'static Peer, UpstreamRequest, (Duration, Duration), Instant) -> _);
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");
     }

@@ -181,8 +181,14 @@ impl UpstreamPool {
 
     /// Chooses a server for the next attempt, skipping `tried` ones;
     /// backups only when no primary is eligible. `None`: nothing left.
+    #[cfg(test)]
     pub fn pick(&self, tried: &[usize], key: PickKey<'_>) -> Option<usize> {
-        let now = Instant::now();
+        self.pick_at(tried, key, Instant::now())
+    }
+
+    /// [`Pool::pick`] as of `now` (the caller's clock reading, one per
+    /// attempt: it also dates the attempt).
+    pub fn pick_at(&self, tried: &[usize], key: PickKey<'_>, now: Instant) -> Option<usize> {
         let view = |group: &[usize], views: &mut Vec<PeerView>| {
             views.clear();
             views.extend(group.iter().map(|&i| PeerView {
