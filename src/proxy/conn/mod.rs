@@ -151,8 +151,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
         let state = self.state.clone();
         // Boxed: the request future is a few KB; hyper moves the service
         // future into place for every request, and a box makes that move
-        // a pointer copy.
-        Box::pin(async move {
+        // a pointer copy. Built in its box (see `boxed_in_place`).
+        Box::into_pin(boxed_in_place(move || async move {
             let mut response = handler::handle(rt, &conn, req).await;
             let closing =
                 *lifecycle.borrow() != Lifecycle::Serving || state.close_after.load(Relaxed);
@@ -163,8 +163,20 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
                 );
             }
             Ok(response.map(|body| Tracked::new(body, in_flight)))
-        })
+        }))
     }
+}
+
+/// `Box::new(make())`, with the box allocated first so that the value
+/// can be written straight into it: `Box::new` evaluates its argument
+/// before it allocates, so a large future is built on the stack and then
+/// copied (perf: a 5.9 KB `memcpy` per request).
+#[inline(always)]
+fn boxed_in_place<T>(make: impl FnOnce() -> T) -> Box<T> {
+    let mut boxed = Box::new_uninit();
+    boxed.write(make());
+    // SAFETY: written just above.
+    unsafe { boxed.assume_init() }
 }
 
 /// Serves a plain connection (see [`plain`]).
