@@ -542,8 +542,9 @@ mod future_sizes {
                     &'static mut ForwardReport,
                 ) -> _,
         );
-        let attempt =
-            future_size(attempt as fn(&'static Peer, UpstreamRequest, (Duration, Duration), Instant) -> _);
+        let attempt = future_size(
+            attempt as fn(&'static Peer, UpstreamRequest, (Duration, Duration), Instant) -> _,
+        );
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");
     }

@@ -35,6 +35,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 
+use super::response::Size;
 use super::validators::Validators;
 
 /// What the cache may hold.
@@ -86,6 +87,20 @@ pub(crate) struct CachedFile {
     pub id: FileId,
     pub validators: Validators,
     pub content: Bytes,
+    /// `content`'s length.
+    pub size: Size,
+}
+
+impl CachedFile {
+    pub fn new(id: FileId, validators: Validators, content: Bytes) -> Self {
+        let size = Size::new(content.len() as u64);
+        Self {
+            id,
+            validators,
+            content,
+            size,
+        }
+    }
 }
 
 /// What the cache knows about a path.
@@ -241,11 +256,11 @@ mod tests {
         let path = tmp.join(name);
         std::fs::write(&path, content).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        let known = Known::File(CachedFile {
-            id: FileId::of(&meta),
-            validators: Validators::new(meta.mtime(), meta.size()),
-            content: Bytes::from(content.to_owned()),
-        });
+        let known = Known::File(CachedFile::new(
+            FileId::of(&meta),
+            Validators::new(meta.mtime(), meta.size()),
+            Bytes::from(content.to_owned()),
+        ));
         (path, known)
     }
 

@@ -16,7 +16,7 @@ use super::mime;
 use super::open::{BaseDir, Confinement, OpenError, Opened, open_beneath};
 use super::percent::encode_path;
 use super::rel_path::RelPath;
-use super::response::{self, Reply, Representation};
+use super::response::{self, Reply, Representation, Size};
 use super::try_files::Plan;
 use super::validators::Validators;
 use crate::proxy::body::Body;
@@ -208,7 +208,10 @@ fn serve_file(
         None => Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
     };
     let repr = Representation {
-        size,
+        size: match &cached {
+            Some(c) => c.size.clone(),
+            None => Size::new(size),
+        },
         validators,
         content_type: mime::content_type(uri),
         encoding,
@@ -248,11 +251,11 @@ fn remember(
         return Ok(None);
     }
     let content = read_at(&opened.file, 0, size)?;
-    let file = CachedFile {
-        id: FileId::of(&opened.meta),
-        validators: Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
+    let file = CachedFile::new(
+        FileId::of(&opened.meta),
+        Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
         content,
-    };
+    );
     cache.insert(base, key, Known::File(file.clone()));
     Ok(Some(file))
 }

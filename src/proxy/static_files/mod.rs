@@ -226,9 +226,9 @@ fn from_cache(
             _ => return None,
         }
     }
-    let size = chosen.content.len() as u64;
+    let size = chosen.size.bytes();
     let repr = Representation {
-        size,
+        size: chosen.size.clone(),
         validators: chosen.validators,
         content_type: mime::content_type(uri),
         encoding,

@@ -10,6 +10,7 @@ use http::header::{
     CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED, LOCATION, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use smallvec::{SmallVec, smallvec};
 
 use super::decision::Decision;
 use super::file_body::Segment;
@@ -18,10 +19,32 @@ use crate::config::Expires;
 use crate::proxy::accept_encoding::Coding;
 use crate::proxy::body::Body;
 
+/// A representation's length in bytes, with its `Content-Length` value
+/// rendered once: a cached file keeps its `Size`, so an answer from the
+/// cache renders (and allocates) nothing for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Size {
+    bytes: u64,
+    header: HeaderValue,
+}
+
+impl Size {
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            bytes,
+            header: HeaderValue::from(bytes),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
 /// One representation of a resource: the file itself or a sidecar.
 #[derive(Debug, Clone)]
 pub(crate) struct Representation {
-    pub size: u64,
+    pub size: Size,
     pub validators: Validators,
     /// The type of the *original* file, also for a `.gz`/`.br` sidecar.
     pub content_type: HeaderValue,
@@ -34,11 +57,13 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     /// What the body of a GET carries; empty for 304/412/416.
-    pub segments: Vec<Segment>,
+    /// Inline: one segment is the common case.
+    pub segments: SmallVec<[Segment; 1]>,
 }
 
 /// The response head and body plan for `decision` on `repr`.
 pub(crate) fn reply(repr: &Representation, decision: &Decision) -> Reply {
+    let size = repr.size.bytes();
     let mut headers = HeaderMap::with_capacity(10);
     let validators = |h: &mut HeaderMap| {
         h.insert(LAST_MODIFIED, repr.validators.last_modified.clone());
@@ -50,25 +75,25 @@ pub(crate) fn reply(repr: &Representation, decision: &Decision) -> Reply {
         // added by `finish`). Last-Modified is kept, as nginx does.
         Decision::NotModified => {
             validators(&mut headers);
-            (StatusCode::NOT_MODIFIED, Vec::new())
+            (StatusCode::NOT_MODIFIED, SmallVec::new())
         }
-        Decision::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, Vec::new()),
+        Decision::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, SmallVec::new()),
         // §15.5.17: a 416 "SHOULD generate a Content-Range header field
         // specifying the current length of the selected representation".
         Decision::Unsatisfiable => {
-            headers.insert(CONTENT_RANGE, header(&format!("bytes */{}", repr.size)));
-            (StatusCode::RANGE_NOT_SATISFIABLE, Vec::new())
+            headers.insert(CONTENT_RANGE, header(&format!("bytes */{size}")));
+            (StatusCode::RANGE_NOT_SATISFIABLE, SmallVec::new())
         }
         Decision::Full => {
             representation_headers(&mut headers, repr);
             validators(&mut headers);
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(repr.size));
-            let segments = if repr.size == 0 {
-                Vec::new()
+            headers.insert(CONTENT_LENGTH, repr.size.header.clone());
+            let segments = if size == 0 {
+                SmallVec::new()
             } else {
-                vec![Segment::File {
+                smallvec![Segment::File {
                     offset: 0,
-                    len: repr.size,
+                    len: size,
                 }]
             };
             (StatusCode::OK, segments)
@@ -76,11 +101,11 @@ pub(crate) fn reply(repr: &Representation, decision: &Decision) -> Reply {
         Decision::Partial(range) => {
             representation_headers(&mut headers, repr);
             validators(&mut headers);
-            headers.insert(CONTENT_RANGE, header(&range.content_range(repr.size)));
+            headers.insert(CONTENT_RANGE, header(&range.content_range(size)));
             headers.insert(CONTENT_LENGTH, HeaderValue::from(range.len));
             (
                 StatusCode::PARTIAL_CONTENT,
-                vec![Segment::File {
+                smallvec![Segment::File {
                     offset: range.start,
                     len: range.len,
                 }],
@@ -101,11 +126,11 @@ pub(crate) fn reply(repr: &Representation, decision: &Decision) -> Reply {
                 .content_type
                 .to_str()
                 .unwrap_or("application/octet-stream");
-            let mut segments = Vec::with_capacity(ranges.len() * 2 + 1);
+            let mut segments = SmallVec::with_capacity(ranges.len() * 2 + 1);
             for range in ranges {
                 let head = format!(
                     "\r\n--{boundary}\r\nContent-Type: {part_type}\r\nContent-Range: {}\r\n\r\n",
-                    range.content_range(repr.size)
+                    range.content_range(size)
                 );
                 segments.push(Segment::Bytes(Bytes::from(head)));
                 segments.push(Segment::File {
@@ -284,7 +309,7 @@ mod tests {
 
     fn repr(size: u64) -> Representation {
         Representation {
-            size,
+            size: Size::new(size),
             validators: Validators::new(1_700_000_000, size),
             content_type: HeaderValue::from_static("text/plain"),
             encoding: None,
@@ -301,7 +326,7 @@ mod tests {
         assert_eq!(r.headers[LAST_MODIFIED], "Tue, 14 Nov 2023 22:13:20 GMT");
         assert_eq!(r.headers[ACCEPT_RANGES], "bytes");
         assert!(!r.headers.contains_key(CONTENT_ENCODING));
-        assert_eq!(r.segments, vec![Segment::File { offset: 0, len: 10 }]);
+        assert_eq!(r.segments[..], [Segment::File { offset: 0, len: 10 }]);
         assert!(reply(&repr(0), &Decision::Full).segments.is_empty());
     }
 
@@ -339,7 +364,7 @@ mod tests {
         assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
         assert_eq!(r.headers[CONTENT_RANGE], "bytes 2-4/10");
         assert_eq!(r.headers[CONTENT_LENGTH], "3");
-        assert_eq!(r.segments, vec![Segment::File { offset: 2, len: 3 }]);
+        assert_eq!(r.segments[..], [Segment::File { offset: 2, len: 3 }]);
     }
 
     #[test]
