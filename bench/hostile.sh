@@ -11,7 +11,9 @@
 #     knowledge), $FLOODERS connections each;
 #   malformed-body (bad chunk size) ejection attempts against a
 #     two-server pool with max_fails = 1.
-# Afterwards it checks that no upstream server was taken out.
+# Afterwards it checks that no upstream server was taken out. Both servers
+# log every request to a file (nginx `combined`, vigil's default format
+# and buffering), as deployed.
 #
 # Per attack and server it prints the normal client's success rate, p99
 # and requests served, the server's CPU seconds (normal traffic
@@ -91,7 +93,7 @@ pid $WORK/nginx-proxy.pid;
 error_log $WORK/logs/nginx-error.log crit;
 events { worker_connections 16384; }
 http {
-  access_log off;
+  access_log $WORK/logs/nginx-access.log combined;
   keepalive_requests 1000000;
   client_header_timeout 10s;
   client_body_timeout 10s;
@@ -117,7 +119,7 @@ CONF
 
 cat > "$WORK/vigil.toml" <<CONF
 [log]
-access_log = "off"
+access_log = "$WORK/logs/vigil-access.log"
 level = "error"
 
 [http]
