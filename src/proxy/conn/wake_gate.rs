@@ -165,7 +165,7 @@ mod tests {
         let task = Waker::from(Arc::new(Counter::default()));
         let mut gate = std::pin::pin!(WakeGate::new(probe_future(probe.clone())));
         assert!(noop_cx_poll(gate.as_mut(), &task).is_pending());
-        let _ = gate.as_mut().changed();
+        gate.as_mut().changed();
         assert!(noop_cx_poll(gate.as_mut(), &task).is_pending());
         assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
     }

@@ -107,7 +107,7 @@ impl CachedFile {
 #[derive(Debug, Clone)]
 pub(crate) enum Known {
     /// A regular file below its base, and its content.
-    File(CachedFile),
+    File(Arc<CachedFile>),
     /// Nothing there. Only recorded for `gzip_static` sidecars, so that a
     /// site without `.gz` files does not pay a hop to learn it each time.
     Absent,
@@ -256,11 +256,11 @@ mod tests {
         let path = tmp.join(name);
         std::fs::write(&path, content).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        let known = Known::File(CachedFile::new(
+        let known = Known::File(Arc::new(CachedFile::new(
             FileId::of(&meta),
             Validators::new(meta.mtime(), meta.size()),
             Bytes::from(content.to_owned()),
-        ));
+        )));
         (path, known)
     }
 

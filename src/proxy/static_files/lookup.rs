@@ -4,6 +4,7 @@
 //! first chunk), instead of one `tokio::fs` hop per system call.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::StatusCode;
@@ -245,17 +246,17 @@ fn remember(
     base: &Path,
     key: PathBuf,
     opened: &mut Opened,
-) -> std::io::Result<Option<CachedFile>> {
+) -> std::io::Result<Option<Arc<CachedFile>>> {
     let size = opened.meta.len();
     if !cache.fits(size) {
         return Ok(None);
     }
     let content = read_at(&opened.file, 0, size)?;
-    let file = CachedFile::new(
+    let file = Arc::new(CachedFile::new(
         FileId::of(&opened.meta),
         Validators::new(std::os::unix::fs::MetadataExt::mtime(&opened.meta), size),
         content,
-    );
+    ));
     cache.insert(base, key, Known::File(file.clone()));
     Ok(Some(file))
 }

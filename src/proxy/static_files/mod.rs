@@ -229,7 +229,7 @@ fn from_cache(
     let size = chosen.size.bytes();
     let repr = Representation {
         size: chosen.size.clone(),
-        validators: chosen.validators,
+        validators: chosen.validators.clone(),
         content_type: mime::content_type(uri),
         encoding,
     };
