@@ -119,6 +119,13 @@ impl NormalizedPath {
 fn resolve(raw: &str) -> Result<String, PathError> {
     let decoded = percent_decode(raw.as_bytes())?;
     let decoded = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    resolve_dots(&decoded)
+}
+
+/// Drops empty and `.` segments and resolves `..` in a decoded absolute
+/// path, keeping a trailing slash (also for a trailing `.` or `..`).
+/// Also what `try_files` candidates go through, which are decoded already.
+pub(crate) fn resolve_dots(decoded: &str) -> Result<String, PathError> {
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {

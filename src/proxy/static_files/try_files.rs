@@ -13,6 +13,7 @@
 use super::percent::encode_path;
 use super::rel_path::{RelPath, map_uri};
 use crate::config::{FileBase, TryFile};
+use crate::proxy::uri_path::resolve_dots;
 
 /// One `try_files` candidate, expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,29 +146,7 @@ pub(crate) fn normalize(candidate: &str) -> Option<String> {
     if !candidate.starts_with('/') || candidate.contains('\0') {
         return None;
     }
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in candidate.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop()?;
-            }
-            s => segments.push(s),
-        }
-    }
-    let trailing_slash = candidate.ends_with('/')
-        || candidate.ends_with("/.")
-        || candidate.ends_with("/..")
-        || segments.is_empty();
-    let mut out = String::with_capacity(candidate.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    if trailing_slash {
-        out.push('/');
-    }
-    Some(out)
+    resolve_dots(candidate).ok()
 }
 
 #[cfg(test)]
