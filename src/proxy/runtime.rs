@@ -69,6 +69,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
     ) -> Runtime {
         let config = Arc::new(config);
+        super::workers::configure(config.http.workers);
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }

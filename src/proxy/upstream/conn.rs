@@ -23,6 +23,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::pool::Peer;
 use crate::proxy::tls::UpstreamConnector;
+use crate::proxy::workers::PerWorker;
 
 /// Why a new connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +199,7 @@ impl AsyncWrite for Transport {
 /// back the cross-thread wake-ups the worker design avoids.
 #[derive(Debug)]
 pub struct IdleConnections {
-    shards: Box<[Mutex<Vec<IdleEntry>>]>,
+    shards: PerWorker<Mutex<Vec<IdleEntry>>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -206,22 +207,17 @@ pub struct IdleConnections {
 /// A cached connection and when it went idle.
 type IdleEntry = (Box<Connection>, Instant);
 
-/// Upper bound of workers with separate caches; more share shards.
-const SHARDS: usize = 64;
-
 impl IdleConnections {
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+            shards: PerWorker::new(|| Mutex::new(Vec::new())),
             max_idle,
             idle_timeout,
         }
     }
 
     fn shard(&self) -> std::sync::MutexGuard<'_, Vec<IdleEntry>> {
-        self.shards[crate::proxy::workers::current() % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shards.get().lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used live connection of this worker, if any.

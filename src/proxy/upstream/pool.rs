@@ -12,6 +12,7 @@ use super::health::PassiveHealth;
 use super::peer_metrics::PeerMetrics;
 use crate::config::{BalanceMethod, UpstreamConfig, UpstreamServer};
 use crate::proxy::tls::UpstreamConnector;
+use crate::proxy::workers::PerWorker;
 
 /// One upstream server and its live state.
 #[derive(Debug)]
@@ -22,6 +23,10 @@ pub struct Peer {
     /// Active health check verdict (true when no checks are configured).
     healthy: AtomicBool,
     passive: Mutex<PassiveHealth>,
+    /// The passive record holds a failure (set and cleared under its
+    /// lock): while it does not, a success, the usual outcome, and the
+    /// availability check take no lock that the workers would share.
+    passive_marked: AtomicBool,
     /// Passive health is ignored for a pool's only server, as nginx does:
     /// marking it down would only turn errors into "no live upstreams".
     passive_applies: bool,
@@ -43,6 +48,7 @@ impl Peer {
             .map(|(client, name)| UpstreamConnector::new(client.clone(), name));
         Self {
             passive: Mutex::new(PassiveHealth::new(server.max_fails, server.fail_timeout)),
+            passive_marked: AtomicBool::new(false),
             tls,
             server,
             active: AtomicU32::new(0),
@@ -57,7 +63,9 @@ impl Peer {
     pub fn available(&self, now: Instant) -> bool {
         !self.server.down
             && self.healthy.load(Ordering::Relaxed)
-            && (!self.passive_applies || self.passive().available(now))
+            && (!self.passive_applies
+                || !self.passive_marked.load(Ordering::Relaxed)
+                || self.passive().available(now))
     }
 
     /// Active health verdict.
@@ -76,7 +84,12 @@ impl Peer {
     /// Records an attempt that failed (connect error, timeout, bad
     /// response, or a status listed in next_upstream).
     pub fn record_failure(&self, now: Instant) {
-        if self.passive().failure(now) && self.passive_applies {
+        let marked_down = {
+            let mut passive = self.passive();
+            self.passive_marked.store(true, Ordering::Relaxed);
+            passive.failure(now)
+        };
+        if marked_down && self.passive_applies {
             tracing::warn!(
                 server = %self.server.label,
                 fail_timeout = ?self.server.fail_timeout,
@@ -86,7 +99,11 @@ impl Peer {
     }
 
     pub fn record_success(&self) {
-        self.passive().success();
+        if self.passive_marked.load(Ordering::Relaxed) {
+            let mut passive = self.passive();
+            passive.success();
+            self.passive_marked.store(false, Ordering::Relaxed);
+        }
     }
 
     fn passive(&self) -> std::sync::MutexGuard<'_, PassiveHealth> {
@@ -109,7 +126,10 @@ pub struct UpstreamPool {
     pub peers: Vec<Arc<Peer>>,
     primaries: Vec<usize>,
     backups: Vec<usize>,
-    chooser: Mutex<Chooser>,
+    /// Per worker, as nginx keeps its round-robin state per worker
+    /// process: a pick updates it, and sharing it would move it between
+    /// the workers' cores at every request.
+    chooser: PerWorker<Mutex<Chooser>>,
     ring: Option<HashRing>,
 }
 
@@ -165,11 +185,13 @@ impl UpstreamPool {
             _ => None,
         };
         Self {
-            chooser: Mutex::new(Chooser {
-                primary: SmoothWeighted::new(primaries.len()),
-                backup: SmoothWeighted::new(backups.len()),
-                rng: fastrand::Rng::new(),
-                views: Vec::with_capacity(primaries.len().max(backups.len())),
+            chooser: PerWorker::new(|| {
+                Mutex::new(Chooser {
+                    primary: SmoothWeighted::new(primaries.len()),
+                    backup: SmoothWeighted::new(backups.len()),
+                    rng: fastrand::Rng::new(),
+                    views: Vec::with_capacity(primaries.len().max(backups.len())),
+                })
             }),
             config,
             peers,
@@ -197,7 +219,7 @@ impl UpstreamPool {
                 eligible: !tried.contains(&i) && self.peers[i].available(now),
             }));
         };
-        let mut chooser = self.chooser.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chooser = self.chooser.get().lock().unwrap_or_else(|e| e.into_inner());
         let Chooser {
             primary,
             backup,
@@ -293,6 +315,30 @@ mod tests {
             p.peers[0].record_failure(Instant::now());
         }
         assert_eq!(p.pick(&[], PickKey::None), Some(0));
+    }
+
+    #[test]
+    fn a_success_clears_the_passive_record() {
+        let p = pool(
+            "servers = [{ addr = \"127.0.0.1:1\", max_fails = 2 }, { addr = \"127.0.0.1:2\" }]",
+        );
+        let (a, now) = (&p.peers[0], Instant::now());
+        // A success with nothing recorded changes nothing.
+        a.record_success();
+        assert!(a.available(now));
+        // One failure, then a success: the count starts again, so one
+        // more failure does not reach max_fails.
+        a.record_failure(now);
+        assert!(a.available(now));
+        a.record_success();
+        a.record_failure(now);
+        assert!(a.available(now), "the success cleared the first failure");
+        // Two in a row mark it down, until a success.
+        a.record_failure(now);
+        assert!(!a.available(now));
+        assert_eq!(p.pick(&[], PickKey::None), Some(1));
+        a.record_success();
+        assert!(a.available(now));
     }
 
     #[test]
