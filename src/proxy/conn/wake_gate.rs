@@ -9,7 +9,7 @@
 //! [`WakeGate`] hands the inner future a waker of its own and polls it
 //! again only once that waker fired (or once it is changed through
 //! [`WakeGate::changed`]), so a wake-up for the connection's traffic costs
-//! the gated futures two atomic operations.
+//! each gated future one atomic load.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +27,9 @@ pin_project_lite::pin_project! {
         signal: Arc<Signal>,
         // `signal` as a waker, made once.
         waker: Waker,
+        // The task waker last registered in `signal`, kept to compare:
+        // the same task polling again needs no new registration.
+        registered: Option<Waker>,
     }
 }
 
@@ -60,6 +63,7 @@ impl<F> WakeGate<F> {
             inner,
             signal,
             waker,
+            registered: None,
         }
     }
 
@@ -80,10 +84,22 @@ impl<F: Future> Future for WakeGate<F> {
         let this = self.project();
         // Registered before the flag is read: a wake between the two is
         // then seen now or wakes the task again, never lost.
-        this.signal.task.register(cx.waker());
-        if !this.signal.woken.swap(false, Ordering::AcqRel) {
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            this.signal.task.register(cx.waker());
+            *this.registered = Some(cx.waker().clone());
+        }
+        // A plain load first: the usual answer is no, and a swap would
+        // be a locked instruction at every wake-up.
+        if !this.signal.woken.load(Ordering::Acquire) {
             return Poll::Pending;
         }
+        // Cleared before the inner future looks at its state: a wake after
+        // this sets the flag again for the next poll.
+        this.signal.woken.swap(false, Ordering::AcqRel);
         this.inner.poll(&mut Context::from_waker(this.waker))
     }
 }
