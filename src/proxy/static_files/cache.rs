@@ -174,7 +174,14 @@ impl FileCache {
         if entry.base != base {
             return None;
         }
-        entry.last_used.store(self.tick(), Ordering::Relaxed);
+        // A hit moves the entry up to the newest insertion, without
+        // advancing the clock and, when it is already there, without a
+        // write: both workers hit the same hot files, and a write on
+        // every hit would move the entry's line between their cores.
+        let now = self.clock.load(Ordering::Relaxed);
+        if entry.last_used.load(Ordering::Relaxed) != now {
+            entry.last_used.store(now, Ordering::Relaxed);
+        }
         Some(entry.known.clone())
     }
 
@@ -226,8 +233,10 @@ impl FileCache {
         }
     }
 
+    /// The clock advances once per insertion; hits take its current
+    /// value, so entries used since the last insertion all rank newest.
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Ordering::Relaxed)
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     #[cfg(test)]
