@@ -93,7 +93,6 @@ pub async fn forward(
         body_temp_path,
         metrics,
     } = req;
-    let started = Instant::now();
     let config = &pool.config;
 
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
@@ -172,15 +171,20 @@ pub async fn forward(
     // Inline up to 4 tries: no allocation per request.
     let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
     let mut last = Failure::NoLiveUpstreams;
+    // When the first attempt started: `upstream_header_time` and the
+    // retry budget run from there, as nginx's do (after a buffered body
+    // was read).
+    let mut started = None;
     while tried.len() < max_tries {
-        if let Some(budget) = config.next_upstream_timeout {
-            if !tried.is_empty() && started.elapsed() >= budget {
-                break;
-            }
-        }
         // One clock reading dates the attempt, the pick and the cached
         // connection's idle check.
         let attempt_start = Instant::now();
+        let started = *started.get_or_insert(attempt_start);
+        if let Some(budget) = config.next_upstream_timeout {
+            if !tried.is_empty() && attempt_start - started >= budget {
+                break;
+            }
+        }
         let Some(index) = pool.pick_at(&tried, key, attempt_start) else {
             break;
         };
@@ -193,13 +197,13 @@ pub async fn forward(
         }) else {
             break;
         };
-        let peer = pool.peers[index].clone();
+        let peer = &pool.peers[index];
         let in_flight = InFlight::new(peer.clone());
         if tried.len() > 1 {
             peer.metrics.retry(metrics, &config.name);
         }
         let timeouts = (config.connect_timeout, config.read_timeout);
-        let outcome = attempt(&peer, req, timeouts, attempt_start).await;
+        let outcome = attempt(peer, req, timeouts, attempt_start).await;
         let answered = outcome.as_ref().ok().map(|(head, _)| head.status);
         let code = match (&answered, &outcome) {
             (Some(status), _) => AttemptCode::Status(*status),
