@@ -38,8 +38,7 @@ pub fn configure(count: usize) {
 }
 
 /// One `T` per worker, each on cache lines of its own: state that every
-/// request updates (an upstream's round-robin position, its idle
-/// connections) would otherwise move between the workers' cores at each
+/// request updates (an upstream server's idle connections) would otherwise move between the workers' cores at each
 /// update, the cost nginx avoids by giving each worker process its own.
 /// Workers beyond the configured count share slots, which stays correct.
 #[derive(Debug)]

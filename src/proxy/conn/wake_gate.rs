@@ -13,11 +13,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-
-use futures_util::task::AtomicWaker;
 
 pin_project_lite::pin_project! {
     /// `inner`, polled only when its own waker fired since its last poll.
@@ -34,10 +32,13 @@ pin_project_lite::pin_project! {
 }
 
 /// What the inner future's waker sets, and the task to wake for it.
+/// The task's waker stays stored after a wake (an `AtomicWaker` would
+/// give it up), so the gate re-registers only when the task's waker
+/// changes, never at a plain poll.
 #[derive(Debug)]
 struct Signal {
     woken: AtomicBool,
-    task: AtomicWaker,
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for Signal {
@@ -47,7 +48,11 @@ impl Wake for Signal {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        self.task.wake();
+        // Cloned out, so the task is not woken under the lock.
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(task) = task {
+            task.wake();
+        }
     }
 }
 
@@ -56,7 +61,7 @@ impl<F> WakeGate<F> {
         let signal = Arc::new(Signal {
             // A future has to be polled once to register its waker.
             woken: AtomicBool::new(true),
-            task: AtomicWaker::new(),
+            task: Mutex::new(None),
         });
         let waker = Waker::from(signal.clone());
         Self {
@@ -89,8 +94,9 @@ impl<F: Future> Future for WakeGate<F> {
             .as_ref()
             .is_some_and(|w| w.will_wake(cx.waker()))
         {
-            this.signal.task.register(cx.waker());
-            *this.registered = Some(cx.waker().clone());
+            let waker = cx.waker().clone();
+            *this.signal.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+            *this.registered = Some(waker);
         }
         // A plain load first: the usual answer is no, and a swap would
         // be a locked instruction at every wake-up.
@@ -229,6 +235,35 @@ mod tests {
     impl Wake for Counter {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A wake leaves the task registered: an inner future woken twice,
+    /// with the gate polled in between by the same task (which then
+    /// skips registering again), completes.
+    #[tokio::test]
+    async fn a_second_wake_reaches_the_task() {
+        let first = Arc::new(tokio::sync::Notify::new());
+        let second = Arc::new(tokio::sync::Notify::new());
+        let (a, b) = (first.clone(), second.clone());
+        let gate = WakeGate::new(async move {
+            a.notified().await;
+            b.notified().await;
+        });
+        tokio::spawn(async move {
+            first.notify_one();
+            // Let the gated task run and wait on the second.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            second.notify_one();
+        });
+        // The timer first: a timeout would poll the gate once more when
+        // it fires, and so hide a lost wake.
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_secs(2)) => panic!("the second wake was lost"),
+            () = gate => {}
         }
     }
 }

@@ -12,7 +12,6 @@ use super::health::PassiveHealth;
 use super::peer_metrics::PeerMetrics;
 use crate::config::{BalanceMethod, UpstreamConfig, UpstreamServer};
 use crate::proxy::tls::UpstreamConnector;
-use crate::proxy::workers::PerWorker;
 
 /// One upstream server and its live state.
 #[derive(Debug)]
@@ -126,10 +125,7 @@ pub struct UpstreamPool {
     pub peers: Vec<Arc<Peer>>,
     primaries: Vec<usize>,
     backups: Vec<usize>,
-    /// Per worker, as nginx keeps its round-robin state per worker
-    /// process: a pick updates it, and sharing it would move it between
-    /// the workers' cores at every request.
-    chooser: PerWorker<Mutex<Chooser>>,
+    chooser: Mutex<Chooser>,
     ring: Option<HashRing>,
 }
 
@@ -185,13 +181,11 @@ impl UpstreamPool {
             _ => None,
         };
         Self {
-            chooser: PerWorker::new(|| {
-                Mutex::new(Chooser {
-                    primary: SmoothWeighted::new(primaries.len()),
-                    backup: SmoothWeighted::new(backups.len()),
-                    rng: fastrand::Rng::new(),
-                    views: Vec::with_capacity(primaries.len().max(backups.len())),
-                })
+            chooser: Mutex::new(Chooser {
+                primary: SmoothWeighted::new(primaries.len()),
+                backup: SmoothWeighted::new(backups.len()),
+                rng: fastrand::Rng::new(),
+                views: Vec::with_capacity(primaries.len().max(backups.len())),
             }),
             config,
             peers,
@@ -219,7 +213,7 @@ impl UpstreamPool {
                 eligible: !tried.contains(&i) && self.peers[i].available(now),
             }));
         };
-        let mut chooser = self.chooser.get().lock().unwrap_or_else(|e| e.into_inner());
+        let mut chooser = self.chooser.lock().unwrap_or_else(|e| e.into_inner());
         let Chooser {
             primary,
             backup,
