@@ -112,6 +112,8 @@ pub struct HttpFile {
     pub client_body_temp_path: Option<PathBuf>,
     pub max_header_size: Option<ByteSize>,
     pub http2: Option<bool>,
+    /// Plain HTTP/1 requests without a body answered by vigil's own code.
+    pub own_http1: Option<bool>,
     pub shutdown_timeout: Option<ConfigDuration>,
     pub max_connections: Option<usize>,
     /// Worker threads; default one per core.

@@ -108,6 +108,10 @@ pub struct HttpSettings {
     pub max_header_size: usize,
     /// Accept HTTP/2 (prior knowledge on plain listeners, ALPN on TLS).
     pub http2: bool,
+    /// Plain HTTP/1 requests without a body are read and answered by
+    /// vigil's own code (`proxy/conn/own_h1`); the rest, and all of them
+    /// when off, by hyper.
+    pub own_http1: bool,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
     /// Connections beyond this wait in the kernel backlog.

@@ -21,6 +21,7 @@ pub(crate) mod map_values;
 pub(crate) mod memory;
 pub(crate) mod probe;
 pub(crate) mod proxy_protocol;
+pub(crate) mod request_body;
 pub(crate) mod request_checks;
 pub mod request_metrics;
 pub(crate) mod respond;

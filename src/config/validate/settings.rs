@@ -39,6 +39,7 @@ impl Validator<'_> {
             client_body_temp_path: self.body_temp_path(f.client_body_temp_path.as_deref()),
             max_header_size,
             http2: f.http2.unwrap_or(true),
+            own_http1: f.own_http1.unwrap_or(true),
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
             workers: f.workers.filter(|&n| n > 0).unwrap_or_else(default_workers),

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::proxy::request_body::RequestBody;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body as _, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::body::{Body, BoxError};
 use super::stall_timer::StallTimer;
@@ -113,7 +113,7 @@ impl Upload {
 
 /// A streaming request body with a size limit and a read timeout.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: RequestBody,
     /// 0 = unlimited.
     limit: u64,
     seen: u64,
@@ -130,7 +130,7 @@ pub enum ClientBodyError {
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, limit: u64, timeout: Duration) -> (Self, Upload) {
+    pub fn new(inner: RequestBody, limit: u64, timeout: Duration) -> (Self, Upload) {
         let upload = Upload::default();
         let body = Self {
             inner,

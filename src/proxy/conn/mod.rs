@@ -4,11 +4,14 @@
 //!   the proxy drains, its listener goes away or its local address, a VIP,
 //!   is given up) without failing a request the client has already sent;
 //! - [`plain`]: plain connections, HTTP/1 parked between requests;
+//! - [`own_h1`]: vigil's own HTTP/1 path for a plain connection's requests
+//!   without a body (hyper serves the rest);
 //! - [`park`]: what parking needs to know, and the socket wrapper;
 //! - [`wake_gate`]: polling the close and timer branches only when they
 //!   were woken, not at every wake-up for the connection's traffic.
 
 mod drive;
+mod own_h1;
 mod park;
 mod plain;
 mod wake_gate;
@@ -31,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use self::drive::{Driver, HeadDeadline, drive};
 use self::park::{ConnState, Tracked};
 use super::handler::{self, ConnInfo, LoggedBody};
+use super::request_body::RequestBody;
 use super::runtime::Runtime;
 use super::sendfile::SendfileStream;
 use super::server::Lifecycle;
@@ -140,6 +144,13 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnServi
     type Future = ServiceFuture;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> ServiceFuture {
+        self.respond(req.map(RequestBody::Hyper))
+    }
+}
+
+impl ConnService {
+    /// Answers one request, from hyper or from the own HTTP/1 path.
+    fn respond(&self, req: http::Request<RequestBody>) -> ServiceFuture {
         let in_flight = self.state.request_started();
         let rt = self.runtime.load_full();
         let conn = self.conn.clone();
@@ -249,13 +260,17 @@ macro_rules! http1_settings {
             .writev(true)
             .timer(TokioTimer::new())
             .header_read_timeout($http.client_header_timeout)
-            // Twice the limit: a head between one and two limits is parsed
-            // and refused by `request_checks` with the precise status (414
-            // for a long target, 431 for big fields); beyond that hyper
-            // says 431.
-            .max_buf_size((2 * $http.max_header_size).max(16384))
+            .max_buf_size(max_buf_size($http.max_header_size))
             .keep_alive(true)
     };
+}
+
+/// The read buffer a request head must fit in. Twice the limit: a head
+/// between one and two limits is parsed and refused by `request_checks`
+/// with the precise status (414 for a long target, 431 for big fields);
+/// beyond that hyper says 431.
+fn max_buf_size(max_header_size: usize) -> usize {
+    (2 * max_header_size).max(16384)
 }
 
 /// hyper's HTTP/2 settings from `[http]` (a macro for the same reason).

@@ -1,4 +1,5 @@
-//! Plain (non-TLS) connections: HTTP/1 served by hyper in rounds, with
+//! Plain (non-TLS) connections: HTTP/1 served in rounds, by the own path
+//! (`own_h1`, requests without a body) or by hyper (the rest), with
 //! the socket parked between them (see [`park`](super::park)), or
 //! HTTP/2 with prior knowledge, told apart by the connection's first
 //! bytes.
@@ -14,8 +15,9 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::drive::{Driven, Driver, HeadDeadline, drive};
+use super::own_h1;
 use super::park::ParkIo;
-use super::{ConnControl, ConnService, http1_builder, http2_builder};
+use super::{ConnControl, ConnService, http1_builder, http2_builder, max_buf_size};
 use crate::proxy::h2_flood::FloodGuard;
 use crate::proxy::sendfile::SendfileStream;
 
@@ -36,9 +38,19 @@ pub(super) async fn serve_plain(
     mut control: Box<ConnControl>,
 ) {
     let state = service.state.clone();
-    let (timeout, http2) = {
+    let (timeout, http2, own_http1, limits) = {
         let rt = service.runtime.load();
-        (rt.config.http.client_header_timeout, rt.config.http.http2)
+        let http = &rt.config.http;
+        let limits = own_h1::Limits {
+            max_head: max_buf_size(http.max_header_size),
+            header_timeout: http.client_header_timeout,
+        };
+        (
+            http.client_header_timeout,
+            http.http2,
+            http.own_http1,
+            limits,
+        )
     };
     let mut io = ParkIo::new(stream, state.clone());
     let mut driver = Driver {
@@ -78,19 +90,48 @@ pub(super) async fn serve_plain(
                 None => return,
             }
         }
+        if own_http1 {
+            match Box::pin(own_h1::serve(
+                &mut io,
+                &service,
+                &mut driver,
+                limits,
+                PARK_AFTER,
+            ))
+            .await
+            {
+                own_h1::Ended::Closed => return,
+                own_h1::Ended::Idle => {
+                    idle_since = park_with_head(&mut io, &mut driver, timeout);
+                    continue;
+                }
+                // The request at the front is hyper's: a round of it.
+                own_h1::Ended::Hyper => {}
+            }
+        }
         let Some(back) = Box::pin(serve_h1(io, &service, &mut driver)).await else {
             return;
         };
         io = back;
-        idle_since = Instant::now() - PARK_AFTER;
-        if io.has_prefix() && driver.head_pending().is_none() {
-            // Part of a request head was in: its deadline runs on.
-            driver.head = Some(HeadDeadline {
-                at: idle_since + timeout,
-                requests: state.requests(),
-            });
-        }
+        idle_since = park_with_head(&mut io, &mut driver, timeout);
     }
+}
+
+/// A round ended idle: the idle time counts from the parking delay ago.
+/// If part of a request head was in, its deadline runs on.
+fn park_with_head(
+    io: &mut ParkIo<SendfileStream>,
+    driver: &mut Driver<'_>,
+    timeout: Duration,
+) -> Instant {
+    let idle_since = Instant::now() - PARK_AFTER;
+    if io.has_prefix() && driver.head_pending().is_none() {
+        driver.head = Some(HeadDeadline {
+            at: idle_since + timeout,
+            requests: driver.state.requests(),
+        });
+    }
+    idle_since
 }
 
 /// HTTP/2 with prior knowledge, to the end of the connection.

@@ -12,12 +12,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::proxy::request_body::RequestBody;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, Version, header,
 };
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use smallvec::SmallVec;
@@ -44,7 +44,7 @@ pub struct ForwardRequest<'a> {
     pub parts: Parts,
     /// `None` after an internal redirect that dropped the body (an
     /// `error_page` after the body went to a server).
-    pub body: Option<Incoming>,
+    pub body: Option<RequestBody>,
     pub client: ClientInfo<'a>,
     /// Normalized path (used when a URI prefix is replaced).
     pub normalized_path: &'a str,

@@ -38,11 +38,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
+use crate::proxy::request_body::RequestBody;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::config::error_page::{ErrorResponse, ErrorTarget};
 use crate::config::map::MapDef;
@@ -107,7 +107,7 @@ const MAX_URI_CHANGES: usize = 10;
 pub async fn handle(
     rt: Arc<Runtime>,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<LoggedBody> {
     let start = Instant::now();
     // vigil's own liveness probe (see `probe`): not routed, logged or
@@ -366,7 +366,7 @@ mod future_sizes {
     #[test]
     fn request_future_stays_small() {
         let handle =
-            future_size(handle as fn(Arc<Runtime>, &'static ConnInfo, Request<Incoming>) -> _);
+            future_size(handle as fn(Arc<Runtime>, &'static ConnInfo, Request<RequestBody>) -> _);
         assert!(handle < 6144, "handle future is {handle} bytes");
     }
 }

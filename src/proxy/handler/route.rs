@@ -17,7 +17,7 @@ pub(super) async fn route(
     }: RequestCtx<'_>,
     exchange: &mut Exchange,
     mut parts: Parts,
-    mut body: Option<Incoming>,
+    mut body: Option<RequestBody>,
     named: Option<usize>,
 ) -> Response<Body> {
     let server = rt.server(server_index);
