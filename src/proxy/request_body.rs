@@ -10,7 +10,10 @@ use hyper::body::Incoming;
 
 #[derive(Debug)]
 pub enum RequestBody {
+    /// Read by hyper: any request with a body, and every request on TLS
+    /// and HTTP/2 connections.
     Hyper(Incoming),
+    /// A request the own HTTP/1 path took: it has no body.
     Empty,
 }
 

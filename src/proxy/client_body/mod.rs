@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::proxy::request_body::RequestBody;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body as _, Frame, SizeHint};
 
 use super::body::{Body, BoxError};
+use super::request_body::RequestBody;
 use super::stall_timer::StallTimer;
 
 mod spool;

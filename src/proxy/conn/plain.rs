@@ -38,20 +38,16 @@ pub(super) async fn serve_plain(
     mut control: Box<ConnControl>,
 ) {
     let state = service.state.clone();
-    let (timeout, http2, own_http1, limits) = {
+    let (http2, own_http1, limits) = {
         let rt = service.runtime.load();
         let http = &rt.config.http;
         let limits = own_h1::Limits {
             max_head: max_buf_size(http.max_header_size),
             header_timeout: http.client_header_timeout,
         };
-        (
-            http.client_header_timeout,
-            http.http2,
-            http.own_http1,
-            limits,
-        )
+        (http.http2, http.own_http1, limits)
     };
+    let timeout = limits.header_timeout;
     let mut io = ParkIo::new(stream, state.clone());
     let mut driver = Driver {
         close_now: control.doomed,

@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::proxy::request_body::RequestBody;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{
@@ -27,6 +26,7 @@ use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
 use crate::proxy::body::Body;
 use crate::proxy::client_body::{self, ClientBody, HeldBody, Upload};
 use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::request_body::RequestBody;
 use crate::proxy::respond;
 use crate::proxy::runtime::Pool;
 use crate::proxy::upstream::conn::{self, Connection, InFlight};

@@ -38,7 +38,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use crate::proxy::request_body::RequestBody;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
@@ -56,6 +55,7 @@ use crate::proxy::edge::access::EdgeState;
 use crate::proxy::forward::{self, ForwardReport, ForwardRequest};
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::map_values::MapValues;
+use crate::proxy::request_body::RequestBody;
 use crate::proxy::respond;
 use crate::proxy::rewrite::{self, Step, UriState};
 use crate::proxy::router::normalize_host;

@@ -251,12 +251,7 @@ pub(crate) fn encode_head(
                 if req.version == Version::HTTP_10 || !can_chunk || wrote_transfer {
                     continue;
                 }
-                let all: Vec<&[u8]> = response
-                    .headers
-                    .get_all(header::TRANSFER_ENCODING)
-                    .iter()
-                    .map(HeaderValue::as_bytes)
-                    .collect();
+                let all = values(&response.headers, header::TRANSFER_ENCODING);
                 let mut joined = all.join(&b", "[..]);
                 if !is_chunked(all.last().copied().unwrap_or_default()) {
                     joined.extend_from_slice(b", chunked");
@@ -269,12 +264,7 @@ pub(crate) fn encode_head(
                 if wrote_connection {
                     continue;
                 }
-                let all: Vec<&[u8]> = response
-                    .headers
-                    .get_all(header::CONNECTION)
-                    .iter()
-                    .map(HeaderValue::as_bytes)
-                    .collect();
+                let all = values(&response.headers, header::CONNECTION);
                 if all.iter().any(|v| has_token(v, b"close")) {
                     last = true;
                 }
@@ -352,6 +342,15 @@ fn fix_connection(headers: &mut HeaderMap, version: Version, keep_alive: bool) {
             }
         }
     }
+}
+
+/// Every value of `name`, in order.
+fn values(headers: &HeaderMap, name: HeaderName) -> Vec<&[u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect()
 }
 
 fn has_keep_alive(headers: &HeaderMap) -> bool {
