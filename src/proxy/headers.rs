@@ -12,6 +12,12 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// How many fields [`add_forwarding`] adds at most. A parser that makes
+/// room for them up front spares the map its growth steps: a `HeaderMap`
+/// made for one field grows three times (a new index table and a
+/// reallocation each) while the forwarding fields go in.
+pub const FORWARDING_FIELDS: usize = 4;
+
 /// Whether `name` is hop-by-hop whatever `Connection` says.
 fn always_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -99,6 +105,7 @@ pub fn addr_header(addr: IpAddr) -> HeaderValue {
 /// `$proxy_add_x_forwarded_for`), `X-Real-IP`, `X-Forwarded-Proto` and
 /// `X-Forwarded-Host`.
 pub fn add_forwarding(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
+    headers.reserve(FORWARDING_FIELDS);
     let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
         None => client.addr_header.clone(),
         Some(_) => {

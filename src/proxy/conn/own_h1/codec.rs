@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
+use crate::proxy::headers::FORWARDING_FIELDS;
 use crate::proxy::request_body::RequestBody;
 
 /// Header fields a head may have to be taken: httparse's array, the
@@ -112,7 +113,8 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Head {
         buf.extend_from_slice(&rest);
         return Head::Hyper;
     };
-    let mut headers = HeaderMap::with_capacity(names.len());
+    // Room for the fields a proxied request gains on its way upstream.
+    let mut headers = HeaderMap::with_capacity(names.len() + FORWARDING_FIELDS);
     for (name, at, len) in names {
         // SAFETY: httparse accepted these bytes as a field value, which is
         // what `HeaderValue` requires (hyper builds its values the same way).
