@@ -87,7 +87,6 @@ pub fn parse_response(
             reason,
             version,
             fields,
-            count,
         }) = parse_head(buf)?
         else {
             return Ok(None);
@@ -104,10 +103,10 @@ pub fn parse_response(
         let reason = (Some(&head[reason.0..reason.1])
             != status.canonical_reason().map(str::as_bytes))
         .then(|| head.slice(reason.0..reason.1));
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(fields.len());
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
-        for &(name, value) in &fields[..count] {
+        for &(name, value) in &fields {
             let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
                 .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
             let value =
@@ -148,8 +147,9 @@ struct RawHead {
     code: u16,
     reason: (usize, usize),
     version: Version,
-    fields: [(Span, Span); MAX_HEADERS],
-    count: usize,
+    /// Inline for the usual head; a 100-slot array was zeroed and moved
+    /// for every response.
+    fields: smallvec::SmallVec<[(Span, Span); 16]>,
 }
 
 fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
@@ -173,12 +173,15 @@ fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
     }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut fields = [((0u32, 0u32), (0u32, 0u32)); MAX_HEADERS];
-    for (slot, h) in fields.iter_mut().zip(response.headers.iter()) {
-        let n = offset(h.name.as_bytes());
-        let v = offset(h.value);
-        *slot = ((n, n + h.name.len() as u32), (v, v + h.value.len() as u32));
-    }
+    let fields = response
+        .headers
+        .iter()
+        .map(|h| {
+            let n = offset(h.name.as_bytes());
+            let v = offset(h.value);
+            ((n, n + h.name.len() as u32), (v, v + h.value.len() as u32))
+        })
+        .collect();
     let reason = response.reason.unwrap_or("");
     let r = if reason.is_empty() {
         (0, 0)
@@ -199,7 +202,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
         reason: r,
         version,
         fields,
-        count: response.headers.len(),
     }))
 }
 
