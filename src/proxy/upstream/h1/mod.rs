@@ -147,8 +147,8 @@ struct RawHead {
     code: u16,
     reason: (usize, usize),
     version: Version,
-    /// Inline for the usual head; a 100-slot array was zeroed and moved
-    /// for every response.
+    /// Inline up to 16 fields, the usual head: a `MAX_HEADERS` array
+    /// would be zeroed and moved for every response.
     fields: smallvec::SmallVec<[(Span, Span); 16]>,
 }
 
