@@ -155,6 +155,13 @@ impl App {
                 "[http] workers changes take effect at the next restart"
             );
         }
+        if config.http.worker_cpu_affinity != current.config.http.worker_cpu_affinity {
+            tracing::warn!(
+                running = ?current.config.http.worker_cpu_affinity,
+                configured = ?config.http.worker_cpu_affinity,
+                "[http] worker_cpu_affinity changes take effect at the next restart"
+            );
+        }
         // A new admin address is bound before anything changes.
         let new_admin = config.admin.as_ref().map(|a| a.listen);
         let old_admin = self.lock_admin().as_ref().map(|a| a.addr);

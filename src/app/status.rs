@@ -147,6 +147,7 @@ impl App {
             "generation": rt.generation,
             "uptime_seconds": self.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
             "workers": rt.config.http.workers,
+            "worker_cpus": self.server.worker_cpus(),
             "worker_max_lag_ms": self.heartbeats.stalest().map_or(0, |(_, d)| d.as_millis() as u64),
             "connections_active": self.server.connections(),
             "listeners": listeners,

@@ -118,6 +118,9 @@ pub struct HttpFile {
     pub max_connections: Option<usize>,
     /// Worker threads; default one per core.
     pub workers: Option<usize>,
+    /// `"auto"` (pin each worker to a CPU of its own when there is one
+    /// per CPU) or `"off"`.
+    pub worker_cpu_affinity: Option<String>,
     /// Trusted proxies for the real client address (servers inherit it).
     pub set_real_ip_from: Option<Vec<String>>,
     pub real_ip_header: Option<String>,

@@ -118,6 +118,8 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// Worker threads (one single-threaded runtime each); read at start.
     pub workers: usize,
+    /// Whether workers are pinned to CPUs; read at start.
+    pub worker_cpu_affinity: CpuAffinity,
     /// Time allowed for the PROXY protocol header on listeners that
     /// expect one.
     pub proxy_protocol_timeout: Duration,
@@ -126,6 +128,16 @@ pub struct HttpSettings {
     pub resolver: Vec<SocketAddr>,
     /// Time allowed for one lookup (nginx `resolver_timeout`).
     pub resolver_timeout: Duration,
+}
+
+/// `[http] worker_cpu_affinity`: see `proxy::workers::cpu_plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuAffinity {
+    /// Pin worker i to the i-th CPU the process may run on, when there
+    /// is exactly one worker per such CPU (the default count).
+    Auto,
+    /// Leave the workers to the kernel's scheduler.
+    Off,
 }
 
 /// `[log]`.

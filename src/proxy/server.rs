@@ -119,10 +119,13 @@ impl Server {
     pub fn start(runtime: Runtime) -> Result<Server, BindError> {
         let max_connections = runtime.config.http.max_connections;
         let count = runtime.config.http.workers;
-        let workers = Workers::start(count).map_err(|source| BindError {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
+        let workers =
+            Workers::start(count, runtime.config.http.worker_cpu_affinity).map_err(|source| {
+                BindError {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                }
+            })?;
         let server = Server {
             workers,
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),
@@ -208,6 +211,11 @@ impl Server {
     /// The worker runtimes (for tasks that must run on every worker).
     pub fn worker_handles(&self) -> Vec<tokio::runtime::Handle> {
         self.workers.handles().cloned().collect()
+    }
+
+    /// The CPU each worker is pinned to (`[http] worker_cpu_affinity`).
+    pub fn worker_cpus(&self) -> Vec<Option<usize>> {
+        self.workers.cpus()
     }
 
     /// Client connections open now.

@@ -339,6 +339,20 @@ fn empty_config_has_nothing_to_do() {
 }
 
 #[test]
+fn worker_cpu_affinity_is_auto_or_off() {
+    let base = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n";
+    let c = parse(base).unwrap();
+    assert_eq!(c.http.worker_cpu_affinity, CpuAffinity::Auto);
+    let c = parse(&format!("[http]\nworker_cpu_affinity = \"off\"\n{base}")).unwrap();
+    assert_eq!(c.http.worker_cpu_affinity, CpuAffinity::Off);
+    assert_problem(
+        &format!("[http]\nworker_cpu_affinity = \"0101\"\n{base}"),
+        "http.worker_cpu_affinity",
+        "use \"auto\" or \"off\"",
+    );
+}
+
+#[test]
 fn access_log_buffering_keys() {
     let base = "[[server]]\nlisten = [\"127.0.0.1:8080\"]\nroot = \"/srv\"\n";
     let c = parse(base).unwrap();

@@ -18,6 +18,17 @@ impl Validator<'_> {
                 "must be at least 1 (or leave it out: one per core)",
             );
         }
+        let worker_cpu_affinity = match f.worker_cpu_affinity.as_deref() {
+            None | Some("auto") => CpuAffinity::Auto,
+            Some("off") => CpuAffinity::Off,
+            Some(other) => {
+                self.problems.add(
+                    "http.worker_cpu_affinity",
+                    format!("{other:?} is not a choice; use \"auto\" or \"off\""),
+                );
+                CpuAffinity::Auto
+            }
+        };
         if f.resolver_timeout.is_some_and(|d| d.0.is_zero()) {
             self.problems
                 .add("http.resolver_timeout", "must be more than 0");
@@ -43,6 +54,7 @@ impl Validator<'_> {
             shutdown_timeout: dur(f.shutdown_timeout, 30),
             max_connections: f.max_connections.unwrap_or(100_000),
             workers: f.workers.filter(|&n| n > 0).unwrap_or_else(default_workers),
+            worker_cpu_affinity,
             proxy_protocol_timeout: dur(f.proxy_protocol_timeout, 10),
             resolver: self.resolvers(f.resolver.as_deref().unwrap_or_default()),
             resolver_timeout: dur(f.resolver_timeout, 5),

@@ -178,7 +178,6 @@ pub fn spec(name: &str) -> Option<Spec> {
         | "pcre_jit"
         | "timer_resolution"
         | "worker_priority"
-        | "worker_cpu_affinity"
         | "worker_shutdown_timeout"
         | "thread_pool"
         | "ssl_engine"
@@ -186,6 +185,12 @@ pub fn spec(name: &str) -> Option<Spec> {
         | "google_perftools_profiles" => s(
             MAIN,
             NotNeeded("a process tuning knob of nginx's; vigil has no counterpart to set"),
+        ),
+        "worker_cpu_affinity" => s(
+            MAIN,
+            NotNeeded(
+                "vigil pins one worker per CPU by default ([http] worker_cpu_affinity = \"auto\"); CPU masks are not taken",
+            ),
         ),
         "daemon" | "master_process" => s(
             MAIN,
