@@ -43,8 +43,9 @@ pub fn configure(count: usize) {
 }
 
 /// One `T` per worker, each on cache lines of its own: state that every
-/// request updates (an upstream server's idle connections) would otherwise move between the workers' cores at each
-/// update, the cost nginx avoids by giving each worker process its own.
+/// request updates (an upstream server's idle connections) would
+/// otherwise move between the workers' cores at each update, the cost
+/// nginx avoids by giving each worker process its own.
 /// Workers beyond the configured count share slots, which stays correct.
 #[derive(Debug)]
 pub struct PerWorker<T> {
@@ -83,9 +84,10 @@ impl<T> PerWorker<T> {
 /// queued both workers on one CPU while the other ran wrk or idled;
 /// `perf sched` showed a worker waiting 4–8 ms for its CPU, and every
 /// connection of that worker waited with it. The proxied p99 at 64
-/// connections read 4.5 ms unpinned and 2.0–2.4 ms pinned (nginx's
-/// 1.9–3.1 ms in the same runs: its workers sleep and wake more often,
-/// and a wake-up is when the scheduler moves a task to an idle CPU).
+/// connections read 4.5 ms unpinned and 2.0–2.4 ms pinned; nginx's
+/// read 1.9–3.1 ms in the same runs (its workers, unpinned, switched
+/// about a quarter more often than vigil's, and a wake-up is when the
+/// scheduler moves a task to an idle CPU).
 ///
 /// Why only with one worker per CPU: with fewer workers than CPUs (a CPU
 /// quota, a host shared with other work) the spare CPUs are where a
