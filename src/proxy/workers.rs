@@ -85,9 +85,9 @@ impl<T> PerWorker<T> {
 /// `perf sched` showed a worker waiting 4–8 ms for its CPU, and every
 /// connection of that worker waited with it. The proxied p99 at 64
 /// connections read 4.5 ms unpinned and 2.0–2.4 ms pinned; nginx's
-/// read 1.9–3.1 ms in the same runs (its workers, unpinned, switched
-/// about a quarter more often than vigil's, and a wake-up is when the
-/// scheduler moves a task to an idle CPU).
+/// read 1.9–3.1 ms in the same runs (its workers, unpinned, slept and
+/// woke about 1.5 times as often per request as vigil's, and a wake-up
+/// is when the scheduler moves a task to an idle CPU).
 ///
 /// Why only with one worker per CPU: with fewer workers than CPUs (a CPU
 /// quota, a host shared with other work) the spare CPUs are where a
