@@ -131,8 +131,40 @@ impl Drop for LocalAddrGuard {
 pub(super) struct ConnService {
     runtime: Arc<ArcSwap<Runtime>>,
     conn: Arc<ConnInfo>,
-    lifecycle: watch::Receiver<Lifecycle>,
+    lifecycle: Arc<LifecycleView>,
     state: Arc<ConnState>,
+}
+
+/// The proxy's lifecycle as one connection's responses read it: whether
+/// they must say `Connection: close`.
+///
+/// Why not a `watch::Receiver` clone per request: cloning, reading and
+/// dropping one are six atomic writes to the channel's shared state,
+/// which every connection of both workers writes too; its lines bounce
+/// between the CPUs (perf: the top self-time spots of the request
+/// future). Here a request reads the channel's version (a plain load) and
+/// takes the read lock only once the lifecycle has moved.
+struct LifecycleView {
+    rx: watch::Receiver<Lifecycle>,
+    /// Not serving when the connection began: always read the value.
+    moved_before: bool,
+}
+
+impl LifecycleView {
+    fn new(mut rx: watch::Receiver<Lifecycle>) -> Arc<LifecycleView> {
+        // Marked seen, so that `has_changed` means: since the connection
+        // began.
+        let moved_before = *rx.borrow_and_update() != Lifecycle::Serving;
+        Arc::new(LifecycleView { rx, moved_before })
+    }
+
+    /// Draining or closing. Any value other than `Serving` was either
+    /// there when the connection began or sent since, which moved the
+    /// channel's version past this receiver's.
+    fn closing(&self) -> bool {
+        (self.moved_before || self.rx.has_changed().unwrap_or(true))
+            && *self.rx.borrow() != Lifecycle::Serving
+    }
 }
 
 type ServiceFuture =
@@ -165,8 +197,7 @@ impl ConnService {
         // a pointer copy. Built in its box (see `boxed_in_place`).
         Box::into_pin(boxed_in_place(move || async move {
             let mut response = handler::handle(rt, &conn, req).await;
-            let closing =
-                *lifecycle.borrow() != Lifecycle::Serving || state.close_after.load(Relaxed);
+            let closing = lifecycle.closing() || state.close_after.load(Relaxed);
             if !h2 && closing {
                 response.headers_mut().insert(
                     http::header::CONNECTION,
@@ -200,7 +231,7 @@ pub(crate) async fn serve_plain_connection(
     let service = ConnService {
         runtime,
         conn,
-        lifecycle: control.lifecycle.clone(),
+        lifecycle: LifecycleView::new(control.lifecycle.clone()),
         state: Arc::default(),
     };
     plain::serve_plain(stream, service, control).await;
@@ -220,7 +251,7 @@ pub(crate) async fn serve_connection<IO>(
     let service = ConnService {
         runtime,
         conn,
-        lifecycle: control.lifecycle.clone(),
+        lifecycle: LifecycleView::new(control.lifecycle.clone()),
         state: state.clone(),
     };
     let builder = auto_builder(&settings);
@@ -325,5 +356,40 @@ mod tests {
         // shows the size users get.
         eprintln!("plain connection future: {plain} bytes");
         assert!(plain <= 1400, "plain connection future is {plain} bytes");
+    }
+
+    /// Every lifecycle path a connection can see: begun while serving or
+    /// draining, then drained, undrained or closed.
+    #[test]
+    fn a_connection_sees_every_lifecycle_move() {
+        use Lifecycle::*;
+        for (at_start, moves) in [
+            (Serving, vec![]),
+            (Serving, vec![Draining]),
+            (Serving, vec![Draining, Serving]),
+            (Serving, vec![Draining, Closing]),
+            (Draining, vec![]),
+            (Draining, vec![Serving]),
+            (Draining, vec![Serving, Draining]),
+            (Closing, vec![]),
+        ] {
+            let (tx, rx) = watch::channel(Serving);
+            // A receiver that has not seen the current value, as a
+            // listener's may not.
+            tx.send_replace(at_start);
+            let view = LifecycleView::new(rx);
+            assert_eq!(view.closing(), at_start != Serving, "{at_start:?}");
+            for (i, &now) in moves.iter().enumerate() {
+                tx.send_replace(now);
+                assert_eq!(
+                    view.closing(),
+                    now != Serving,
+                    "{at_start:?} {:?}",
+                    &moves[..=i]
+                );
+                // Reading it again changes nothing.
+                assert_eq!(view.closing(), now != Serving);
+            }
+        }
     }
 }

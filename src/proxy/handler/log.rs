@@ -8,7 +8,8 @@ use super::*;
 /// done.
 pub(super) struct Finished {
     pub(super) rt: Arc<Runtime>,
-    pub(super) server: Arc<VirtualServer>,
+    /// Index into `rt`'s servers.
+    pub(super) server: usize,
     pub(super) location: Option<usize>,
     pub(super) method: http::Method,
     pub(super) status: StatusCode,
@@ -59,12 +60,13 @@ impl LoggedBody {
             return;
         };
         let elapsed = self.start.elapsed();
+        let server = r.rt.server(r.server);
         let location = r
             .location
-            .map_or("", |i| r.server.locations[i].label.as_str());
+            .map_or("", |i| server.locations[i].label.as_str());
         r.rt.request_metrics.record(
             &r.rt.metrics,
-            r.server.index,
+            server.index,
             r.location,
             &r.method,
             r.status,
@@ -88,7 +90,7 @@ impl LoggedBody {
             request_time: elapsed,
             upstream: &log.upstream,
             upstream_time: log.upstream_time,
-            server: &r.server.label,
+            server: &server.label,
             location: (!location.is_empty()).then_some(location),
         });
     }

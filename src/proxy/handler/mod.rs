@@ -148,7 +148,9 @@ pub async fn handle(
             return r.map(LoggedBody::unlogged);
         }
     };
-    let server = rt.server(server_index).clone();
+    // Borrowed, as `rt` itself is handed to the log record at the end:
+    // an Arc clone per request is a write to a count both workers share.
+    let server = rt.server(server_index);
     // Read before the request is handed on: what compression needs.
     let compress = (server.compression.is_some()
         || server.locations.iter().any(|l| l.compression.is_some()))
@@ -220,9 +222,9 @@ pub async fn handle(
                 request_id: &exchange.request_id,
             };
             let vars = env.vars(head, head.uri.path(), None);
-            decorate(&mut response, &server, location, conn.tls, Some(&vars));
+            decorate(&mut response, server, location, conn.tls, Some(&vars));
         }
-        None => decorate(&mut response, &server, location, conn.tls, None),
+        None => decorate(&mut response, server, location, conn.tls, None),
     }
     let compression = match location {
         Some(l) => l.compression.as_deref(),
@@ -248,8 +250,8 @@ pub async fn handle(
         })
     });
     let record = Finished {
-        rt: rt.clone(),
-        server,
+        rt,
+        server: server_index,
         location: exchange.location,
         method,
         status,
