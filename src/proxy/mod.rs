@@ -10,6 +10,7 @@ pub(crate) mod code_counters;
 pub(crate) mod compress;
 pub(crate) mod conn;
 pub(crate) mod edge;
+pub(crate) mod fast_map;
 pub(crate) mod forward;
 #[cfg(test)]
 mod future_size;

@@ -10,16 +10,15 @@
 //! regexes are skipped; regexes are tried in file order and the first
 //! match wins; else the remembered prefix.
 
-use std::collections::HashMap;
-
 use regex::Regex;
 
+use super::fast_map::FastMap;
 use crate::config::{ListenerConfig, Location, LocationPattern, ServerName, VirtualServer};
 
 /// The virtual servers on one listen address.
 #[derive(Debug, Clone)]
 pub struct VirtualHosts {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// `(".example.com", also_bare, server)`, longest suffix first.
     suffixes: Vec<(String, bool, usize)>,
     /// `("www.example.", server)`, longest prefix first.
@@ -33,7 +32,7 @@ impl VirtualHosts {
     /// `servers` (the config's server list).
     pub fn new(listener: &ListenerConfig, servers: &[std::sync::Arc<VirtualServer>]) -> Self {
         let mut table = VirtualHosts {
-            exact: HashMap::new(),
+            exact: FastMap::default(),
             suffixes: Vec::new(),
             prefixes: Vec::new(),
             regexes: Vec::new(),
@@ -121,11 +120,11 @@ pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
 /// The locations of one server, arranged for nginx's search order.
 #[derive(Debug, Clone, Default)]
 pub struct Locations {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// `(prefix, skip_regex, location)`, longest prefix first.
     prefixes: Vec<(String, bool, usize)>,
     regexes: Vec<(Regex, usize)>,
-    named: HashMap<String, usize>,
+    named: FastMap<String, usize>,
 }
 
 impl Locations {

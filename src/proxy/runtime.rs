@@ -5,11 +5,11 @@
 //! `ArcSwap`: a request loads it once and uses it to its end, so a reload
 //! never tears a request between two configs.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::access_log::AccessLog;
+use super::fast_map::FastMap;
 use super::request_metrics::RequestMetrics;
 use super::router::{Locations, VirtualHosts};
 use super::tls::TlsListeners;
@@ -25,10 +25,10 @@ pub struct Runtime {
     pub generation: u64,
     pub config: Arc<Config>,
     /// Virtual host tables by listen address.
-    pub listeners: HashMap<SocketAddr, VirtualHosts>,
+    pub listeners: FastMap<SocketAddr, VirtualHosts>,
     /// Per server (same order as `config.servers`): its location table.
     pub locations: Vec<Locations>,
-    pub pools: HashMap<String, Arc<Pool>>,
+    pub pools: FastMap<String, Arc<Pool>>,
     pub access_log: AccessLog,
     /// TLS acceptors (certificates by SNI) by listen address.
     pub tls: TlsListeners,

@@ -85,7 +85,7 @@ impl TlsListeners {
     /// was validated.
     pub fn build(
         config: &Config,
-        hosts: &HashMap<SocketAddr, VirtualHosts>,
+        hosts: &crate::proxy::fast_map::FastMap<SocketAddr, VirtualHosts>,
         previous: Option<&TlsListeners>,
     ) -> TlsListeners {
         let resumption = previous.map_or_else(Resumption::new, |p| p.resumption.clone());
