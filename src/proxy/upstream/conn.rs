@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::head_timer::HeadTimer;
 use super::pool::Peer;
 use crate::proxy::tls::UpstreamConnector;
 use crate::proxy::workers::PerWorker;
@@ -71,6 +72,7 @@ pub async fn connect(
         buf: BytesMut::new(),
         head: Vec::new(),
         reused: false,
+        head_timer: HeadTimer::default(),
     }))
 }
 
@@ -93,6 +95,8 @@ pub struct Connection {
     /// Carried a request before: a failure before any response byte may
     /// be the server closing it as we picked it.
     pub(super) reused: bool,
+    /// Times the wait for each response head (see `head_timer`).
+    pub(super) head_timer: HeadTimer,
 }
 
 impl std::fmt::Debug for Connection {

@@ -128,10 +128,15 @@ impl Connection {
             head.keep_alive = false;
             return Ok(head);
         }
-        match tokio::time::timeout(read_timeout, poll_fn(|cx| self.poll_head(cx, method))).await {
-            Err(_) => Err(ExchangeError::Timeout),
-            Ok(r) => r,
-        }
+        let deadline = tokio::time::Instant::now() + read_timeout;
+        poll_fn(|cx| match self.poll_head(cx, method) {
+            Poll::Ready(head) => Poll::Ready(head),
+            Poll::Pending if self.head_timer.expired(cx, deadline) => {
+                Poll::Ready(Err(ExchangeError::Timeout))
+            }
+            Poll::Pending => Poll::Pending,
+        })
+        .await
     }
 
     /// Writes what `out` holds.

@@ -5,6 +5,7 @@ pub mod checker;
 pub mod conn;
 pub mod exchange;
 pub mod h1;
+pub mod head_timer;
 pub mod health;
 pub mod peer_metrics;
 pub mod pool;
