@@ -12,7 +12,7 @@
 //! lives elsewhere (pool health, VRRP state and counters) is copied into
 //! the registry when it is scraped, so the hot path never pays for it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -68,6 +68,15 @@ pub struct Metrics {
     pub vrrp_advert_lag: HistogramVec,
     /// Serializes scrapes (they refresh mirrored values before gathering).
     scrape: Mutex<()>,
+    /// Counts kept outside the registry (per worker, see
+    /// `proxy::worker_metrics`), merged in at every scrape.
+    pending: Mutex<Vec<Weak<dyn Flush>>>,
+}
+
+/// Counts held outside the registry that a scrape must merge in first.
+pub trait Flush: Send + Sync {
+    /// Adds what is held to the registry's series and clears it.
+    fn flush(&self);
 }
 
 /// Advert lag buckets: 0.5 ms to 1 s (a 10 ms advert interval to a node
@@ -335,6 +344,30 @@ impl Metrics {
             },
             registry,
             scrape: Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Has every scrape flush `counts` first, for as long as they live.
+    pub fn keep_flushed(&self, counts: Weak<dyn Flush>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.retain(|c| c.strong_count() > 0);
+        pending.push(counts);
+    }
+
+    /// Merges the counts held outside the registry into it.
+    pub fn flush_pending(&self) {
+        // Flushed outside the list's lock: the last holder of a series
+        // may drop it meanwhile, and its drop flushes too.
+        let live: Vec<Arc<dyn Flush>> = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for counts in live {
+            counts.flush();
         }
     }
 
@@ -342,6 +375,7 @@ impl Metrics {
     /// scrape-time state into the registry.
     pub fn render(&self, refresh: impl FnOnce(&Metrics)) -> String {
         let _one_scrape_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.flush_pending();
         refresh(self);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -5,26 +5,26 @@
 //! `vigil_http_request_duration_seconds{server,location}`: the server and
 //! location labels are fixed by the config, so each generation keeps one
 //! [`LocationSeries`] per (server, location), and one per server for the
-//! requests no location answered (`location=""`). A handle is resolved
-//! the first time a request counts into it, so /metrics shows the same
-//! series as when every request looked its labels up; after that it is one
-//! atomic load. Methods and codes are open sets: the common methods each
-//! keep a few slots for the codes seen at the location, and anything else
-//! goes through `with_label_values` as before.
+//! requests no location answered (`location=""`). Each worker counts into
+//! its own slot of it, merged into the shared series at every scrape
+//! (`worker_metrics`). A series is resolved the first time a request
+//! counts into it, so /metrics shows the same series as when every
+//! request looked its labels up. Methods and codes are open sets: the
+//! common methods each keep a few slots for the codes seen at the
+//! location, and anything else goes through `with_label_values` as before.
 //!
-//! A handle is a clone of the series the vec holds, so the handles of two
+//! The slots count into clones of the series the vec holds, so two
 //! generations with the same labels count into one series: a reload
 //! neither resets nor splits a count.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use prometheus::Histogram;
 
 use crate::config::VirtualServer;
 use crate::metrics::Metrics;
-use crate::proxy::code_counters::CodeCounters;
+use crate::proxy::worker_metrics::{CodeCounts, LazyHistogram, Pending, WorkerSeries};
 
 /// One generation's request series, by [`VirtualServer::index`].
 #[derive(Debug)]
@@ -99,10 +99,25 @@ const METHODS: usize = 5;
 struct LocationSeries {
     server: String,
     location: String,
-    duration: OnceLock<Histogram>,
-    /// Per common method: codes in the order first seen, each with its
-    /// counter.
-    counts: [CodeCounters<StatusCode, CODE_SLOTS>; METHODS],
+    /// Made on the first request counted (with the metrics it counts
+    /// into), so an unused location shows no series.
+    counts: OnceLock<Arc<WorkerSeries<LocationCounts>>>,
+}
+
+/// A worker's counts for one location, not yet in the shared series.
+struct LocationCounts {
+    duration: LazyHistogram,
+    /// Per common method: codes in the order first seen.
+    by_method: [CodeCounts<StatusCode>; METHODS],
+}
+
+impl Pending for LocationCounts {
+    fn flush(&mut self) {
+        self.duration.flush();
+        for codes in &mut self.by_method {
+            codes.flush();
+        }
+    }
 }
 
 impl LocationSeries {
@@ -110,24 +125,17 @@ impl LocationSeries {
         LocationSeries {
             server: server.to_owned(),
             location: location.to_owned(),
-            duration: OnceLock::new(),
-            counts: Default::default(),
+            counts: OnceLock::new(),
         }
     }
 
     fn record(&self, metrics: &Metrics, method: &Method, status: StatusCode, elapsed: Duration) {
-        self.count(metrics, method, status);
-        self.duration
-            .get_or_init(|| {
-                metrics
-                    .http_request_duration
-                    .with_label_values(&[&self.server, &self.location])
+        let counts = self.counts.get_or_init(|| {
+            WorkerSeries::new(metrics, || LocationCounts {
+                duration: LazyHistogram::default(),
+                by_method: std::array::from_fn(|_| CodeCounts::new(CODE_SLOTS)),
             })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    /// Adds one to the `(method, status)` counter.
-    fn count(&self, metrics: &Metrics, method: &Method, status: StatusCode) {
+        });
         let resolve = || {
             metrics.http_requests.with_label_values(&[
                 self.server.as_str(),
@@ -136,10 +144,17 @@ impl LocationSeries {
                 status.as_str(),
             ])
         };
-        match method_slot(method) {
-            Some(row) => self.counts[row].inc(status, resolve),
-            None => resolve().inc(),
-        }
+        counts.with(|counts| {
+            match method_slot(method) {
+                Some(row) => counts.by_method[row].inc(status, resolve),
+                None => resolve().inc(),
+            }
+            counts.duration.observe(elapsed.as_secs_f64(), || {
+                metrics
+                    .http_request_duration
+                    .with_label_values(&[&self.server, &self.location])
+            });
+        });
     }
 }
 
@@ -284,6 +299,7 @@ server_name = ["b.test"]
         );
         first.record(&m, 0, Some(0), &Method::GET, StatusCode::OK, Duration::ZERO);
         second.record(&m, 0, Some(0), &Method::GET, StatusCode::OK, Duration::ZERO);
+        m.flush_pending();
         let s = &c.servers[0];
         let labels = [s.label.as_str(), "/", "GET", "200"];
         assert_eq!(m.http_requests.with_label_values(&labels).get(), 2);
@@ -311,6 +327,7 @@ server_name = ["b.test"]
                 });
             }
         });
+        m.flush_pending();
         let s = &c.servers[0];
         let total: u64 = (200..212)
             .map(|code: u16| {

@@ -1,21 +1,24 @@
-//! A server's metric handles, resolved on its first attempt and kept with
+//! A server's metric series, resolved on its first attempt and kept with
 //! the server: `with_label_values` hashes its labels and takes a lock on
 //! every call, which showed in the proxied request's profile (issue 16).
+//! Attempts and response times are counted per worker and merged into
+//! the shared series at every scrape (`worker_metrics`).
 //!
 //! The status code is an open label: the first codes a server answers
-//! get a cached handle each ([`CodeCounters`]), any other code takes the
-//! labelled lookup.
+//! get a counter each in a worker's slot ([`CodeCounts`]), any other code
+//! takes the labelled lookup.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use http::StatusCode;
-use prometheus::{Histogram, IntCounter};
+use prometheus::IntCounter;
 
 use crate::metrics::Metrics;
-use crate::proxy::code_counters::CodeCounters;
+use crate::proxy::worker_metrics::{CodeCounts, LazyHistogram, Pending, WorkerSeries};
 
-/// Codes with a cached counter per server: a server answers for every
-/// route and method of its pool, so more than a location's few.
+/// Codes with a counter of their own per server and worker: a server
+/// answers for every route and method of its pool, so more than a
+/// location's few.
 const CODE_SLOTS: usize = 16;
 
 /// The `code` label of an attempt: the status answered, or why none was.
@@ -41,37 +44,58 @@ pub struct PeerMetrics(OnceLock<Handles>);
 
 #[derive(Debug)]
 struct Handles {
-    /// `vigil_upstream_response_duration_seconds{upstream}`.
-    duration: Histogram,
-    /// `vigil_upstream_retries_total{upstream}`.
+    /// `vigil_upstream_retries_total{upstream}` (rare: shared).
     retries: IntCounter,
+    /// Attempts and response times, per worker.
+    counts: Arc<WorkerSeries<PeerCounts>>,
+}
+
+/// A worker's counts for one server, not yet in the shared series.
+struct PeerCounts {
+    /// `vigil_upstream_response_duration_seconds{upstream}`.
+    duration: LazyHistogram,
     /// `vigil_upstream_requests_total{upstream, server, code}`.
-    codes: CodeCounters<AttemptCode, CODE_SLOTS>,
+    codes: CodeCounts<AttemptCode>,
+}
+
+impl Pending for PeerCounts {
+    fn flush(&mut self) {
+        self.duration.flush();
+        self.codes.flush();
+    }
 }
 
 impl PeerMetrics {
     fn handles(&self, metrics: &Metrics, upstream: &str) -> &Handles {
         self.0.get_or_init(|| Handles {
-            duration: metrics
-                .upstream_response_duration
-                .with_label_values(&[upstream]),
             retries: metrics.upstream_retries.with_label_values(&[upstream]),
-            codes: CodeCounters::new(),
+            counts: WorkerSeries::new(metrics, || PeerCounts {
+                duration: LazyHistogram::default(),
+                codes: CodeCounts::new(CODE_SLOTS),
+            }),
         })
     }
 
     /// Counts one attempt on this server.
     pub fn attempt(&self, metrics: &Metrics, upstream: &str, server: &str, code: AttemptCode) {
-        self.handles(metrics, upstream).codes.inc(code, || {
-            metrics
-                .upstream_requests
-                .with_label_values(&[upstream, server, code.label()])
+        self.handles(metrics, upstream).counts.with(|counts| {
+            counts.codes.inc(code, || {
+                metrics
+                    .upstream_requests
+                    .with_label_values(&[upstream, server, code.label()])
+            })
         });
     }
 
     /// Time from sending the request to the response head.
     pub fn response_time(&self, metrics: &Metrics, upstream: &str, seconds: f64) {
-        self.handles(metrics, upstream).duration.observe(seconds);
+        self.handles(metrics, upstream).counts.with(|counts| {
+            counts.duration.observe(seconds, || {
+                metrics
+                    .upstream_response_duration
+                    .with_label_values(&[upstream])
+            })
+        });
     }
 
     /// A request moved on to this server after a failed attempt.
@@ -101,6 +125,7 @@ mod tests {
         }
         peer.retry(&metrics, "app");
         peer.response_time(&metrics, "app", 0.25);
+        metrics.flush_pending();
         let count = |code: &str| {
             metrics
                 .upstream_requests
@@ -132,6 +157,7 @@ mod tests {
                 peer.attempt(&metrics, "app", "a:1", AttemptCode::Status(status));
             }
         }
+        metrics.flush_pending();
         for (i, status) in codes.enumerate() {
             let labels = ["app", "a:1", status.as_str()];
             let count = metrics.upstream_requests.with_label_values(&labels).get();
