@@ -106,6 +106,10 @@ pub fn parse_response(
         let mut headers = HeaderMap::with_capacity(fields.len());
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
+        // What the framing rules read, gathered here rather than looked
+        // up in the map afterwards.
+        let mut lengths = Lengths::default();
+        let mut last_coding: Option<HeaderValue> = None;
         for &(name, value) in &fields {
             let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
                 .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
@@ -119,10 +123,14 @@ pub fn parse_response(
                 } else if !keep_alive {
                     keep_alive = has_token(&value, "keep-alive");
                 }
+            } else if name == header::CONTENT_LENGTH {
+                lengths.add(&value);
+            } else if name == header::TRANSFER_ENCODING {
+                last_coding = Some(value.clone());
             }
             headers.append(name, value);
         }
-        let framing = framing(status, version, method, &headers)?;
+        let framing = framing(status, version, method, last_coding.as_ref(), lengths)?;
         if framing == Framing::UntilClose || framing == Framing::Upgrade {
             keep_alive = false;
         }
@@ -205,12 +213,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
     }))
 }
 
-/// RFC 9112 §6.3, in hyper's order.
+/// RFC 9112 §6.3, in hyper's order. `last_coding`: the last
+/// `Transfer-Encoding` field; `lengths`: the `Content-Length` fields.
 fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
-    headers: &HeaderMap,
+    last_coding: Option<&HeaderValue>,
+    lengths: Lengths,
 ) -> Result<Framing, ParseError> {
     match status.as_u16() {
         101 => return Ok(Framing::Upgrade),
@@ -223,16 +233,13 @@ fn framing(
     if *method == Method::CONNECT && status.is_success() {
         return Ok(Framing::Upgrade);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(last_coding) = last_coding {
         if version == Version::HTTP_10 {
             return Err(ParseError::TransferEncodingOnHttp10);
         }
         // Chunked must be the final coding; otherwise the body runs to
         // the close (a response, unlike a request, may do that).
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
+        let chunked = Some(last_coding)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
@@ -242,30 +249,52 @@ fn framing(
             Framing::UntilClose
         });
     }
-    if headers.contains_key(header::CONTENT_LENGTH) {
-        return match content_length(headers) {
-            Some(0) => Ok(Framing::Empty),
-            Some(n) => Ok(Framing::Length(n)),
-            None => Err(ParseError::ContentLength),
-        };
+    match lengths {
+        Lengths::Absent => Ok(Framing::UntilClose),
+        Lengths::Agreed(0) => Ok(Framing::Empty),
+        Lengths::Agreed(n) => Ok(Framing::Length(n)),
+        Lengths::Invalid => Err(ParseError::ContentLength),
     }
-    Ok(Framing::UntilClose)
+}
+
+/// What the `Content-Length` fields of a head said so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Lengths {
+    #[default]
+    Absent,
+    /// Every value (comma lists included) the same plain decimal number.
+    Agreed(u64),
+    /// A value malformed, or two that differ.
+    Invalid,
+}
+
+impl Lengths {
+    fn add(&mut self, value: &HeaderValue) {
+        let Ok(text) = value.to_str() else {
+            *self = Lengths::Invalid;
+            return;
+        };
+        for part in text.split(',') {
+            *self = match (*self, decimal(part.trim().as_bytes())) {
+                (Lengths::Invalid, _) | (_, None) => Lengths::Invalid,
+                (Lengths::Agreed(f), Some(n)) if f != n => Lengths::Invalid,
+                (_, Some(n)) => Lengths::Agreed(n),
+            };
+        }
+    }
 }
 
 /// The `Content-Length`, when every value (comma lists included) is the
 /// same plain decimal number; `None` when absent, malformed or conflicting.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
+    let mut lengths = Lengths::default();
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let n = decimal(part.trim().as_bytes())?;
-            if found.is_some_and(|f| f != n) {
-                return None;
-            }
-            found = Some(n);
-        }
+        lengths.add(value);
     }
-    found
+    match lengths {
+        Lengths::Agreed(n) => Some(n),
+        Lengths::Absent | Lengths::Invalid => None,
+    }
 }
 
 /// Digits only: no sign, no space, no overflow.
