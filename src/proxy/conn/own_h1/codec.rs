@@ -115,7 +115,9 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Head {
     };
     // Room for the fields a proxied request gains on its way upstream.
     let mut headers = HeaderMap::with_capacity(names.len() + FORWARDING_FIELDS);
-    for (name, at, len) in names {
+    // Drained in place: moving the inline array into an iterator would
+    // copy all of it (a memcpy per request, seen in callgrind).
+    for (name, at, len) in names.drain(..) {
         // SAFETY: httparse accepted these bytes as a field value, which is
         // what `HeaderValue` requires (hyper builds its values the same way).
         let value = unsafe { HeaderValue::from_maybe_shared_unchecked(head.slice(at..at + len)) };

@@ -80,14 +80,16 @@ pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, ParseError> {
+    // Filled in place by `parse_head`: returned inside `RawHead`, the
+    // inline array would be copied on the way out and again here.
+    let mut fields = Fields::new();
     loop {
         let Some(RawHead {
             len,
             code,
             reason,
             version,
-            fields,
-        }) = parse_head(buf)?
+        }) = parse_head(buf, &mut fields)?
         else {
             return Ok(None);
         };
@@ -155,12 +157,13 @@ struct RawHead {
     code: u16,
     reason: (usize, usize),
     version: Version,
-    /// Inline up to 16 fields, the usual head: a `MAX_HEADERS` array
-    /// would be zeroed and moved for every response.
-    fields: smallvec::SmallVec<[(Span, Span); 16]>,
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
+/// The head's fields, by offsets. Inline up to 16 fields, the usual head:
+/// a `MAX_HEADERS` array would be zeroed for every response.
+type Fields = smallvec::SmallVec<[(Span, Span); 16]>;
+
+fn parse_head(buf: &[u8], fields: &mut Fields) -> Result<Option<RawHead>, ParseError> {
     let mut raw = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -181,15 +184,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
     }
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let fields = response
-        .headers
-        .iter()
-        .map(|h| {
-            let n = offset(h.name.as_bytes());
-            let v = offset(h.value);
-            ((n, n + h.name.len() as u32), (v, v + h.value.len() as u32))
-        })
-        .collect();
+    fields.clear();
+    fields.extend(response.headers.iter().map(|h| {
+        let n = offset(h.name.as_bytes());
+        let v = offset(h.value);
+        ((n, n + h.name.len() as u32), (v, v + h.value.len() as u32))
+    }));
     let reason = response.reason.unwrap_or("");
     let r = if reason.is_empty() {
         (0, 0)
@@ -209,7 +209,6 @@ fn parse_head(buf: &[u8]) -> Result<Option<RawHead>, ParseError> {
         code,
         reason: r,
         version,
-        fields,
     }))
 }
 
