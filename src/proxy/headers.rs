@@ -18,20 +18,23 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// reallocation each) while the forwarding fields go in.
 pub const FORWARDING_FIELDS: usize = 4;
 
-/// Whether `name` is hop-by-hop whatever `Connection` says.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Whether `name` is hop-by-hop whatever `Connection` says. Compared as
+/// names, not text: a known name is a small number in `http`, so each
+/// comparison is one integer compare (and a name outside `http`'s list
+/// is compared as bytes only with the two that are outside it too).
 fn always_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-    )
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
 }
 
 /// Removes hop-by-hop fields, including those named by `Connection`.
@@ -149,6 +152,40 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_told_by_name_as_by_text() {
+        const LIST: [&str; 9] = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-authenticate",
+        ];
+        let others = [
+            "host",
+            "content-length",
+            "date",
+            "server",
+            "x-keep-alive",
+            "keep-alive2",
+            "proxy",
+            "t",
+            "tee",
+            "x-upgrade",
+            "accept",
+        ];
+        for text in LIST.iter().chain(&others) {
+            for spelled in [text.to_string(), text.to_ascii_uppercase()] {
+                let name = HeaderName::from_bytes(spelled.as_bytes()).unwrap();
+                assert_eq!(always_hop_by_hop(&name), LIST.contains(text), "{spelled}");
+            }
+        }
     }
 
     #[test]
