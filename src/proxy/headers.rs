@@ -25,7 +25,7 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// names, not text: a known name is a small number in `http`, so each
 /// comparison is one integer compare (and a name outside `http`'s list
 /// is compared as bytes only with the two that are outside it too).
-fn always_hop_by_hop(name: &HeaderName) -> bool {
+pub fn always_hop_by_hop(name: &HeaderName) -> bool {
     *name == header::CONNECTION
         || *name == header::TE
         || *name == header::TRAILER
@@ -60,17 +60,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     let mut upgrade = None;
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim) {
-            if token.eq_ignore_ascii_case("upgrade") {
-                upgrade = headers.get(header::UPGRADE).cloned();
-            } else if token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-                || token.is_empty()
-            {
-                // Options, or a field removed below anyway.
-            } else if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.push(name);
+        for option in connection_options(value) {
+            match option {
+                ConnectionOption::Upgrade => upgrade = headers.get(header::UPGRADE).cloned(),
+                ConnectionOption::Field(name) => listed.push(name),
+                ConnectionOption::Other => {}
             }
         }
     }
@@ -81,6 +75,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         headers.remove(name);
     }
     upgrade
+}
+
+/// One token of a `Connection` field.
+pub enum ConnectionOption {
+    /// `upgrade`: the `Upgrade` field names a protocol to switch to.
+    Upgrade,
+    /// A field to remove before forwarding.
+    Field(HeaderName),
+    /// `close`, `keep-alive`, an empty token or one that names no field:
+    /// options of this hop, or fields removed anyway.
+    Other,
+}
+
+/// The tokens of one `Connection` value (none when it is not text).
+pub fn connection_options(value: &HeaderValue) -> impl Iterator<Item = ConnectionOption> + '_ {
+    let text = value.to_str().unwrap_or("");
+    text.split(',').map(str::trim).map(|token| {
+        if token.eq_ignore_ascii_case("upgrade") {
+            ConnectionOption::Upgrade
+        } else if token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive")
+            || token.is_empty()
+        {
+            ConnectionOption::Other
+        } else {
+            HeaderName::from_bytes(token.as_bytes())
+                .map_or(ConnectionOption::Other, ConnectionOption::Field)
+        }
+    })
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -348,11 +348,10 @@ fn finish_response(
             // 101 to a request that did not ask for it: protocol violation.
             return respond::status(StatusCode::BAD_GATEWAY);
         };
+        // The one hop-by-hop pair carried across on purpose.
         let mut headers = head.headers;
-        let protocol = headers.get(header::UPGRADE).cloned();
-        headers::strip_hop_by_hop(&mut headers);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        if let Some(p) = protocol {
+        if let Some(p) = head.upgrade {
             headers.insert(header::UPGRADE, p);
         }
         *response.headers_mut() = headers;
@@ -360,15 +359,8 @@ fn finish_response(
         return response;
     }
     let body = UpstreamBody::new(connection, &head, Some(in_flight), read_timeout);
-    let mut headers = head.headers;
-    // RFC 9112 §6.3: with both, Transfer-Encoding decides the framing (the
-    // codec decoded it so) and Content-Length must go; relayed, it would
-    // frame the client's copy wrongly (issue 13: a body of `HTTP/`).
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    headers::strip_hop_by_hop(&mut headers);
-    *response.headers_mut() = headers;
+    // Hop-by-hop fields were left out by the parser.
+    *response.headers_mut() = head.headers;
     *response.body_mut() = Body::Upstream(body);
     response
 }

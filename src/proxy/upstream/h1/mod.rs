@@ -19,6 +19,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::proxy::headers::{self, ConnectionOption};
+
 /// Most header fields accepted in a response head (nginx's buffer-bound
 /// equivalent: "upstream sent too big header", 502).
 pub const MAX_HEADERS: usize = 100;
@@ -66,7 +68,13 @@ pub enum Framing {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
+    /// The end-to-end fields, as they are relayed: the hop-by-hop ones
+    /// (RFC 9110 §7.6.1: the fixed list and those `Connection` names) are
+    /// left out, and `Content-Length` too when `Transfer-Encoding` framed
+    /// the body.
     pub headers: HeaderMap,
+    /// The first `Upgrade` field: the protocol a 101 switches to.
+    pub upgrade: Option<HeaderValue>,
     /// The reason phrase, when it is not the canonical one (relayed as is).
     pub reason: Option<Bytes>,
     /// Whether the connection may carry another request afterwards.
@@ -112,27 +120,51 @@ pub fn parse_response(
         // up in the map afterwards.
         let mut lengths = Lengths::default();
         let mut last_coding: Option<HeaderValue> = None;
+        let mut upgrade = None;
+        // Fields a `Connection` value names: removed once all are in.
+        let mut listed: Vec<HeaderName> = Vec::new();
         for &(name, value) in &fields {
             let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
                 .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
             let value =
                 HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
                     .map_err(|_| ParseError::HeaderValue)?;
-            if name == header::CONNECTION {
-                if saw_close || has_token(&value, "close") {
-                    saw_close = true;
-                    keep_alive = false;
-                } else if !keep_alive {
-                    keep_alive = has_token(&value, "keep-alive");
-                }
-            } else if name == header::CONTENT_LENGTH {
+            if name == header::CONTENT_LENGTH {
                 lengths.add(&value);
-            } else if name == header::TRANSFER_ENCODING {
-                last_coding = Some(value.clone());
+            } else if headers::always_hop_by_hop(&name) {
+                // RFC 9110 §7.6.1: read here, never relayed; dropping them
+                // now spares a map insert and a removal per field.
+                if name == header::CONNECTION {
+                    if saw_close || has_token(&value, "close") {
+                        saw_close = true;
+                        keep_alive = false;
+                    } else if !keep_alive {
+                        keep_alive = has_token(&value, "keep-alive");
+                    }
+                    for option in headers::connection_options(&value) {
+                        if let ConnectionOption::Field(name) = option {
+                            listed.push(name);
+                        }
+                    }
+                } else if name == header::TRANSFER_ENCODING {
+                    last_coding = Some(value);
+                } else if name == header::UPGRADE {
+                    upgrade.get_or_insert(value);
+                }
+                continue;
             }
             headers.append(name, value);
         }
+        for name in listed {
+            headers.remove(name);
+        }
         let framing = framing(status, version, method, last_coding.as_ref(), lengths)?;
+        if last_coding.is_some() {
+            // RFC 9112 §6.3: with both, Transfer-Encoding decides the
+            // framing and Content-Length must go; relayed, it would frame
+            // the client's copy wrongly (issue 13: a body of `HTTP/`).
+            headers.remove(header::CONTENT_LENGTH);
+        }
         if framing == Framing::UntilClose || framing == Framing::Upgrade {
             keep_alive = false;
         }
@@ -140,6 +172,7 @@ pub fn parse_response(
             status,
             version,
             headers,
+            upgrade,
             reason,
             keep_alive,
             framing,

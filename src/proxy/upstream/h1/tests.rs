@@ -463,3 +463,47 @@ proptest! {
         prop_assert_eq!(&buf[..], b"abc");
     }
 }
+
+#[test]
+fn hop_by_hop_fields_are_left_out_of_the_relayed_head() {
+    let h = head(
+        b"HTTP/1.1 200 OK\r\nX-Gone: 1\r\nConnection: keep-alive, X-Gone, x-later\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+          Trailer: X-T\r\nUpgrade: h2c\r\nProxy-Authenticate: Basic\r\nX-Later: 2\r\n\
+          X-Kept: 3\r\nContent-Length: 0\r\n\r\n",
+    );
+    let mut names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["content-length", "x-kept"]);
+    assert!(h.keep_alive, "Connection is still read");
+    assert_eq!(h.upgrade.as_ref().map(|v| v.as_bytes()), Some(&b"h2c"[..]));
+    let plain = head(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(plain.upgrade, None);
+}
+
+#[test]
+fn a_switch_keeps_its_first_upgrade_value() {
+    let h = head(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Upgrade: other\r\nSec-WebSocket-Accept: x\r\n\r\n",
+    );
+    assert_eq!(h.framing, Framing::Upgrade);
+    assert_eq!(
+        h.upgrade.as_ref().map(|v| v.as_bytes()),
+        Some(&b"websocket"[..])
+    );
+    let names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["sec-websocket-accept"]);
+}
+
+#[test]
+fn transfer_encoding_drops_content_length_in_either_order() {
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"[..],
+    ] {
+        let h = head(raw);
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.headers.is_empty(), "{:?}", h.headers);
+    }
+}
