@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::{BalanceMethod, NextUpstream, ProxyPass};
 use crate::proxy::body::Body;
 use crate::proxy::client_body::{self, ClientBody, HeldBody, Upload};
-use crate::proxy::headers::{self, ClientInfo};
+use crate::proxy::headers::{self, AddedFields, ClientInfo};
 use crate::proxy::request_body::RequestBody;
 use crate::proxy::respond;
 use crate::proxy::runtime::Pool;
@@ -97,7 +97,8 @@ pub async fn forward(
 
     let client_upgrade = parts.extensions.remove::<OnUpgrade>();
     let forwarding = pass.forwarding_headers.then_some(&client);
-    let upgrade = prepare_headers(&mut parts.headers, set_headers, forwarding);
+    let mut added = AddedFields::default();
+    let upgrade = prepare_headers(&mut parts.headers, &mut added, set_headers, forwarding);
     // Only where the location opts in: a tunnel takes the connection past
     // every routing rule (issue 13: `Upgrade: h2c` reached a location
     // that `= /bad/admin` refused).
@@ -158,9 +159,10 @@ pub async fn forward(
         && (is_idempotent(&parts.method) || config.next_upstream.non_idempotent);
     let template = replayable.then(|| {
         let method = parts.method.clone();
-        (method, uri.clone(), parts.headers.clone(), held.clone())
+        let headers = (parts.headers.clone(), added.clone());
+        (method, uri.clone(), headers, held.clone())
     });
-    let mut request = Some(build_request(parts.method, uri, parts.headers, body));
+    let mut request = Some(build_request(parts.method, uri, parts.headers, added, body));
 
     let key = match (&config.balance, &hash_key) {
         (BalanceMethod::IpHash, _) => PickKey::Client(client.addr),
@@ -190,9 +192,9 @@ pub async fn forward(
         };
         tried.push(index);
         let Some(req) = request.take().or_else(|| {
-            template.as_ref().map(|(m, u, h, held)| {
+            template.as_ref().map(|(m, u, (h, a), held)| {
                 let body = held.as_ref().map_or(Body::Empty, HeldBody::body);
-                build_request(m.clone(), u.clone(), h.clone(), body)
+                build_request(m.clone(), u.clone(), h.clone(), a.clone(), body)
             })
         }) else {
             break;
@@ -466,6 +468,54 @@ mod tests {
             request_buffering: true,
             intercept_errors: false,
         }
+    }
+
+    /// `proxy_set_header` takes over a forwarding field of its name,
+    /// whether it sets it or (empty) removes it, as in nginx.
+    #[test]
+    fn set_headers_override_the_forwarding_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("a.test"));
+        headers.insert("x-real-ip", HeaderValue::from_static("forged"));
+        let ip = "192.0.2.1".parse().unwrap();
+        let addr = headers::addr_header(ip);
+        let client = ClientInfo {
+            addr: ip,
+            addr_header: &addr,
+            scheme: "https",
+            host: Some("a.test"),
+        };
+        let set = vec![
+            (HeaderName::from_static("x-real-ip"), "10.9.9.9".to_owned()),
+            (HeaderName::from_static("x-forwarded-proto"), String::new()),
+        ];
+        let mut added = AddedFields::default();
+        prepare_headers(&mut headers, &mut added, set, Some(&client));
+        let mut head = Vec::new();
+        let framing = crate::proxy::upstream::h1::RequestFraming::None;
+        crate::proxy::upstream::h1::encode_request_head(
+            &mut head,
+            &Method::GET,
+            "/",
+            (&headers, &added),
+            framing,
+        );
+        let head = String::from_utf8(head).unwrap();
+        let mut fields: Vec<_> = head
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            [
+                "host: a.test",
+                "x-forwarded-for: 192.0.2.1",
+                "x-forwarded-host: a.test",
+                "x-real-ip: 10.9.9.9",
+            ]
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 use super::*;
 
 /// Rewrites request headers for the upstream: vigil's forwarding headers
-/// when `forwarding` is given, then `proxy_set_header`. Returns the
-/// `Upgrade` protocol when the client asked for one.
+/// (into `added`) when `forwarding` is given, then `proxy_set_header`.
+/// Returns the `Upgrade` protocol when the client asked for one.
 pub(super) fn prepare_headers(
     headers: &mut HeaderMap,
+    added: &mut AddedFields,
     set_headers: Vec<(HeaderName, String)>,
     forwarding: Option<&ClientInfo<'_>>,
 ) -> Option<HeaderValue> {
@@ -15,9 +16,10 @@ pub(super) fn prepare_headers(
     // read; the upstream gets the body without being asked.
     headers.remove(header::EXPECT);
     if let Some(client) = forwarding {
-        headers::add_forwarding(headers, client);
+        *added = headers::add_forwarding(headers, client);
     }
     for (name, value) in set_headers {
+        added.remove(&name);
         if value.is_empty() {
             headers.remove(&name);
         } else if let Ok(v) = HeaderValue::from_str(&value) {
@@ -91,12 +93,14 @@ pub(super) fn build_request(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    added: AddedFields,
     body: Body,
 ) -> UpstreamRequest {
     UpstreamRequest {
         method,
         uri,
         headers,
+        added,
         body,
     }
 }

@@ -97,6 +97,7 @@ async fn probe(peer: &Peer, check: &HealthCheck, connect_timeout: Duration) -> R
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| e.to_string())?,
             headers,
+            added: Default::default(),
             body: Body::Empty,
         };
         let head = connection

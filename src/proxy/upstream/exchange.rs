@@ -19,6 +19,7 @@ use tokio::io::AsyncWrite;
 use super::conn::{Connection, InFlight};
 use super::h1::{self, Chunk, ChunkedDecoder, Framing, ParseError, RequestFraming, ResponseHead};
 use crate::proxy::body::{Body, BoxError};
+use crate::proxy::headers::AddedFields;
 use crate::proxy::stall_timer::StallTimer;
 
 /// A request for an upstream server.
@@ -28,6 +29,8 @@ pub struct UpstreamRequest {
     /// Origin form.
     pub uri: Uri,
     pub headers: HeaderMap,
+    /// Fields vigil adds, each replacing the map's fields of its name.
+    pub added: AddedFields,
     pub body: Body,
 }
 
@@ -80,7 +83,8 @@ impl Connection {
         let framing = h1::request_framing(&req.headers, has_body, known);
         let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         self.head.clear();
-        h1::encode_request_head(&mut self.head, &req.method, target, &req.headers, framing);
+        let fields = (&req.headers, &req.added);
+        h1::encode_request_head(&mut self.head, &req.method, target, fields, framing);
         // A body held whole and small goes out with the head, in one
         // write (`req` keeps it until the write succeeded, for a retry).
         let mut inlined = false;

@@ -12,7 +12,6 @@ use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
-use crate::proxy::headers::FORWARDING_FIELDS;
 use crate::proxy::request_body::RequestBody;
 
 /// Header fields a head may have to be taken: httparse's array, the
@@ -113,8 +112,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Head {
         buf.extend_from_slice(&rest);
         return Head::Hyper;
     };
-    // Room for the fields a proxied request gains on its way upstream.
-    let mut headers = HeaderMap::with_capacity(names.len() + FORWARDING_FIELDS);
+    let mut headers = HeaderMap::with_capacity(names.len());
     // Drained in place: moving the inline array into an iterator would
     // copy all of it (a memcpy per request, seen in callgrind).
     for (name, at, len) in names.drain(..) {

@@ -37,34 +37,6 @@ fn a_plain_head_is_taken_and_split_off() {
     assert!(http_body::Body::is_end_stream(req.body()));
 }
 
-/// The map has room for what forwarding adds: it does not grow (a new
-/// index table and a reallocation per step) on the way upstream.
-#[test]
-fn the_field_map_takes_the_forwarding_fields_without_growing() {
-    for raw in [
-        &b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.9\r\nAccept: */*\r\n\r\n",
-    ] {
-        let (mut req, _, _) = taken(raw);
-        let before = req.headers().capacity();
-        let addr = HeaderValue::from_static("192.0.2.1");
-        let client = crate::proxy::headers::ClientInfo {
-            addr: "192.0.2.1".parse().unwrap(),
-            addr_header: &addr,
-            scheme: "http",
-            host: Some("a.test"),
-        };
-        crate::proxy::headers::add_forwarding(req.headers_mut(), &client);
-        assert_eq!(req.headers()["x-forwarded-host"], "a.test");
-        assert_eq!(
-            req.headers().capacity(),
-            before,
-            "{:?}",
-            String::from_utf8_lossy(raw)
-        );
-    }
-}
-
 #[test]
 fn incomplete_heads_wait_for_more() {
     for raw in [

@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use crate::proxy::headers::{self, ConnectionOption};
+use crate::proxy::headers::{self, AddedFields, ConnectionOption};
 
 /// Most header fields accepted in a response head (nginx's buffer-bound
 /// equivalent: "upstream sent too big header", 502).
@@ -379,7 +379,7 @@ pub fn encode_request_head(
     dst: &mut Vec<u8>,
     method: &Method,
     target: &str,
-    headers: &HeaderMap,
+    (headers, added): (&HeaderMap, &AddedFields),
     framing: RequestFraming,
 ) {
     dst.extend_from_slice(method.as_str().as_bytes());
@@ -388,13 +388,15 @@ pub fn encode_request_head(
     dst.extend_from_slice(b" HTTP/1.1\r\n");
     let has_length = headers.contains_key(header::CONTENT_LENGTH);
     for (name, value) in headers {
-        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH {
+        if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH
+            || added.replaces(name)
+        {
             continue;
         }
-        dst.extend_from_slice(name.as_str().as_bytes());
-        dst.extend_from_slice(b": ");
-        dst.extend_from_slice(value.as_bytes());
-        dst.extend_from_slice(b"\r\n");
+        field(dst, name, value);
+    }
+    for (name, value) in added.iter() {
+        field(dst, name, value);
     }
     match framing {
         RequestFraming::Length(n) if !has_length => {
@@ -405,6 +407,13 @@ pub fn encode_request_head(
         RequestFraming::Chunked => dst.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
+    dst.extend_from_slice(b"\r\n");
+}
+
+fn field(dst: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    dst.extend_from_slice(name.as_str().as_bytes());
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value.as_bytes());
     dst.extend_from_slice(b"\r\n");
 }
 

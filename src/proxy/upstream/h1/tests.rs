@@ -214,6 +214,7 @@ fn head_limits() {
 
 #[test]
 fn request_heads() {
+    let none = AddedFields::default();
     let mut headers = HeaderMap::new();
     headers.insert(header::HOST, HeaderValue::from_static("app"));
     let mut out = Vec::new();
@@ -221,7 +222,7 @@ fn request_heads() {
         &mut out,
         &Method::GET,
         "/a?b",
-        &headers,
+        (&headers, &none),
         RequestFraming::None,
     );
     assert_eq!(out, b"GET /a?b HTTP/1.1\r\nhost: app\r\n\r\n");
@@ -231,7 +232,7 @@ fn request_heads() {
         &mut out,
         &Method::POST,
         "/",
-        &headers,
+        (&headers, &none),
         RequestFraming::Length(12),
     );
     assert_eq!(
@@ -245,7 +246,7 @@ fn request_heads() {
         &mut out,
         &Method::PUT,
         "/",
-        &headers,
+        (&headers, &none),
         RequestFraming::Length(3),
     );
     assert_eq!(
@@ -258,12 +259,37 @@ fn request_heads() {
         &mut out,
         &Method::POST,
         "/",
-        &headers,
+        (&headers, &none),
         RequestFraming::Chunked,
     );
     assert_eq!(
         out,
         b"POST / HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn added_fields_replace_the_clients_of_their_name() {
+    let mut headers = HeaderMap::new();
+    headers.append("x-real-ip", HeaderValue::from_static("forged"));
+    headers.insert(header::HOST, HeaderValue::from_static("app"));
+    headers.append("x-real-ip", HeaderValue::from_static("forged too"));
+    let mut added = AddedFields::default();
+    added.set(
+        HeaderName::from_static("x-real-ip"),
+        HeaderValue::from_static("192.0.2.1"),
+    );
+    let mut out = Vec::new();
+    encode_request_head(
+        &mut out,
+        &Method::GET,
+        "/",
+        (&headers, &added),
+        RequestFraming::None,
+    );
+    assert_eq!(
+        out,
+        b"GET / HTTP/1.1\r\nhost: app\r\nx-real-ip: 192.0.2.1\r\n\r\n"
     );
 }
 
