@@ -34,10 +34,10 @@ pub(crate) fn content_type(uri_path: &str) -> HeaderValue {
     lower.make_ascii_lowercase();
     // ASCII lowercasing keeps UTF-8 valid.
     let lower = std::str::from_utf8(lower).unwrap_or_default();
-    let essence = nginx_type(lower)
-        .or_else(|| mime_guess::from_ext(lower).first_raw())
-        .unwrap_or(DEFAULT);
-    HeaderValue::from_static(essence)
+    if let Some(value) = nginx_type(lower) {
+        return value;
+    }
+    HeaderValue::from_static(mime_guess::from_ext(lower).first_raw().unwrap_or(DEFAULT))
 }
 
 /// The extension of the last path segment, as nginx computes `exten`:
@@ -175,10 +175,15 @@ const NGINX_TYPES: &[(&str, &str)] = &[
 /// The type nginx's `mime.types` gives a (lowercase) extension. A hash
 /// map built once: a `match` over the hundred names compiled to a chain
 /// of comparisons (~500 instructions for `txt`, callgrind).
-fn nginx_type(ext: &str) -> Option<&'static str> {
-    static TABLE: LazyLock<FastMap<&'static str, &'static str>> =
-        LazyLock::new(|| NGINX_TYPES.iter().copied().collect());
-    TABLE.get(ext).copied()
+/// Held as header values: `from_static` checks every byte each time.
+fn nginx_type(ext: &str) -> Option<HeaderValue> {
+    static TABLE: LazyLock<FastMap<&'static str, HeaderValue>> = LazyLock::new(|| {
+        NGINX_TYPES
+            .iter()
+            .map(|&(ext, t)| (ext, HeaderValue::from_static(t)))
+            .collect()
+    });
+    TABLE.get(ext).cloned()
 }
 
 #[cfg(test)]
@@ -243,10 +248,10 @@ mod tests {
         for (ext, typ) in NGINX_TYPES {
             assert!(seen.insert(ext), "{ext} twice");
             assert_eq!(*ext, ext.to_ascii_lowercase());
-            assert_eq!(nginx_type(ext), Some(*typ));
+            assert_eq!(nginx_type(ext).unwrap(), *typ);
         }
-        assert_eq!(nginx_type("txt"), Some("text/plain"));
-        assert_eq!(nginx_type("msm"), Some("application/octet-stream"));
+        assert_eq!(nginx_type("txt").unwrap(), "text/plain");
+        assert_eq!(nginx_type("msm").unwrap(), "application/octet-stream");
         assert_eq!(nginx_type("mjs"), None);
     }
 }
