@@ -24,6 +24,8 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{StatusCode, Version};
 
+use crate::proxy::headers;
+
 /// Checks `parts` and makes `Host` agree with the request target; the
 /// status to answer when the request is refused.
 pub fn check(parts: &mut Parts, max_header_size: usize) -> Result<(), StatusCode> {
@@ -61,9 +63,7 @@ fn fields_len(headers: &HeaderMap) -> usize {
 
 /// Only `chunked`, once, is a coding vigil decodes (hyper strips it).
 fn transfer_coding_supported(headers: &HeaderMap) -> bool {
-    let mut codings = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
+    let mut codings = headers::values(headers, &header::TRANSFER_ENCODING)
         .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
         .map(str::trim)
         .filter(|c| !c.is_empty());
@@ -99,9 +99,11 @@ fn valid_host(value: &HeaderValue) -> bool {
 }
 
 fn reconcile_host(parts: &mut Parts) -> Result<(), StatusCode> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let host = hosts.next().cloned();
-    if hosts.next().is_some() {
+    let (host, more) = {
+        let mut hosts = headers::values(&parts.headers, &header::HOST);
+        (hosts.next().cloned(), hosts.next().is_some())
+    };
+    if more {
         return Err(StatusCode::BAD_REQUEST);
     }
     if host.as_ref().is_some_and(|h| !valid_host(h)) {

@@ -115,7 +115,7 @@ pub async fn forward(
         Some(u) => u,
         None => return respond::status(StatusCode::BAD_REQUEST),
     };
-    if !parts.headers.contains_key(header::HOST) {
+    if !headers::has(&parts.headers, &header::HOST) {
         // HTTP/2 (authority only) or HTTP/1.0 without Host: name the host
         // the client asked for, else the upstream (nginx's $proxy_host).
         let host = client.host.unwrap_or(&config.name);

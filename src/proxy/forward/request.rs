@@ -14,7 +14,9 @@ pub(super) fn prepare_headers(
     let upgrade = headers::strip_hop_by_hop(headers);
     // hyper's server answers 100-continue itself when the body is first
     // read; the upstream gets the body without being asked.
-    headers.remove(header::EXPECT);
+    if headers::has(headers, &header::EXPECT) {
+        headers.remove(header::EXPECT);
+    }
     if let Some(client) = forwarding {
         *added = headers::add_forwarding(headers, client);
     }

@@ -53,6 +53,7 @@ use crate::proxy::body::{Body, BoxError};
 use crate::proxy::compress::{self, ClientFacts};
 use crate::proxy::edge::access::EdgeState;
 use crate::proxy::forward::{self, ForwardReport, ForwardRequest};
+use crate::proxy::headers;
 use crate::proxy::headers::ClientInfo;
 use crate::proxy::map_values::MapValues;
 use crate::proxy::request_body::RequestBody;
@@ -134,8 +135,8 @@ pub async fn handle(
     let host = RequestHost::of(&parts);
     let client_headers = rt.access_log.enabled().then(|| {
         (
-            parts.headers.get(header::REFERER).cloned(),
-            parts.headers.get(header::USER_AGENT).cloned(),
+            headers::get(&parts.headers, &header::REFERER).cloned(),
+            headers::get(&parts.headers, &header::USER_AGENT).cloned(),
         )
     });
 
@@ -321,7 +322,7 @@ impl RequestHost {
         match parts.uri.authority() {
             Some(a) => Some(Self::Authority(a.clone())),
             None => {
-                let value = parts.headers.get(header::HOST)?;
+                let value = headers::get(&parts.headers, &header::HOST)?;
                 value.to_str().ok()?;
                 Some(Self::Header(value.clone()))
             }
@@ -338,9 +339,7 @@ impl RequestHost {
 }
 
 fn content_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(header::CONTENT_LENGTH)?
+    headers::get(&parts.headers, &header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
         .parse()

@@ -386,7 +386,7 @@ pub fn encode_request_head(
     dst.push(b' ');
     dst.extend_from_slice(target.as_bytes());
     dst.extend_from_slice(b" HTTP/1.1\r\n");
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let has_length = headers::has(headers, &header::CONTENT_LENGTH);
     for (name, value) in headers {
         if framing == RequestFraming::Chunked && name == header::CONTENT_LENGTH
             || added.replaces(name)
