@@ -313,8 +313,27 @@ struct Exchange {
 #[derive(Debug, Clone)]
 pub(super) enum RequestHost {
     Authority(http::uri::Authority),
-    /// Checked as text when taken.
-    Header(http::HeaderValue),
+    Header(TextValue),
+}
+
+/// A header value that was checked to be text when it was taken, so that
+/// reading it as `&str` needs no second check: `to_str` looks at every
+/// byte, and the host is read several times per request (routing,
+/// forwarding, the log; ~400 instructions a request in callgrind).
+#[derive(Debug, Clone)]
+pub(super) struct TextValue(http::HeaderValue);
+
+impl TextValue {
+    fn new(value: &http::HeaderValue) -> Option<Self> {
+        value.to_str().ok()?;
+        Some(Self(value.clone()))
+    }
+
+    fn as_str(&self) -> &str {
+        // SAFETY: `new` checked that these bytes are visible ASCII (what
+        // `to_str` accepts), hence UTF-8; a `HeaderValue` never changes.
+        unsafe { std::str::from_utf8_unchecked(self.0.as_bytes()) }
+    }
 }
 
 impl RequestHost {
@@ -323,8 +342,7 @@ impl RequestHost {
             Some(a) => Some(Self::Authority(a.clone())),
             None => {
                 let value = headers::get(&parts.headers, &header::HOST)?;
-                value.to_str().ok()?;
-                Some(Self::Header(value.clone()))
+                TextValue::new(value).map(Self::Header)
             }
         }
     }
@@ -332,8 +350,7 @@ impl RequestHost {
     pub(super) fn as_str(&self) -> &str {
         match self {
             Self::Authority(a) => a.as_str(),
-            // `of` took only text.
-            Self::Header(v) => v.to_str().unwrap_or_default(),
+            Self::Header(v) => v.as_str(),
         }
     }
 }
@@ -369,5 +386,32 @@ mod future_sizes {
         let handle =
             future_size(handle as fn(Arc<Runtime>, &'static ConnInfo, Request<RequestBody>) -> _);
         assert!(handle < 6144, "handle future is {handle} bytes");
+    }
+}
+
+#[cfg(test)]
+mod request_host {
+    use super::*;
+
+    fn host_of(uri: &str, host: &[u8]) -> Option<String> {
+        let req = Request::builder()
+            .uri(uri)
+            .header(header::HOST, HeaderValue::from_bytes(host).unwrap())
+            .body(())
+            .unwrap();
+        RequestHost::of(&req.into_parts().0).map(|h| h.as_str().to_owned())
+    }
+
+    #[test]
+    fn the_authority_wins_and_only_text_is_taken() {
+        assert_eq!(
+            host_of("/", b"shop.test:8080").as_deref(),
+            Some("shop.test:8080")
+        );
+        assert_eq!(
+            host_of("http://a.test/", b"b.test").as_deref(),
+            Some("a.test")
+        );
+        assert_eq!(host_of("/", b"caf\xc3\xa9.test"), None, "not visible ASCII");
     }
 }
