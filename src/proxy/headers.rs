@@ -100,7 +100,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             match option {
                 ConnectionOption::Upgrade => upgrade = headers.get(header::UPGRADE).cloned(),
                 ConnectionOption::Field(name) => listed.push(name),
-                ConnectionOption::Other => {}
+                ConnectionOption::Close | ConnectionOption::KeepAlive | ConnectionOption::Other => {
+                }
             }
         }
     }
@@ -117,10 +118,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 pub enum ConnectionOption {
     /// `upgrade`: the `Upgrade` field names a protocol to switch to.
     Upgrade,
+    /// `close`: the connection ends after this message.
+    Close,
+    /// `keep-alive`: an HTTP/1.0 peer asks to keep the connection.
+    KeepAlive,
     /// A field to remove before forwarding.
     Field(HeaderName),
-    /// `close`, `keep-alive`, an empty token or one that names no field:
-    /// options of this hop, or fields removed anyway.
+    /// An empty token or one that names no field.
     Other,
 }
 
@@ -130,10 +134,11 @@ pub fn connection_options(value: &HeaderValue) -> impl Iterator<Item = Connectio
     text.split(',').map(str::trim).map(|token| {
         if token.eq_ignore_ascii_case("upgrade") {
             ConnectionOption::Upgrade
-        } else if token.eq_ignore_ascii_case("close")
-            || token.eq_ignore_ascii_case("keep-alive")
-            || token.is_empty()
-        {
+        } else if token.eq_ignore_ascii_case("close") {
+            ConnectionOption::Close
+        } else if token.eq_ignore_ascii_case("keep-alive") {
+            ConnectionOption::KeepAlive
+        } else if token.is_empty() {
             ConnectionOption::Other
         } else {
             HeaderName::from_bytes(token.as_bytes())

@@ -135,16 +135,21 @@ pub fn parse_response(
                 // RFC 9110 §7.6.1: read here, never relayed; dropping them
                 // now spares a map insert and a removal per field.
                 if name == header::CONNECTION {
-                    if saw_close || has_token(&value, "close") {
-                        saw_close = true;
+                    // One pass over the tokens: `close` anywhere wins over
+                    // `keep-alive`, which only an HTTP/1.0 head needs.
+                    let mut keep_alive_token = false;
+                    for option in headers::connection_options(&value) {
+                        match option {
+                            ConnectionOption::Close => saw_close = true,
+                            ConnectionOption::KeepAlive => keep_alive_token = true,
+                            ConnectionOption::Field(name) => listed.push(name),
+                            ConnectionOption::Upgrade | ConnectionOption::Other => {}
+                        }
+                    }
+                    if saw_close {
                         keep_alive = false;
                     } else if !keep_alive {
-                        keep_alive = has_token(&value, "keep-alive");
-                    }
-                    for option in headers::connection_options(&value) {
-                        if let ConnectionOption::Field(name) = option {
-                            listed.push(name);
-                        }
+                        keep_alive = keep_alive_token;
                     }
                 } else if name == header::TRANSFER_ENCODING {
                     last_coding = Some(value);
@@ -340,13 +345,6 @@ fn decimal(digits: &[u8]) -> Option<u64> {
         }
         n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
     })
-}
-
-/// Whether a comma-separated header value lists `token`.
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 /// How the request body goes out.

@@ -52,6 +52,25 @@ fn keep_alive_follows_version_and_connection() {
     assert!(
         head(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").keep_alive
     );
+    // `close` wins over `keep-alive`, in one value or across fields, in
+    // either order.
+    for connection in [
+        &b"Connection: keep-alive, close\r\n"[..],
+        b"Connection: close, keep-alive\r\n",
+        b"Connection: keep-alive\r\nConnection: close\r\n",
+        b"Connection: close\r\nConnection: keep-alive\r\n",
+    ] {
+        for version in [&b"HTTP/1.0"[..], b"HTTP/1.1"] {
+            let raw = [
+                version,
+                b" 200 OK\r\n",
+                connection,
+                b"Content-Length: 0\r\n\r\n",
+            ]
+            .concat();
+            assert!(!head(&raw).keep_alive, "{}", String::from_utf8_lossy(&raw));
+        }
+    }
     // A body delimited by the close cannot be followed by anything.
     assert!(!head(b"HTTP/1.1 200 OK\r\n\r\n").keep_alive);
 }
