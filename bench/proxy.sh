@@ -16,7 +16,9 @@
 # Usage: bench/proxy.sh [seconds-per-run]   (default 10; ROUNDS=3 runs of
 #        each server per scenario, alternating; medians are printed)
 # Environment: CONNECTIONS (64), THREADS (2), PORT_BASE (19100),
-#              SCENARIOS ("a b c d", any subset).
+#              SCENARIOS ("a b c d", any subset), VIGIL_BIN (a vigil
+#              binary to measure instead of building target/release's:
+#              bench/pgo.sh passes its profile-guided build).
 # Needs: nginx, haproxy, wrk (installed with apt-get if missing), cargo.
 set -euo pipefail
 
@@ -47,9 +49,13 @@ fi
 NGINX=$(command -v nginx)
 HAPROXY=$(command -v haproxy)
 
-echo "building vigil (release)..." >&2
-(cd "$ROOT" && cargo build --release -q --bin vigil)
-VIGIL="$ROOT/target/release/vigil"
+if [ -n "${VIGIL_BIN:-}" ]; then
+  VIGIL=$VIGIL_BIN
+else
+  echo "building vigil (release)..." >&2
+  (cd "$ROOT" && cargo build --release -q --bin vigil)
+  VIGIL="$ROOT/target/release/vigil"
+fi
 
 # Ports (loopback only); PORT_BASE moves them when another run holds them.
 # Each server runs twice, logs off and logs on, so that its CPU time is its
