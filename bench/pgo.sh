@@ -95,7 +95,14 @@ for log in off "$WORK/access.log"; do
   done
   for path in /api/hello /1k.txt; do
     echo "training: $path, access log $log" >&2
-    wrk -t2 -c32 -d"${TRAIN_SECONDS}s" "http://127.0.0.1:$FRONT$path" | grep -E 'Requests/sec|Non-2xx' >&2
+    out=$(wrk -t2 -c32 -d"${TRAIN_SECONDS}s" "http://127.0.0.1:$FRONT$path" 2>&1) || true
+    if ! grep -q 'Requests/sec' <<<"$out"; then
+      echo "training load on $path failed; wrk said:" >&2
+      echo "$out" >&2
+      cat "$WORK/train.out" >&2
+      exit 1
+    fi
+    grep -E 'Requests/sec|Non-2xx' <<<"$out" >&2
   done
   # A graceful stop: the profile is written as the process exits.
   kill -TERM "$PID"
