@@ -11,5 +11,6 @@ pub mod malloc_tuning;
 pub mod metrics;
 pub mod privileges;
 pub mod proxy;
+pub mod spare_blocks;
 pub mod status_table;
 pub mod vrrp;

@@ -10,6 +10,11 @@ use vigil::app::App;
 
 use vigil::config::Config;
 
+/// The system allocator, plus spare blocks on the proxy workers (see
+/// `spare_blocks`).
+#[global_allocator]
+static ALLOCATOR: vigil::spare_blocks::SpareBlocks = vigil::spare_blocks::SpareBlocks;
+
 #[derive(Parser)]
 #[command(
     name = "vigil",

@@ -161,6 +161,9 @@ impl Workers {
                 .name(format!("vigil-worker-{index}"))
                 .spawn(move || {
                     WORKER_INDEX.with(|w| w.set(index));
+                    // First in, so dropped last: after the runtime and
+                    // its tasks have freed what they hold.
+                    let _spare_blocks = crate::spare_blocks::enable_on_this_thread();
                     // Started from the control thread, whose priority is
                     // raised for VRRP; client traffic runs at normal.
                     crate::privileges::normal_thread_priority();
