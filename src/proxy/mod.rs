@@ -15,6 +15,7 @@ pub(crate) mod forward;
 mod future_size;
 pub(crate) mod h2_flood;
 pub(crate) mod handler;
+pub(crate) mod header_names;
 pub(crate) mod headers;
 pub(crate) mod listen;
 pub(crate) mod map_values;

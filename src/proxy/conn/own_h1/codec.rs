@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
+use crate::proxy::header_names;
 use crate::proxy::request_body::RequestBody;
 
 /// Header fields a head may have to be taken: httparse's array, the
@@ -82,7 +83,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Head {
     let path_at = path.as_ptr() as usize - start;
     let mut names: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> = smallvec::SmallVec::new();
     for field in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
+        let Ok(name) = header_names::from_wire(field.name.as_bytes()) else {
             return Head::Hyper;
         };
         match name {

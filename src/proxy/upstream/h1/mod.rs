@@ -19,6 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::proxy::header_names;
 use crate::proxy::headers::{self, AddedFields, ConnectionOption};
 
 /// Most header fields accepted in a response head (nginx's buffer-bound
@@ -124,7 +125,7 @@ pub fn parse_response(
         // Fields a `Connection` value names: removed once all are in.
         let mut listed: Vec<HeaderName> = Vec::new();
         for &(name, value) in &fields {
-            let name = HeaderName::from_bytes(&head[name.0 as usize..name.1 as usize])
+            let name = header_names::from_wire(&head[name.0 as usize..name.1 as usize])
                 .map_err(|_| ParseError::Head(httparse::Error::HeaderName))?;
             let value =
                 HeaderValue::from_maybe_shared(head.slice(value.0 as usize..value.1 as usize))
