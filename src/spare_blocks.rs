@@ -10,8 +10,8 @@
 //! instead keeps the blocks it frees, by size, and hands them back to its
 //! next allocations: a pop and a push on a per-thread list.
 //!
-//! - Small blocks (up to [`SMALL_MAX`]) are kept in size classes of 16
-//!   bytes. Every small block, on every thread, is allocated rounded up
+//! - Small blocks (up to [`SMALL_MAX`]) are kept in size classes 16 bytes
+//!   apart. Every small block, on every thread, is allocated rounded up
 //!   to its class, so any block of a class fits any request of it.
 //! - A few larger blocks (up to [`LARGE_MAX`]) are kept by exact size
 //!   (the request future's box).
@@ -25,11 +25,16 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
 
-/// Largest size kept in classes; past it glibc's own cache stops too.
-pub const SMALL_MAX: usize = 1024;
+/// Largest size kept in classes (glibc's own cache stops at 1,032).
+pub const SMALL_MAX: usize = 1016;
 
+/// Classes are glibc's chunk sizes: 16 bytes apart, each serving requests
+/// up to its chunk less the 8-byte header (24, 40, 56 ... 1,016 bytes).
+/// Rounding a request up to its class then costs no memory under glibc:
+/// malloc would have handed out that chunk anyway.
 const CLASS: usize = 16;
-const CLASSES: usize = SMALL_MAX / CLASS;
+const HEADER: usize = 8;
+const CLASSES: usize = (SMALL_MAX + HEADER) / CLASS - 1;
 
 /// Bytes kept per class, at most: many small blocks, few large ones.
 pub const CLASS_BYTES: usize = 8 << 10;
@@ -75,8 +80,13 @@ thread_local! {
 
 /// Class index of a small size (1..=SMALL_MAX), and the size it rounds to.
 fn class_of(size: usize) -> (usize, usize) {
-    let class = (size - 1) / CLASS;
-    (class, (class + 1) * CLASS)
+    let chunk = ((size + HEADER).div_ceil(CLASS) * CLASS).max(2 * CLASS);
+    (chunk / CLASS - 2, chunk - HEADER)
+}
+
+/// The size a class's blocks have.
+fn class_size(class: usize) -> usize {
+    (class + 2) * CLASS - HEADER
 }
 
 /// How `System` sees a block of this layout: small ones rounded up.
@@ -155,7 +165,7 @@ unsafe impl GlobalAlloc for SpareBlocks {
                         return false;
                     }
                     let block = ptr.cast::<FreeBlock>();
-                    // SAFETY: the block is ours now, at least 16 bytes and
+                    // SAFETY: the block is ours now, at least 24 bytes and
                     // aligned for a pointer (malloc's alignment).
                     unsafe {
                         block.write(FreeBlock {
@@ -249,7 +259,7 @@ fn release_on_this_thread() {
                 // SAFETY: a kept block; its first word is the link.
                 c.heads[class] = unsafe { (*head).next };
                 c.counts[class] -= 1;
-                return Some((head.cast::<u8>(), (class + 1) * CLASS));
+                return Some((head.cast::<u8>(), class_size(class)));
             }
             let slot = c.large.iter_mut().find(|s| s.0 != 0)?;
             let (size, block) = std::mem::replace(slot, (0, ptr::null_mut()));
@@ -282,12 +292,24 @@ mod tests {
     // and disabled, and what a test keeps it releases.
 
     #[test]
-    fn classes_round_to_sixteen_bytes() {
-        assert_eq!(class_of(1), (0, 16));
-        assert_eq!(class_of(16), (0, 16));
-        assert_eq!(class_of(17), (1, 32));
+    fn classes_are_glibc_chunk_sizes() {
+        assert_eq!(class_of(1), (0, 24));
+        assert_eq!(class_of(24), (0, 24));
+        assert_eq!(class_of(25), (1, 40));
+        assert_eq!(class_of(40), (1, 40));
+        assert_eq!(class_of(41), (2, 56));
         assert_eq!(class_of(SMALL_MAX), (CLASSES - 1, SMALL_MAX));
-        assert_eq!(system_layout(layout(20, 4)), layout(32, 4));
+        assert_eq!(CLASSES, 63);
+        for size in 1..=SMALL_MAX {
+            let (class, rounded) = class_of(size);
+            assert!(rounded >= size, "{size}");
+            assert!(rounded - size < CLASS || class == 0, "{size}");
+            assert_eq!(class_size(class), rounded);
+            // glibc's request2size: the same chunk for both.
+            let chunk = |n: usize| ((n + 8 + 15) & !15).max(32);
+            assert_eq!(chunk(size), chunk(rounded), "{size}");
+        }
+        assert_eq!(system_layout(layout(20, 4)), layout(24, 4));
         assert_eq!(system_layout(layout(1025, 8)), layout(1025, 8));
         assert_eq!(system_layout(layout(20, 64)), layout(20, 64));
     }
@@ -300,15 +322,15 @@ mod tests {
             let p = a.alloc(layout(20, 8));
             a.dealloc(p, layout(20, 8));
             assert_eq!(kept_small(), 1);
-            // 17..=32 share the class: the block has 32 bytes of room.
-            let q = a.alloc(layout(32, 8));
+            // 1..=24 share the class: the block has 24 bytes of room.
+            let q = a.alloc(layout(24, 8));
             assert_eq!(q, p);
-            q.write_bytes(0x5A, 32);
+            q.write_bytes(0x5A, 24);
             assert_eq!(kept_small(), 0);
             // Another class: a fresh block.
             let r = a.alloc(layout(40, 8));
             assert_ne!(r, q);
-            a.dealloc(q, layout(32, 8));
+            a.dealloc(q, layout(24, 8));
             a.dealloc(r, layout(40, 8));
             assert_eq!(kept_small(), 2);
         }
@@ -347,8 +369,8 @@ mod tests {
     fn a_class_keeps_at_most_its_byte_budget() {
         let a = SpareBlocks;
         let guard = enable_on_this_thread();
-        let l = layout(1000, 8); // rounds to 1008
-        let n = CLASS_BYTES / 1008;
+        let l = layout(1000, 8); // a class of its own: 1,000 bytes
+        let n = CLASS_BYTES / 1000;
         unsafe {
             let blocks: Vec<*mut u8> = (0..n + 3).map(|_| a.alloc(l)).collect();
             for &b in &blocks {
@@ -433,8 +455,11 @@ mod tests {
             let p = a.alloc(layout(20, 8));
             p.write_bytes(7, 20);
             // Same class: same block.
-            let p = a.realloc(p, layout(20, 8), 30);
-            p.add(20).write_bytes(7, 10);
+            let q = a.realloc(p, layout(20, 8), 24);
+            assert_eq!(q, p);
+            p.add(20).write_bytes(7, 4);
+            let p = a.realloc(p, layout(24, 8), 30);
+            p.add(24).write_bytes(7, 6);
             let p = a.realloc(p, layout(30, 8), 900);
             assert!(std::slice::from_raw_parts(p, 30).iter().all(|&b| b == 7));
             p.write_bytes(8, 900);
@@ -443,10 +468,10 @@ mod tests {
             let p = a.realloc(p, layout(20_000, 8), 10);
             assert!(std::slice::from_raw_parts(p, 10).iter().all(|&b| b == 8));
             a.dealloc(p, layout(10, 8));
-            // The shrunk block went into the 16-byte class.
-            let q = a.alloc(layout(16, 8));
+            // The shrunk block went into the smallest class.
+            let q = a.alloc(layout(24, 8));
             assert_eq!(q, p);
-            a.dealloc(q, layout(16, 8));
+            a.dealloc(q, layout(24, 8));
         }
         drop(guard);
     }
