@@ -24,6 +24,8 @@ const ALLOWED: &[(&str, &str)] = &[
     ("proxy", "privileges"),
     ("vrrp", "privileges"),
     ("main", "status_table"),
+    // The allocator's per-thread spares: the proxy workers turn them on.
+    ("proxy", "spare_blocks"),
     ("main", "import"),
     ("import", "config"),
     // fuzzing: entry points for fuzz/ into the parsers of each part.
