@@ -125,6 +125,53 @@ fn framing_follows_rfc_9112_section_6_3() {
     );
 }
 
+/// `parse_response` builds values without `HeaderValue`'s check, on the
+/// word of httparse: every byte it lets into a value must be one
+/// `HeaderValue` takes, alone and in company.
+#[test]
+fn every_value_httparse_accepts_is_a_header_value() {
+    for b in 0..=255u8 {
+        for value in [vec![b], vec![b'a', b, b'z'], vec![b'a', b, b, b'z']] {
+            let mut raw = b"HTTP/1.1 200 OK\r\nX-V: ".to_vec();
+            raw.extend_from_slice(&value);
+            raw.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+            match parse(&raw) {
+                // A bare LF ends a line for httparse: then the value is
+                // what came before it, checked like any other.
+                Ok(Some(head)) => {
+                    for v in head.headers.values() {
+                        assert!(
+                            HeaderValue::from_bytes(v.as_bytes()).is_ok(),
+                            "byte {b:#04x}: {v:?}"
+                        );
+                    }
+                    if (b >= 0x20 && b != 0x7f) || b == b'\t' {
+                        let got = head.headers.get("x-v").expect("the field");
+                        assert_eq!(got.as_bytes(), value.trim_ascii(), "byte {b:#04x}");
+                    }
+                }
+                Ok(None) => panic!("byte {b:#04x}: a complete head read as partial"),
+                Err(_) => assert!(b < 0x20 && b != b'\t' || b == 0x7f, "byte {b:#04x} refused"),
+            }
+        }
+    }
+}
+
+proptest! {
+    /// Any value bytes: what httparse lets through, `HeaderValue` takes.
+    #[test]
+    fn accepted_values_pass_the_header_value_check(value in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let mut raw = b"HTTP/1.1 200 OK\r\nX-V: ".to_vec();
+        raw.extend_from_slice(&value);
+        raw.extend_from_slice(b"\r\n\r\n");
+        if let Ok(Some(head)) = parse(&raw) {
+            for v in head.headers.values() {
+                prop_assert!(HeaderValue::from_bytes(v.as_bytes()).is_ok(), "{:?}", v);
+            }
+        }
+    }
+}
+
 #[test]
 fn interim_responses_are_skipped() {
     let mut buf = BytesMut::from(
