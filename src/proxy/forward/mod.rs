@@ -281,7 +281,7 @@ pub async fn forward(
 /// `(connect_timeout, read_timeout)`; `now`: when the attempt started.
 async fn attempt(
     peer: &Peer,
-    mut req: UpstreamRequest,
+    mut req: Box<UpstreamRequest>,
     (connect_timeout, read_timeout): (Duration, Duration),
     now: Instant,
 ) -> Result<(ResponseHead, Box<Connection>), AttemptError> {
@@ -431,7 +431,7 @@ impl Failure {
 struct AttemptError {
     failure: Failure,
     /// The request, when it was never sent (so it can go elsewhere as is).
-    request: Option<UpstreamRequest>,
+    request: Option<Box<UpstreamRequest>>,
 }
 
 impl AttemptError {
@@ -442,7 +442,7 @@ impl AttemptError {
         }
     }
 
-    fn unsent(failure: Failure, request: UpstreamRequest) -> Self {
+    fn unsent(failure: Failure, request: Box<UpstreamRequest>) -> Self {
         Self {
             failure,
             request: Some(request),
@@ -589,7 +589,7 @@ mod future_sizes {
                 ) -> _,
         );
         let attempt = future_size(
-            attempt as fn(&'static Peer, UpstreamRequest, (Duration, Duration), Instant) -> _,
+            attempt as fn(&'static Peer, Box<UpstreamRequest>, (Duration, Duration), Instant) -> _,
         );
         assert!(attempt < 2048, "attempt future is {attempt} bytes");
         assert!(forward < 4096, "forward future is {forward} bytes");
