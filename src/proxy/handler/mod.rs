@@ -250,7 +250,7 @@ pub async fn handle(
             upstream_time: exchange.report.header_time,
         })
     });
-    let record = Finished {
+    let record = Box::new(Finished {
         rt,
         server: server_index,
         location: exchange.location,
@@ -262,7 +262,7 @@ pub async fn handle(
             .take()
             .map(|e| e.conn_guards)
             .unwrap_or_default(),
-    };
+    });
     response.map(|body| LoggedBody {
         inner: body,
         bytes: 0,
