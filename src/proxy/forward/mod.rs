@@ -284,7 +284,7 @@ async fn attempt(
     mut req: Box<UpstreamRequest>,
     (connect_timeout, read_timeout): (Duration, Duration),
     now: Instant,
-) -> Result<(ResponseHead, Box<Connection>), AttemptError> {
+) -> Result<(Box<ResponseHead>, Box<Connection>), AttemptError> {
     let replayable = http_body::Body::is_end_stream(&req.body) && is_idempotent(&req.method);
     let mut cached = peer.idle.take(now);
     loop {
@@ -325,7 +325,7 @@ async fn attempt(
 }
 
 fn finish_response(
-    head: ResponseHead,
+    head: Box<ResponseHead>,
     connection: Box<Connection>,
     in_flight: InFlight,
     read_timeout: Duration,

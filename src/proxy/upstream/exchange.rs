@@ -74,7 +74,7 @@ impl Connection {
         &mut self,
         req: &mut UpstreamRequest,
         read_timeout: Duration,
-    ) -> Result<ResponseHead, ExchangeError> {
+    ) -> Result<Box<ResponseHead>, ExchangeError> {
         let has_body = !req.body.is_end_stream();
         // A body held whole (in memory or spooled) knows its size: it goes
         // with a Content-Length even if the client sent it chunked, as
@@ -184,7 +184,7 @@ impl Connection {
         out: &mut Outgoing,
         stall: &mut StallTimer,
         method: &Method,
-    ) -> Poll<Result<Option<ResponseHead>, WriteError>> {
+    ) -> Poll<Result<Option<Box<ResponseHead>>, WriteError>> {
         match self.poll_head(cx, method) {
             Poll::Ready(Ok(head)) => return Poll::Ready(Ok(Some(head))),
             // A closed read side may still take the body; the error, if
@@ -230,7 +230,7 @@ impl Connection {
         &mut self,
         cx: &mut Context<'_>,
         method: &Method,
-    ) -> Poll<Result<ResponseHead, ExchangeError>> {
+    ) -> Poll<Result<Box<ResponseHead>, ExchangeError>> {
         loop {
             if !self.buf.is_empty() {
                 if let Some(head) = h1::parse_response(&mut self.buf, method)? {

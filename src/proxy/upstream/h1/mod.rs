@@ -86,7 +86,7 @@ pub struct ResponseHead {
 pub fn parse_response(
     buf: &mut BytesMut,
     method: &Method,
-) -> Result<Option<ResponseHead>, ParseError> {
+) -> Result<Option<Box<ResponseHead>>, ParseError> {
     // Filled in place by `parse_head`: returned inside `RawHead`, the
     // inline array would be copied on the way out and again here.
     let mut fields = Fields::new();
@@ -179,7 +179,9 @@ pub fn parse_response(
         if framing == Framing::UntilClose || framing == Framing::Upgrade {
             keep_alive = false;
         }
-        return Ok(Some(ResponseHead {
+        // Boxed: the head is ~190 bytes and is handed up through the
+        // exchange, the attempt and the retry loop (six copies unboxed).
+        return Ok(Some(Box::new(ResponseHead {
             status,
             version,
             headers,
@@ -187,7 +189,7 @@ pub fn parse_response(
             reason,
             keep_alive,
             framing,
-        }));
+        })));
     }
 }
 

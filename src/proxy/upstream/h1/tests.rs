@@ -9,7 +9,7 @@ fn parse(raw: &[u8]) -> Result<Option<ResponseHead>, ParseError> {
 
 fn parse_with(raw: &[u8], method: &Method) -> Result<Option<ResponseHead>, ParseError> {
     let mut buf = BytesMut::from(raw);
-    parse_response(&mut buf, method)
+    parse_response(&mut buf, method).map(|head| head.map(|h| *h))
 }
 
 fn head(raw: &[u8]) -> ResponseHead {
