@@ -93,8 +93,8 @@ fn class_size(class: usize) -> usize {
 fn system_layout(layout: Layout) -> Layout {
     if layout.size() <= SMALL_MAX && layout.align() <= MAX_ALIGN {
         let (_, rounded) = class_of(layout.size());
-        // SAFETY: rounded >= size, a multiple of 16, far below isize::MAX,
-        // and align is unchanged (a valid power of two).
+        // SAFETY: size <= rounded <= SMALL_MAX, far below isize::MAX, and
+        // the alignment is unchanged (a valid power of two).
         unsafe { Layout::from_size_align_unchecked(rounded, layout.align()) }
     } else {
         layout
