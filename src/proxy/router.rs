@@ -25,6 +25,9 @@ pub struct VirtualHosts {
     prefixes: Vec<(String, usize)>,
     regexes: Vec<(Regex, usize)>,
     default: usize,
+    /// One server on the address: every request goes to it, so the host
+    /// needs no normalising or lookup (nginx skips the search too).
+    single: bool,
 }
 
 impl VirtualHosts {
@@ -37,6 +40,7 @@ impl VirtualHosts {
             prefixes: Vec::new(),
             regexes: Vec::new(),
             default: listener.default_server,
+            single: listener.servers.len() == 1,
         };
         for &i in &listener.servers {
             for name in &servers[i].names {
@@ -67,6 +71,9 @@ impl VirtualHosts {
     /// The server for a `Host` / `:authority` value (any case, with or
     /// without port); `None` means no host was sent.
     pub fn select(&self, host: Option<&str>) -> usize {
+        if self.single {
+            return self.default;
+        }
         let Some(host) = host.map(normalize_host).filter(|h| !h.is_empty()) else {
             return self.default;
         };
@@ -329,6 +336,28 @@ root = "/4"
         let hosts = VirtualHosts::new(&c.listeners[0], &c.servers);
         assert_eq!(hosts.select(Some("c.test")), 0);
         assert_eq!(hosts.select(Some("b.test")), 1);
+    }
+
+    #[test]
+    fn a_lone_server_takes_every_host() {
+        // As nginx: with one server on the address its names never
+        // decide anything, so no host is looked up.
+        let c = config(
+            "[[server]]\nlisten = [\"8080\"]\nserver_name = [\"a.test\"]\nroot = \"/a\"\n\
+             [[server]]\nlisten = [\"8081\"]\nserver_name = [\"b.test\"]\nroot = \"/b\"\n",
+        );
+        for (listener, want) in [(0, 0), (1, 1)] {
+            let hosts = VirtualHosts::new(&c.listeners[listener], &c.servers);
+            for host in [
+                Some("a.test"),
+                Some("B.TEST:8081"),
+                Some("other"),
+                Some(""),
+                None,
+            ] {
+                assert_eq!(hosts.select(host), want, "{listener} {host:?}");
+            }
+        }
     }
 
     #[test]
