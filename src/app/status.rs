@@ -125,7 +125,7 @@ impl App {
                             "health_check": if pool.config.health_check.is_some() {
                                 if p.is_healthy() { "up" } else { "down" }
                             } else { "off" },
-                            "active_requests": p.active.load(Ordering::Relaxed),
+                            "active_requests": p.active(),
                             "idle_connections": p.idle.len(),
                             "weight": p.server.weight,
                             "backup": p.server.backup,

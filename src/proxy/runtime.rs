@@ -123,3 +123,20 @@ impl Runtime {
         &self.config.servers[index]
     }
 }
+
+/// A request's hold on the generation it is served with: see
+/// [`Holds`](super::workers::Holds) for why requests share one per worker.
+pub type RuntimeHold = super::workers::WorkerHold<Runtime>;
+
+thread_local! {
+    /// The calling worker's shared hold (see [`WorkerHold::shared`](super::workers::WorkerHold::shared)).
+    static WORKER_HOLD: std::cell::RefCell<std::sync::Weak<RuntimeHold>> =
+        const { std::cell::RefCell::new(std::sync::Weak::new()) };
+}
+
+/// A hold on the generation `current` has now.
+pub fn hold(current: &arc_swap::ArcSwap<Runtime>) -> Arc<RuntimeHold> {
+    // A guard takes no count on the runtime (a per-thread slot).
+    let now = current.load();
+    WORKER_HOLD.with(|held| RuntimeHold::shared(&mut held.borrow_mut(), &now))
+}

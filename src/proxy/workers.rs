@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -71,8 +72,68 @@ impl<T> PerWorker<T> {
         &self.slots[current() % self.slots.len()].0
     }
 
+    /// The slot of worker `index` (as [`current`] numbers them).
+    pub fn at(&self, index: usize) -> &T {
+        &self.slots[index % self.slots.len()].0
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().map(|s| &s.0)
+    }
+}
+
+/// Holds on an `Arc<T>` that every worker's requests take: each worker's
+/// requests share one [`WorkerHold`], so taking and dropping one writes counts
+/// that only the worker's own core touches. Cloning the `Arc` itself on
+/// every request wrote one count from every worker, and its cache line
+/// moved between their cores twice a request.
+#[derive(Debug)]
+pub struct Holds<T> {
+    slots: PerWorker<Mutex<Weak<WorkerHold<T>>>>,
+}
+
+/// A request's hold on a `T` (see [`Holds`]).
+#[derive(Debug)]
+pub struct WorkerHold<T>(Arc<T>);
+
+impl<T> WorkerHold<T> {
+    /// The hold on `of` that `slot` keeps, while a request still has it
+    /// (weakly kept, so that nothing outlives the last request: a
+    /// generation a reload replaced is freed then, not at this worker's
+    /// next request), else a new one that `slot` keeps.
+    pub fn shared(slot: &mut Weak<WorkerHold<T>>, of: &Arc<T>) -> Arc<WorkerHold<T>> {
+        if let Some(hold) = slot.upgrade() {
+            if Arc::ptr_eq(&hold.0, of) {
+                return hold;
+            }
+        }
+        let hold = Arc::new(WorkerHold(of.clone()));
+        *slot = Arc::downgrade(&hold);
+        hold
+    }
+}
+
+impl<T> std::ops::Deref for WorkerHold<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Default for Holds<T> {
+    fn default() -> Self {
+        Holds {
+            slots: PerWorker::new(|| Mutex::new(Weak::new())),
+        }
+    }
+}
+
+impl<T> Holds<T> {
+    /// A hold on `of`, shared with the calling worker's other requests
+    /// (see [`WorkerHold::shared`]).
+    pub fn hold(&self, of: &Arc<T>) -> Arc<WorkerHold<T>> {
+        let mut slot = self.slots.get().lock().unwrap_or_else(|e| e.into_inner());
+        WorkerHold::shared(&mut slot, of)
     }
 }
 
@@ -262,6 +323,47 @@ mod tests {
         assert_eq!(per.get().load(Ordering::Relaxed), 1);
         let at = |i: usize| per.iter().nth(i).unwrap() as *const AtomicUsize as usize;
         assert!(at(1) - at(0) >= 128 && at(0) % 128 == 0);
+    }
+
+    #[test]
+    fn a_workers_requests_share_one_hold_while_any_has_it() {
+        let (a, b) = (Arc::new(1), Arc::new(2));
+        let mut slot = Weak::new();
+        let first = WorkerHold::shared(&mut slot, &a);
+        let second = WorkerHold::shared(&mut slot, &a);
+        assert!(Arc::ptr_eq(&first, &second), "one hold for both");
+        assert_eq!(Arc::strong_count(&a), 2, "one count on the value");
+        drop((first, second));
+        assert_eq!(Arc::strong_count(&a), 1, "kept weakly: released");
+        let again = WorkerHold::shared(&mut slot, &a);
+        assert_eq!(**again, 1);
+        // Another value (a reload's new generation): a new hold, and the
+        // old one lives on with the requests that have it.
+        let other = WorkerHold::shared(&mut slot, &b);
+        assert_eq!((**again, **other), (1, 2));
+        assert_eq!(Arc::strong_count(&a), 2);
+        drop(again);
+        assert_eq!(Arc::strong_count(&a), 1);
+    }
+
+    #[test]
+    fn holds_are_per_worker() {
+        configure(2);
+        let value = Arc::new(7);
+        let holds = Arc::new(Holds::default());
+        let workers = Workers::start(2, CpuAffinity::Off).unwrap();
+        let (tx, rx) = mpsc::channel();
+        for handle in workers.handles() {
+            let (holds, value, tx) = (holds.clone(), value.clone(), tx.clone());
+            handle.spawn(async move {
+                let (h1, h2) = (holds.hold(&value), holds.hold(&value));
+                assert!(Arc::ptr_eq(&h1, &h2));
+                tx.send(h1).unwrap();
+            });
+        }
+        let (x, y) = (rx.recv().unwrap(), rx.recv().unwrap());
+        assert!(!Arc::ptr_eq(&x, &y), "each worker has its own");
+        assert_eq!((**x, **y), (7, 7));
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl ConnService {
     /// Answers one request, from hyper or from the own HTTP/1 path.
     fn respond(&self, req: http::Request<RequestBody>) -> ServiceFuture {
         let in_flight = self.state.request_started();
-        let rt = self.runtime.load_full();
+        let rt = super::runtime::hold(&self.runtime);
         let conn = self.conn.clone();
         let h2 = req.version() == http::Version::HTTP_2;
         if h2 {

@@ -200,7 +200,7 @@ pub async fn forward(
             break;
         };
         let peer = &pool.peers[index];
-        let in_flight = InFlight::new(peer.clone());
+        let in_flight = InFlight::new(peer);
         if tried.len() > 1 {
             peer.metrics.retry(metrics, &config.name);
         }

@@ -7,7 +7,7 @@ use super::*;
 /// metrics and the access log line are written from it once the body is
 /// done.
 pub(super) struct Finished {
-    pub(super) rt: Arc<Runtime>,
+    pub(super) rt: Arc<RuntimeHold>,
     /// Index into `rt`'s servers.
     pub(super) server: usize,
     pub(super) location: Option<usize>,

@@ -60,7 +60,7 @@ use crate::proxy::request_body::RequestBody;
 use crate::proxy::respond;
 use crate::proxy::rewrite::{self, Step, UriState};
 use crate::proxy::router::normalize_host;
-use crate::proxy::runtime::Runtime;
+use crate::proxy::runtime::{Runtime, RuntimeHold};
 use crate::proxy::sendfile::SendfileHandle;
 use crate::proxy::static_files::{self, Outcome};
 use crate::proxy::uri_path::NormalizedPath;
@@ -106,7 +106,7 @@ const MAX_URI_CHANGES: usize = 10;
 
 /// Handles one request against runtime `rt`.
 pub async fn handle(
-    rt: Arc<Runtime>,
+    rt: Arc<RuntimeHold>,
     conn: &ConnInfo,
     req: Request<RequestBody>,
 ) -> Response<LoggedBody> {
@@ -383,8 +383,9 @@ mod future_sizes {
     /// `server::serve_connection`); keep it from growing unnoticed.
     #[test]
     fn request_future_stays_small() {
-        let handle =
-            future_size(handle as fn(Arc<Runtime>, &'static ConnInfo, Request<RequestBody>) -> _);
+        let handle = future_size(
+            handle as fn(Arc<RuntimeHold>, &'static ConnInfo, Request<RequestBody>) -> _,
+        );
         assert!(handle < 6144, "handle future is {handle} bytes");
     }
 }

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use super::head_timer::HeadTimer;
 use super::pool::Peer;
 use crate::proxy::tls::UpstreamConnector;
-use crate::proxy::workers::PerWorker;
+use crate::proxy::workers::{PerWorker, WorkerHold};
 
 /// Why a new connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -276,24 +276,28 @@ impl IdleConnections {
 /// Marks one request in flight on a peer (least_conn, random_two); the
 /// count drops when this is dropped, whatever the outcome.
 #[derive(Debug)]
-pub struct InFlight(Arc<Peer>);
+pub struct InFlight {
+    peer: Arc<WorkerHold<Peer>>,
+    /// The worker slot it is counted in.
+    slot: usize,
+}
 
 impl InFlight {
-    pub fn new(peer: Arc<Peer>) -> Self {
-        peer.active
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self(peer)
+    pub fn new(peer: &Arc<Peer>) -> Self {
+        let slot = peer.request_started();
+        Self {
+            peer: peer.holds.hold(peer),
+            slot,
+        }
     }
 
-    pub fn peer(&self) -> &Arc<Peer> {
-        &self.0
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0
-            .active
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.peer.request_done(self.slot);
     }
 }

@@ -12,13 +12,17 @@ use super::health::PassiveHealth;
 use super::peer_metrics::PeerMetrics;
 use crate::config::{BalanceMethod, UpstreamConfig, UpstreamServer};
 use crate::proxy::tls::UpstreamConnector;
+use crate::proxy::workers::{Holds, PerWorker};
 
 /// One upstream server and its live state.
 #[derive(Debug)]
 pub struct Peer {
     pub server: UpstreamServer,
-    /// Requests in flight.
-    pub active: AtomicU32,
+    /// Requests in flight, counted by each worker in a slot of its own:
+    /// one count both workers wrote on every request (and that shared a
+    /// cache line with the flags every pick reads) moved that line
+    /// between their cores twice a request.
+    active: PerWorker<AtomicU32>,
     /// Active health check verdict (true when no checks are configured).
     healthy: AtomicBool,
     passive: Mutex<PassiveHealth>,
@@ -33,6 +37,8 @@ pub struct Peer {
     /// How to open TLS to this server; `None` for plain HTTP.
     pub tls: Option<UpstreamConnector>,
     pub metrics: PeerMetrics,
+    /// What requests in flight hold this server by (see [`Holds`]).
+    pub(super) holds: Holds<Peer>,
 }
 
 impl Peer {
@@ -50,12 +56,34 @@ impl Peer {
             passive_marked: AtomicBool::new(false),
             tls,
             server,
-            active: AtomicU32::new(0),
+            active: PerWorker::new(|| AtomicU32::new(0)),
             healthy: AtomicBool::new(true),
             passive_applies,
             idle: IdleConnections::new(config.keepalive, config.keepalive_timeout),
             metrics: PeerMetrics::default(),
+            holds: Holds::default(),
         }
+    }
+
+    /// Requests in flight to this server, all workers together.
+    pub fn active(&self) -> u32 {
+        self.active
+            .iter()
+            .fold(0, |sum, n| sum.wrapping_add(n.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a request in flight on the calling worker's slot; the slot
+    /// is given back to [`Peer::request_done`].
+    pub(super) fn request_started(&self) -> usize {
+        let slot = crate::proxy::workers::current();
+        self.active.at(slot).fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+
+    /// Ends what [`Peer::request_started`] counted on `slot` (the same
+    /// slot whichever thread ends it, so no slot goes below zero).
+    pub(super) fn request_done(&self, slot: usize) {
+        self.active.at(slot).fetch_sub(1, Ordering::Relaxed);
     }
 
     /// May a request go to this server now?
@@ -125,7 +153,10 @@ pub struct UpstreamPool {
     pub peers: Vec<Arc<Peer>>,
     primaries: Vec<usize>,
     backups: Vec<usize>,
-    chooser: Mutex<Chooser>,
+    /// Each worker picks on its own, as each nginx worker process does
+    /// when the upstream has no `zone`: one lock for all workers was taken
+    /// on every request and moved between their cores with it.
+    chooser: PerWorker<Mutex<Chooser>>,
     ring: Option<HashRing>,
 }
 
@@ -181,11 +212,13 @@ impl UpstreamPool {
             _ => None,
         };
         Self {
-            chooser: Mutex::new(Chooser {
-                primary: SmoothWeighted::new(primaries.len()),
-                backup: SmoothWeighted::new(backups.len()),
-                rng: fastrand::Rng::new(),
-                views: Vec::with_capacity(primaries.len().max(backups.len())),
+            chooser: PerWorker::new(|| {
+                Mutex::new(Chooser {
+                    primary: SmoothWeighted::new(primaries.len()),
+                    backup: SmoothWeighted::new(backups.len()),
+                    rng: fastrand::Rng::new(),
+                    views: Vec::with_capacity(primaries.len().max(backups.len())),
+                })
             }),
             config,
             peers,
@@ -205,15 +238,25 @@ impl UpstreamPool {
     /// [`Pool::pick`] as of `now` (the caller's clock reading, one per
     /// attempt: it also dates the attempt).
     pub fn pick_at(&self, tried: &[usize], key: PickKey<'_>, now: Instant) -> Option<usize> {
+        let weighs_load = matches!(
+            self.config.balance,
+            BalanceMethod::LeastConn | BalanceMethod::RandomTwo
+        );
         let view = |group: &[usize], views: &mut Vec<PeerView>| {
             views.clear();
             views.extend(group.iter().map(|&i| PeerView {
                 weight: self.peers[i].server.weight,
-                active: self.peers[i].active.load(Ordering::Relaxed),
+                // Only the methods that weigh load read it: a sum over
+                // the workers' slots.
+                active: if weighs_load {
+                    self.peers[i].active()
+                } else {
+                    0
+                },
                 eligible: !tried.contains(&i) && self.peers[i].available(now),
             }));
         };
-        let mut chooser = self.chooser.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chooser = self.chooser.get().lock().unwrap_or_else(|e| e.into_inner());
         let Chooser {
             primary,
             backup,
