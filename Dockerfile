@@ -26,6 +26,15 @@ ARG VIGIL_BINARY=compile
 ARG BASE=debian:bookworm-slim
 
 FROM rust:1-bookworm AS compile
+# The binary is profile-guided (scripts/build-release: an instrumented
+# build trained for a minute, then the build with the profile), which
+# needs wrk, curl and openssl for the training and llvm-profdata.
+# --build-arg PROFILE_GUIDED=0 makes a plain `cargo build --release`.
+ARG PROFILE_GUIDED=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wrk curl openssl \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup component add llvm-tools
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
@@ -35,9 +44,15 @@ COPY bench/failover.rs ./bench/failover.rs
 COPY bench/failover_http.rs ./bench/failover_http.rs
 COPY bench/handover_soak.rs ./bench/handover_soak.rs
 COPY examples ./examples
-RUN cargo build --release --locked --bin vigil \
- && strip target/release/vigil \
- && mkdir /out && cp target/release/vigil /out/vigil
+COPY certs/make-dev-certs.sh ./certs/make-dev-certs.sh
+COPY scripts/build-release ./scripts/build-release
+RUN mkdir /out \
+ && if [ "$PROFILE_GUIDED" = 1 ]; then \
+      scripts/build-release /out/vigil; \
+    else \
+      cargo build --release --locked --bin vigil && cp target/release/vigil /out/vigil; \
+    fi \
+ && strip /out/vigil
 
 FROM scratch AS prebuilt
 COPY prebuilt/vigil /out/vigil

@@ -17,8 +17,10 @@
 #        each server per scenario, alternating; medians are printed)
 # Environment: CONNECTIONS (64), THREADS (2), PORT_BASE (19100),
 #              SCENARIOS ("a b c d", any subset), VIGIL_BIN (a vigil
-#              binary to measure instead of building target/release's:
-#              bench/pgo.sh passes its profile-guided build).
+#              binary to measure instead of building one), BUILD
+#              ("release": the shipped, profile-guided build that
+#              scripts/build-release makes, ~10 min on 2 cores; "plain":
+#              `cargo build --release`).
 # Needs: nginx, haproxy, wrk (installed with apt-get if missing), cargo.
 set -euo pipefail
 
@@ -51,10 +53,14 @@ HAPROXY=$(command -v haproxy)
 
 if [ -n "${VIGIL_BIN:-}" ]; then
   VIGIL=$VIGIL_BIN
-else
-  echo "building vigil (release)..." >&2
+elif [ "${BUILD:-release}" = plain ]; then
+  echo "building vigil (cargo build --release)..." >&2
   (cd "$ROOT" && cargo build --release -q --bin vigil)
   VIGIL="$ROOT/target/release/vigil"
+else
+  echo "building vigil as it ships (scripts/build-release: profile-guided)..." >&2
+  "$ROOT/scripts/build-release"
+  VIGIL="$ROOT/target/pgo-use/release/vigil"
 fi
 
 # Ports (loopback only); PORT_BASE moves them when another run holds them.
