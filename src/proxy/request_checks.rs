@@ -63,6 +63,11 @@ fn fields_len(headers: &HeaderMap) -> usize {
 
 /// Only `chunked`, once, is a coding vigil decodes (hyper strips it).
 fn transfer_coding_supported(headers: &HeaderMap) -> bool {
+    // Most requests have none: one look along the names, rather than the
+    // chained iterators below (~300 instructions a request in callgrind).
+    if !headers::has(headers, &header::TRANSFER_ENCODING) {
+        return true;
+    }
     let mut codings = headers::values(headers, &header::TRANSFER_ENCODING)
         .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
         .map(str::trim)

@@ -15,7 +15,7 @@ use super::router::{Locations, VirtualHosts};
 use super::tls::TlsListeners;
 use super::upstream::UpstreamPool;
 use super::upstream::checker::{self, CheckerHandle};
-use crate::config::{Config, VirtualServer};
+use crate::config::{Action, Config, VirtualServer};
 use crate::metrics::Metrics;
 
 /// One config generation, ready to serve.
@@ -29,6 +29,10 @@ pub struct Runtime {
     /// Per server (same order as `config.servers`): its location table.
     pub locations: Vec<Locations>,
     pub pools: FastMap<String, Arc<Pool>>,
+    /// Per server, per location (the orders of `config.servers` and their
+    /// `locations`): the pool its `proxy_pass` names, found once here
+    /// rather than hashed by name on every request.
+    pass_pools: Vec<Vec<Option<Arc<Pool>>>>,
     pub access_log: AccessLog,
     /// TLS acceptors (certificates by SNI) by listen address.
     pub tls: TlsListeners,
@@ -102,6 +106,19 @@ impl Runtime {
                     }),
                 )
             })
+            .collect::<FastMap<String, Arc<Pool>>>();
+        let pass_pools = config
+            .servers
+            .iter()
+            .map(|s| {
+                s.locations
+                    .iter()
+                    .map(|l| match &l.action {
+                        Action::Proxy(pass) => pools.get(&pass.upstream).cloned(),
+                        _ => None,
+                    })
+                    .collect()
+            })
             .collect();
         let edge = super::edge::Edge::build(&config, previous.map(|p| &p.edge), &metrics);
         let request_metrics = RequestMetrics::new(&config.servers);
@@ -111,6 +128,7 @@ impl Runtime {
             listeners,
             locations,
             pools,
+            pass_pools,
             access_log,
             tls,
             edge,
@@ -121,6 +139,12 @@ impl Runtime {
 
     pub fn server(&self, index: usize) -> &Arc<VirtualServer> {
         &self.config.servers[index]
+    }
+
+    /// The pool that location `location` of server `server` proxies to
+    /// (`None`: it does not proxy, or names no pool).
+    pub fn pass_pool(&self, server: usize, location: usize) -> Option<&Arc<Pool>> {
+        self.pass_pools.get(server)?.get(location)?.as_ref()
     }
 }
 

@@ -169,7 +169,7 @@ pub(super) async fn route(
                 }
             }
             Action::Proxy(pass) => {
-                let Some(pool) = rt.pools.get(&pass.upstream) else {
+                let Some(pool) = rt.pass_pool(server_index, index) else {
                     return respond::status(StatusCode::INTERNAL_SERVER_ERROR);
                 };
                 let limit = location

@@ -315,6 +315,15 @@ enum Lengths {
 
 impl Lengths {
     fn add(&mut self, value: &HeaderValue) {
+        // The usual value, one number: read without a split and a trim.
+        if let Some(n) = decimal(value.as_bytes()) {
+            *self = match *self {
+                Lengths::Agreed(f) if f != n => Lengths::Invalid,
+                Lengths::Invalid => Lengths::Invalid,
+                _ => Lengths::Agreed(n),
+            };
+            return;
+        }
         let Ok(text) = value.to_str() else {
             *self = Lengths::Invalid;
             return;
