@@ -62,21 +62,26 @@ fn fields_len(headers: &HeaderMap) -> usize {
 }
 
 /// Only `chunked`, once, is a coding vigil decodes (hyper strips it).
+///
+/// Loops over bytes rather than `flat_map` over `str::split`: that chain
+/// cost ~130 instructions a request even with no such field (callgrind).
 fn transfer_coding_supported(headers: &HeaderMap) -> bool {
-    // Most requests have none: one look along the names, rather than the
-    // chained iterators below (~300 instructions a request in callgrind).
-    if !headers::has(headers, &header::TRANSFER_ENCODING) {
-        return true;
+    let mut only: Option<&[u8]> = None;
+    for value in headers::values(headers, &header::TRANSFER_ENCODING) {
+        if value.to_str().is_err() {
+            // Not text: no coding vigil knows.
+            return false;
+        }
+        // Text is visible ASCII, SP and HTAB: `trim_ascii` takes off
+        // exactly the blanks `str::trim` would.
+        for coding in value.as_bytes().split(|&b| b == b',') {
+            let coding = coding.trim_ascii();
+            if !coding.is_empty() && only.replace(coding).is_some() {
+                return false;
+            }
+        }
     }
-    let mut codings = headers::values(headers, &header::TRANSFER_ENCODING)
-        .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
-    match (codings.next(), codings.next()) {
-        (None, _) => true,
-        (Some(only), None) => only.eq_ignore_ascii_case("chunked"),
-        _ => false,
-    }
+    only.is_none_or(|c| c.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// A Host value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986
@@ -211,13 +216,36 @@ mod tests {
         let host = ("host", "a.test");
         assert!(verdict(H11, "/", &[host, ("transfer-encoding", "chunked")]).is_ok());
         assert!(verdict(H11, "/", &[host, ("transfer-encoding", "Chunked")]).is_ok());
-        for te in ["gzip, chunked", "gzip", "chunked, chunked"] {
+        // Blank list members are not codings.
+        assert!(verdict(H11, "/", &[host, ("transfer-encoding", " , chunked ,")]).is_ok());
+        for te in ["gzip, chunked", "gzip", "chunked, chunked", "chunked;x=1"] {
             assert_eq!(
                 verdict(H11, "/", &[host, ("transfer-encoding", te)]).unwrap_err(),
                 501,
                 "{te}"
             );
         }
+        // Two fields are one list.
+        let two = [
+            host,
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+        ];
+        assert_eq!(verdict(H11, "/", &two).unwrap_err(), 501);
+        let split = [
+            host,
+            ("transfer-encoding", ""),
+            ("transfer-encoding", "chunked"),
+        ];
+        assert!(verdict(H11, "/", &split).is_ok());
+        // A value that is not text names no coding vigil knows.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_bytes(b"chunked\xff").unwrap(),
+        );
+        assert!(!transfer_coding_supported(&h));
+        assert!(transfer_coding_supported(&HeaderMap::new()));
     }
 
     #[test]

@@ -315,21 +315,12 @@ enum Lengths {
 
 impl Lengths {
     fn add(&mut self, value: &HeaderValue) {
-        // The usual value, one number: read without a split and a trim.
-        if let Some(n) = decimal(value.as_bytes()) {
-            *self = match *self {
-                Lengths::Agreed(f) if f != n => Lengths::Invalid,
-                Lengths::Invalid => Lengths::Invalid,
-                _ => Lengths::Agreed(n),
-            };
-            return;
-        }
-        let Ok(text) = value.to_str() else {
-            *self = Lengths::Invalid;
-            return;
-        };
-        for part in text.split(',') {
-            *self = match (*self, decimal(part.trim().as_bytes())) {
+        // Split and trimmed as bytes (`str::split` and `trim` cost more
+        // than the usual one-number value is worth). A value that is not
+        // text has a byte that is neither a digit, a comma nor a blank,
+        // so some part of it fails `decimal`.
+        for part in value.as_bytes().split(|&b| b == b',') {
+            *self = match (*self, decimal(part.trim_ascii())) {
                 (Lengths::Invalid, _) | (_, None) => Lengths::Invalid,
                 (Lengths::Agreed(f), Some(n)) if f != n => Lengths::Invalid,
                 (_, Some(n)) => Lengths::Agreed(n),
