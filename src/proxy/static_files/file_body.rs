@@ -134,12 +134,13 @@ impl http_body::Body for FileBody {
                 Some(Segment::File { len: 0, .. }) => {}
                 Some(Segment::File { offset, len }) => {
                     if let Some((handle, shared)) = &this.sendfile {
-                        // Only when the range's first page is cached: a
-                        // cold file is read ahead off this thread instead,
-                        // where sendfile would wait for the disk on it.
-                        if is_cached(shared, offset)? {
-                            let n = len.min(sendfile::CHUNK as u64);
-                            let chunk = handle.chunk(shared, offset, n as usize);
+                        // Only when the chunk's first and last pages are
+                        // cached: a cold file is read ahead off this thread
+                        // instead, where sendfile would wait for the disk
+                        // on it (a chunk is up to 2 MiB).
+                        let n = len.min(sendfile::CHUNK as u64);
+                        if ends_cached(shared, offset, n)? {
+                            let chunk = handle.chunk(shared, offset, n as usize, len > n);
                             this.put_back(offset, len, n);
                             return Poll::Ready(Some(Ok(this.sent(chunk))));
                         }
@@ -274,6 +275,14 @@ fn is_cached(file: &File, offset: u64) -> io::Result<bool> {
     }
 }
 
+/// Whether the first and the last byte of `len` (> 0) bytes at `offset`
+/// are in the page cache: the pages between are, as a rule, when both
+/// ends are (files are read, and read ahead, in order).
+fn ends_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let last = offset + len - 1;
+    Ok(is_cached(file, offset)? && (last / 4096 == offset / 4096 || is_cached(file, last)?))
+}
+
 fn shrank() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
 }
@@ -343,6 +352,37 @@ mod tests {
             let err = collect(body).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         }
+    }
+
+    /// A chunk is sent from the page cache only when both its ends are
+    /// there: here the file's last MiB is dropped from the cache.
+    #[test]
+    fn a_chunk_counts_as_cached_only_with_both_ends_cached() {
+        const MIB: u64 = 1 << 20;
+        let (_tmp, f) = file_with(&vec![1u8; 3 * MIB as usize]);
+        f.sync_all().unwrap();
+        assert!(ends_cached(&f, 0, 3 * MIB).unwrap(), "just written");
+        // SAFETY: a plain advice call on an open descriptor.
+        let r = unsafe {
+            libc::posix_fadvise(
+                f.as_raw_fd(),
+                2 * MIB as libc::off_t,
+                MIB as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(r, 0);
+        if is_cached(&f, 3 * MIB - 1).unwrap() {
+            eprintln!("skipped: this file system keeps the pages (tmpfs?) or has no RWF_NOWAIT");
+            return;
+        }
+        assert!(ends_cached(&f, 0, 2 * MIB).unwrap());
+        assert!(ends_cached(&f, 100, 10).unwrap(), "one page");
+        assert!(
+            !ends_cached(&f, 0, 3 * MIB).unwrap(),
+            "the last page is not cached"
+        );
+        assert!(!ends_cached(&f, 2 * MIB, 10).unwrap(), "nor the first");
     }
 
     #[test]
