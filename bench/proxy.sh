@@ -285,7 +285,7 @@ printf "\nvigil %s vs nginx %s vs haproxy %s: %s rounds of %ss per server and sc
 printf "%-40s | %-32s | %-32s | %-32s | %s\n" "" "nginx" "haproxy" "vigil" "vigil/nginx"
 printf "%-40s |" scenario
 for s in nginx haproxy vigil; do printf " %8s %6s %7s %7s |" "req/s" "p99ms" "µs/req" "RSSMiB"; done
-printf " %6s %6s\n" "req/s×" "µs×"
+printf " %6s %6s  %s\n" "req/s×" "µs×" "(µs× range)"
 
 # One scenario: ROUNDS alternating runs (nginx, haproxy, vigil, nginx...)
 # so that load from anything else on the machine hits all alike; the median
@@ -316,7 +316,17 @@ scenario() { # name path logs tls servers...
     local p99; p99=$(printf "%s" "${out[$s]}" | awk 'NF {print $2}' | median)
     awk -v r="${rps[$s]}" -v p="$p99" -v c="${cpu[$s]}" -v m="${rss[$s]}" 'BEGIN { printf " %8.0f %6.2f %7.1f %7.1f |", r, p, c, m / 1024 }'
   done
-  awk -v vr="${rps[vigil]}" -v nr="${rps[nginx]}" -v vc="${cpu[vigil]}" -v nc="${cpu[nginx]}" 'BEGIN { printf " %6.2f %6.2f\n", vr / nr, vc / nc }'
+  # The ratios are taken round by round, vigil's run against nginx's run
+  # next to it, and their median printed: the machine's speed drifts
+  # over minutes (on a shared 2-core VM, ±15 % between rounds, both
+  # servers alike), and a ratio of two medians taken from different
+  # rounds carries that drift. The range shows the rounds' spread.
+  paste <(printf "%s" "${out[vigil]}" | awk 'NF {print $1, $3}') \
+        <(printf "%s" "${out[nginx]}" | awk 'NF {print $1, $3}') |
+    awk '{ r[NR] = $1 / $3; c[NR] = $2 / $4 }
+      function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+      END { m = med(c, NR); printf " %6.2f %6.2f  (%.2f-%.2f)\n", med(r, NR), m, c[1], c[NR] }'
   for s in "${servers[@]}"; do [ -n "${err[$s]}" ] && echo "  $s errors: ${err[$s]}"; done
   return 0
 }
@@ -332,7 +342,7 @@ for sc in $SCENARIOS; do
   esac
 done
 echo
-echo "µs/req: the server's own CPU time (user + system) per request served; ×: vigil/nginx (req/s× above 1 and µs× below 1 = vigil better)"
+echo "µs/req: the server's own CPU time (user + system) per request served; ×: vigil/nginx, the median of the rounds' ratios (each round's vigil run against its nginx run), with the lowest and highest round in brackets (req/s× above 1 and µs× below 1 = vigil better)"
 for s in nginx haproxy vigil; do
   f="$WORK/logs/$s-access.log"; [ "$s" = haproxy ] && f="$WORK/logs/haproxy-1.log"
   [ -f "$f" ] && echo "$s access log: $(wc -l < "$f") lines"
