@@ -279,8 +279,17 @@ fn is_cached(file: &File, offset: u64) -> io::Result<bool> {
 /// are in the page cache: the pages between are, as a rule, when both
 /// ends are (files are read, and read ahead, in order).
 fn ends_cached(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    ends_cached_by(offset, len, |at| is_cached(file, at))
+}
+
+/// [`ends_cached`] with the page-cache question (`cached(offset)`) given.
+fn ends_cached_by(
+    offset: u64,
+    len: u64,
+    mut cached: impl FnMut(u64) -> io::Result<bool>,
+) -> io::Result<bool> {
     let last = offset + len - 1;
-    Ok(is_cached(file, offset)? && (last / 4096 == offset / 4096 || is_cached(file, last)?))
+    Ok(cached(offset)? && (last / 4096 == offset / 4096 || cached(last)?))
 }
 
 fn shrank() -> io::Error {
@@ -354,35 +363,74 @@ mod tests {
         }
     }
 
-    /// A chunk is sent from the page cache only when both its ends are
-    /// there: here the file's last MiB is dropped from the cache.
+    /// Which bytes are asked about: the first, and the last when it is
+    /// on another page; a miss at the first ends the question.
     #[test]
     fn a_chunk_counts_as_cached_only_with_both_ends_cached() {
+        let ask = |offset, len, cached: &[u64]| {
+            let mut asked = Vec::new();
+            let r = ends_cached_by(offset, len, |at| {
+                asked.push(at);
+                Ok(cached.iter().any(|&c| c / 4096 == at / 4096))
+            })
+            .unwrap();
+            (r, asked)
+        };
+        assert_eq!(
+            ask(0, 3 << 20, &[0, (3 << 20) - 1]),
+            (true, vec![0, (3 << 20) - 1])
+        );
+        assert_eq!(ask(0, 3 << 20, &[0]), (false, vec![0, (3 << 20) - 1]));
+        assert_eq!(ask(0, 3 << 20, &[(3 << 20) - 1]), (false, vec![0]));
+        assert_eq!(
+            ask(100, 10, &[0]),
+            (true, vec![100]),
+            "one page: one question"
+        );
+        assert_eq!(ask(4000, 200, &[0]), (false, vec![4000, 4199]), "two pages");
+    }
+
+    /// The same against the kernel: the file's last MiB is dropped from
+    /// the page cache just before each question. (A question that misses
+    /// may start the kernel's read-ahead, which brings the pages back:
+    /// hence the drop before each one, after a blocking read that lets
+    /// any read-ahead in flight finish, since pages under I/O stay.)
+    #[test]
+    fn the_page_cache_is_asked_at_both_ends() {
         const MIB: u64 = 1 << 20;
         let (_tmp, f) = file_with(&vec![1u8; 3 * MIB as usize]);
         f.sync_all().unwrap();
         assert!(ends_cached(&f, 0, 3 * MIB).unwrap(), "just written");
-        // SAFETY: a plain advice call on an open descriptor.
-        let r = unsafe {
-            libc::posix_fadvise(
-                f.as_raw_fd(),
-                2 * MIB as libc::off_t,
-                MIB as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            )
+        let drop_last_mib = || {
+            let mut buf = Vec::with_capacity(MIB as usize);
+            while buf.len() < MIB as usize {
+                assert!(pread(&f, &mut buf, 2 * MIB, MIB as usize, 0).unwrap() > 0);
+            }
+            // SAFETY: a plain advice call on an open descriptor.
+            let r = unsafe {
+                libc::posix_fadvise(
+                    f.as_raw_fd(),
+                    2 * MIB as libc::off_t,
+                    MIB as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+            assert_eq!(r, 0);
         };
-        assert_eq!(r, 0);
-        if is_cached(&f, 3 * MIB - 1).unwrap() {
+        drop_last_mib();
+        if ends_cached(&f, 0, 3 * MIB).unwrap() {
             eprintln!("skipped: this file system keeps the pages (tmpfs?) or has no RWF_NOWAIT");
             return;
         }
-        assert!(ends_cached(&f, 0, 2 * MIB).unwrap());
-        assert!(ends_cached(&f, 100, 10).unwrap(), "one page");
+        drop_last_mib();
         assert!(
-            !ends_cached(&f, 0, 3 * MIB).unwrap(),
-            "the last page is not cached"
+            !ends_cached(&f, 2 * MIB, 10).unwrap(),
+            "the first page is not cached"
         );
-        assert!(!ends_cached(&f, 2 * MIB, 10).unwrap(), "nor the first");
+        assert!(
+            ends_cached(&f, 0, 2 * MIB).unwrap(),
+            "the first two MiB are"
+        );
     }
 
     #[test]
