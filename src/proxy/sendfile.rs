@@ -39,8 +39,11 @@
 //! with wrk over loopback, a 1 MiB file: uncorked, the small head went out
 //! alone and the file in shorter segments, 38 TCP segments a response
 //! (both ways) against nginx's 22 with `tcp_nopush`, and vigil served
-//! 0.85x nginx's requests a second; corked, 21 segments and 1.25x (the
-//! client reads fewer, fuller segments), at 0.7x nginx's CPU a request.
+//! 0.93x nginx's requests a second (`bench/proxy.sh`); corked, 21
+//! segments and 1.05x (the client reads fewer, fuller segments). Full
+//! segments cost the sender system time: CPU per request went from 0.45x
+//! nginx's to 1.12x in the benchmark (0.7x in quicker runs), as nginx's
+//! own is 2.7x without `tcp_nopush`.
 
 use std::collections::VecDeque;
 use std::fs::File;
