@@ -7,7 +7,12 @@
 # prints req/s, p99 latency, the server's own CPU time per request (utime +
 # stime of its processes and threads from /proc/PID/stat, divided by the
 # requests wrk completed: on 2 shared cores the steadier figure) and peak
-# RSS, then the ratios vigil/nginx.
+# RSS, then the ratios vigil/nginx. Beside the server's own CPU it prints
+# the whole machine's busy CPU time per request (/proc/stat: wrk, the
+# backend and the server together): on loopback, where the kernel does
+# the receiver's work is a matter of timing (a sender that fills whole
+# segments, as `tcp_nopush` does, delivers them in its own system time),
+# so the server's own figure can move without the machine's moving.
 #   (a) a proxied small response over keep-alive      (all three)
 #   (b) a 1 KiB static file                           (nginx, vigil)
 #   (c) a 1 MiB static file                           (nginx, vigil)
@@ -260,21 +265,24 @@ cpu_ticks() { # utime + stime (fields 14, 15; the name in field 2 has no spaces 
   done
   echo "$total"
 }
+machine_ticks() { # busy time of all CPUs: user + nice + system + irq + softirq
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
 TICK=$(getconf CLK_TCK)
 
-# One wrk run → "req/s p99_ms cpu_us_per_req"
+# One wrk run → "req/s p99_ms cpu_us_per_req machine_us_per_req"
 run_wrk() { # url pid
-  local url=$1 pid=$2 before after out
-  before=$(cpu_ticks "$pid")
+  local url=$1 pid=$2 before after m_before m_after out
+  before=$(cpu_ticks "$pid"); m_before=$(machine_ticks)
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" 2>/dev/null)
-  after=$(cpu_ticks "$pid")
-  printf "%s\n" "$out" | awk -v ticks=$((after - before)) -v hz="$TICK" '
+  after=$(cpu_ticks "$pid"); m_after=$(machine_ticks)
+  printf "%s\n" "$out" | awk -v ticks=$((after - before)) -v mticks=$((m_after - m_before)) -v hz="$TICK" '
     function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v/1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v } if (v ~ /s$/) { sub(/s$/, "", v); return v*1000 } return v }
     /^ +99%/ { p99 = ms($2) }
     / requests in / { n = $1 }
     /^Requests\/sec/ { rps = $2 }
     /Non-2xx|Socket errors/ { err = err " " $0 }
-    END { printf "%s %s %s%s\n", rps, p99, (n ? ticks / hz * 1e6 / n : 0), (err ? " ERR" err : "") }'
+    END { printf "%s %s %s %s%s\n", rps, p99, (n ? ticks / hz * 1e6 / n : 0), (n ? mticks / hz * 1e6 / n : 0), (err ? " ERR" err : "") }'
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -282,10 +290,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 printf "\nvigil %s vs nginx %s vs haproxy %s: %s rounds of %ss per server and scenario, %s connections, %s wrk threads, %s cores, load average %s\n" \
   "$("$VIGIL" --version | awk '{print $2}')" "$("$NGINX" -v 2>&1 | sed 's|.*/||')" "$("$HAPROXY" -v | awk 'NR == 1 {print $3}')" \
   "$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)"
-printf "%-40s | %-32s | %-32s | %-32s | %s\n" "" "nginx" "haproxy" "vigil" "vigil/nginx"
+printf "%-40s | %-40s | %-40s | %-40s | %s\n" "" "nginx" "haproxy" "vigil" "vigil/nginx"
 printf "%-40s |" scenario
-for s in nginx haproxy vigil; do printf " %8s %6s %7s %7s |" "req/s" "p99ms" "µs/req" "RSSMiB"; done
-printf " %6s %6s  %s\n" "req/s×" "µs×" "(µs× range)"
+for s in nginx haproxy vigil; do printf " %8s %6s %7s %7s %7s |" "req/s" "p99ms" "µs/req" "mach.µs" "RSSMiB"; done
+printf " %6s %6s  %-13s %6s\n" "req/s×" "µs×" "(µs× range)" "mach.×"
 
 # One scenario: ROUNDS alternating runs (nginx, haproxy, vigil, nginx...)
 # so that load from anything else on the machine hits all alike; the median
@@ -310,23 +318,24 @@ scenario() { # name path logs tls servers...
   printf "%-40s |" "$name"
   declare -A rps cpu
   for s in nginx haproxy vigil; do
-    if [ -z "${out[$s]+set}" ]; then printf " %8s %6s %7s %7s |" - - - -; continue; fi
+    if [ -z "${out[$s]+set}" ]; then printf " %8s %6s %7s %7s %7s |" - - - - -; continue; fi
     rps[$s]=$(printf "%s" "${out[$s]}" | awk 'NF {print $1}' | median)
     cpu[$s]=$(printf "%s" "${out[$s]}" | awk 'NF {print $3}' | median)
     local p99; p99=$(printf "%s" "${out[$s]}" | awk 'NF {print $2}' | median)
-    awk -v r="${rps[$s]}" -v p="$p99" -v c="${cpu[$s]}" -v m="${rss[$s]}" 'BEGIN { printf " %8.0f %6.2f %7.1f %7.1f |", r, p, c, m / 1024 }'
+    local mach; mach=$(printf "%s" "${out[$s]}" | awk 'NF {print $4}' | median)
+    awk -v r="${rps[$s]}" -v p="$p99" -v c="${cpu[$s]}" -v x="$mach" -v m="${rss[$s]}" 'BEGIN { printf " %8.0f %6.2f %7.1f %7.1f %7.1f |", r, p, c, x, m / 1024 }'
   done
   # The ratios are taken round by round, vigil's run against nginx's run
   # next to it, and their median printed: the machine's speed drifts
   # over minutes (on a shared 2-core VM, ±15 % between rounds, both
   # servers alike), and a ratio of two medians taken from different
   # rounds carries that drift. The range shows the rounds' spread.
-  paste <(printf "%s" "${out[vigil]}" | awk 'NF {print $1, $3}') \
-        <(printf "%s" "${out[nginx]}" | awk 'NF {print $1, $3}') |
-    awk '{ r[NR] = $1 / $3; c[NR] = $2 / $4 }
+  paste <(printf "%s" "${out[vigil]}" | awk 'NF {print $1, $3, $4}') \
+        <(printf "%s" "${out[nginx]}" | awk 'NF {print $1, $3, $4}') |
+    awk '{ r[NR] = $1 / $4; c[NR] = $2 / $5; x[NR] = $3 / $6 }
       function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-      END { m = med(c, NR); printf " %6.2f %6.2f  (%.2f-%.2f)\n", med(r, NR), m, c[1], c[NR] }'
+      END { m = med(c, NR); printf " %6.2f %6.2f  %-13s %6.2f\n", med(r, NR), m, sprintf("(%.2f-%.2f)", c[1], c[NR]), med(x, NR) }'
   for s in "${servers[@]}"; do [ -n "${err[$s]}" ] && echo "  $s errors: ${err[$s]}"; done
   return 0
 }
@@ -342,7 +351,7 @@ for sc in $SCENARIOS; do
   esac
 done
 echo
-echo "µs/req: the server's own CPU time (user + system) per request served; ×: vigil/nginx, the median of the rounds' ratios (each round's vigil run against its nginx run), with the lowest and highest round in brackets (req/s× above 1 and µs× below 1 = vigil better)"
+echo "µs/req: the server's own CPU time (user + system) per request served; mach.µs: the whole machine's busy CPU time per request (wrk, backend and server); ×: vigil/nginx, the median of the rounds' ratios (each round's vigil run against its nginx run), with the lowest and highest round in brackets (req/s× above 1 and µs× below 1 = vigil better)"
 for s in nginx haproxy vigil; do
   f="$WORK/logs/$s-access.log"; [ "$s" = haproxy ] && f="$WORK/logs/haproxy-1.log"
   [ -f "$f" ] && echo "$s access log: $(wc -l < "$f") lines"
