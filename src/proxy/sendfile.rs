@@ -40,10 +40,12 @@
 //! alone and the file in shorter segments, 38 TCP segments a response
 //! (both ways) against nginx's 22 with `tcp_nopush`, and vigil served
 //! 0.93x nginx's requests a second (`bench/proxy.sh`); corked, 21
-//! segments and 1.05x (the client reads fewer, fuller segments). Full
-//! segments cost the sender system time: CPU per request went from 0.45x
-//! nginx's to 1.12x in the benchmark (0.7x in quicker runs), as nginx's
-//! own is 2.7x without `tcp_nopush`.
+//! segments and 1.03-1.05x (the client reads fewer, fuller segments).
+//! vigil's own CPU per request went from 0.45x nginx's to 1.08-1.12x:
+//! on loopback the sender of full segments does the delivery in its own
+//! system time (nginx's own CPU is 2.7x what it is without
+//! `tcp_nopush`), and the whole machine's CPU per request reads 0.97x
+//! nginx's (`bench/proxy.sh`, shipped build).
 
 use std::collections::VecDeque;
 use std::fs::File;
